@@ -1,0 +1,92 @@
+// Package persistence keeps sessions, users, media metadata and room history.
+// It is the only package that knows Badger.
+package persistence
+
+import (
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a key does not exist (or has expired).
+var ErrNotFound = errors.New("persistence: not found")
+
+// Store is everything the server keeps across restarts.
+type Store interface {
+	// PutSession stores s until s.Expires.
+	PutSession(s Session) error
+	// Session returns an unexpired session or ErrNotFound.
+	Session(id string) (Session, error)
+	DeleteSession(id string) error
+
+	// UserByOpenID returns the user bound to a WeChat openId or ErrNotFound.
+	UserByOpenID(openID string) (User, error)
+	// User returns the user with this public id or ErrNotFound.
+	User(uid string) (User, error)
+	// PutUser creates or replaces a user (and its openId binding, if any).
+	PutUser(u User) error
+
+	// AppendMessages stores a room's batch and its new last id in one transaction.
+	AppendMessages(room string, msgs []Message) error
+	// LastID is the highest id ever stored for room (0 for a new room).
+	LastID(room string) (uint64, error)
+	// MessagesAfter returns up to limit messages with id > after, oldest first.
+	MessagesAfter(room string, after uint64, limit int) ([]Message, error)
+	// MessagesBefore returns the (up to) limit messages just below before, oldest first.
+	MessagesBefore(room string, before uint64, limit int) ([]Message, error)
+	// TrimMessages deletes the room's messages with id < keepFrom.
+	TrimMessages(room string, keepFrom uint64) (int, error)
+
+	PutMedia(m Media) error
+	// Media returns the metadata of a stored file or ErrNotFound.
+	Media(id string) (Media, error)
+
+	// Sync flushes written data to stable storage.
+	Sync() error
+	Close() error
+}
+
+// Session is a login: the wafer id/skey pair and what it stands for.
+type Session struct {
+	ID         string    `json:"id"`
+	Skey       string    `json:"skey"`
+	UID        string    `json:"uid"`
+	SessionKey string    `json:"sessionKey,omitempty"` // WeChat session_key: never logged, never sent
+	Expires    time.Time `json:"expires"`
+}
+
+// User is a person; OpenID is private, UID is what others see.
+type User struct {
+	UID     string    `json:"uid"`
+	OpenID  string    `json:"openId,omitempty"`
+	UnionID string    `json:"unionId,omitempty"`
+	Profile Profile   `json:"profile"`
+	Created time.Time `json:"created"`
+}
+
+// Profile is the public face of a user.
+type Profile struct {
+	NickName  string `json:"nickName"`
+	AvatarURL string `json:"avatarUrl"`
+	Gender    int    `json:"gender,omitempty"`
+	City      string `json:"city,omitempty"`
+	Province  string `json:"province,omitempty"`
+	Country   string `json:"country,omitempty"`
+	Language  string `json:"language,omitempty"`
+}
+
+// Message is one stored chat message: its id and its JSON object as the room encoded it.
+type Message struct {
+	ID   uint64
+	Data []byte
+}
+
+// Media is the metadata of an uploaded file; the bytes live on disk.
+type Media struct {
+	ID      string    `json:"id"`
+	Owner   string    `json:"owner"` // uid of the first uploader
+	MIME    string    `json:"mime"`
+	Size    int64     `json:"size"`
+	Width   int       `json:"width"`
+	Height  int       `json:"height"`
+	Created time.Time `json:"created"`
+}
