@@ -1,0 +1,114 @@
+package actors
+
+import (
+	"strings"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/time/rate"
+
+	"github.com/pandachat/pandachat/protocol"
+)
+
+// conn is the actor of one WebSocket connection: it validates and rate-limits
+// what the client sends and posts it to its room.
+type conn struct {
+	hub     *Hub
+	spec    ConnSpec
+	member  *Member
+	room    *actor.PID
+	stash   []*inbound // frames that arrived before the room answered the join
+	limiter *rate.Limiter
+	strikes int // refused frames in a row
+}
+
+// maxStash bounds what a client may send before its join completes.
+const maxStash = 64
+
+func (c *conn) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		ctx.Send(c.hub.registry, &join{Room: c.spec.Room, Member: c.member, PID: ctx.Self(), Since: c.spec.Since, HasSince: c.spec.HasSince})
+	case *joined:
+		c.room = m.Room
+		ctx.Watch(m.Room)
+		for _, in := range c.stash {
+			c.receive(ctx, in)
+		}
+		c.stash = nil
+	case *inbound:
+		if c.room == nil {
+			if len(c.stash) >= maxStash {
+				c.member.Sink.Close(protocol.ClosePolicy, "too many frames before the room answered")
+				return
+			}
+			c.stash = append(c.stash, m)
+			return
+		}
+		c.receive(ctx, m)
+	case *actor.Terminated:
+		if c.room != nil && m.Who.Id == c.room.Id {
+			c.member.Sink.Close(protocol.CloseInternal, "room restarted, reconnect with since")
+		}
+	}
+}
+
+func (c *conn) receive(ctx actor.Context, in *inbound) {
+	c.hub.obs.MessageIn()
+	allowed := c.limiter == nil || c.limiter.Allow()
+	if in.Binary {
+		c.refuse(protocol.ErrBadMessage, "binary frames are not accepted; send JSON text", nil)
+		return
+	}
+	msg, bad := protocol.ParseClientMessage(in.Data, c.hub.opts.MaxContent)
+	var cid *string
+	if bad != nil && bad.HasCID {
+		cid = &bad.CID
+	} else if bad == nil && msg.HasCID {
+		cid = &msg.CID
+	}
+	if !allowed {
+		c.strikes++
+		if c.strikes >= c.hub.opts.floodStrikes() {
+			c.hub.obs.RateLimited(true)
+			c.member.Sink.Close(protocol.ClosePolicy, "rate limit exceeded")
+			return
+		}
+		c.hub.obs.RateLimited(false)
+		c.refuse(protocol.ErrRateLimited, "too many messages; slow down", cid)
+		return
+	}
+	c.strikes = 0
+	if bad != nil {
+		c.refuse(protocol.ErrBadMessage, bad.Reason, cid)
+		return
+	}
+	if msg.Kind == protocol.KindGallery {
+		abs, err := c.resolve(msg.URL)
+		if err != nil {
+			c.refuse(protocol.ErrBadMessage, "bad url: "+err.Error(), cid)
+			return
+		}
+		msg.URL = abs
+	}
+	nick, avatar := c.spec.NickName, c.spec.AvatarURL
+	if u, err := c.hub.store.User(c.spec.UID); err == nil { // profile changes apply to the next message
+		nick, avatar = u.Profile.NickName, u.Profile.AvatarURL
+	}
+	if strings.HasPrefix(avatar, "/") { // the default avatar is a path of this server
+		avatar = c.spec.Base + avatar
+	}
+	ctx.Send(c.room, &post{From: c.member, NickName: nick, AvatarURL: avatar, Msg: msg})
+}
+
+func (c *conn) resolve(raw string) (string, error) {
+	if c.spec.Resolve == nil {
+		return "", errNoMedia
+	}
+	return c.spec.Resolve(raw)
+}
+
+func (c *conn) refuse(code, message string, cid *string) {
+	if !c.member.Sink.Send(protocol.TextFrame(protocol.ErrorFrame(code, message, cid))) {
+		c.member.Sink.Close(protocol.CloseSlowConsumer, "slow consumer")
+	}
+}

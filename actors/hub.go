@@ -1,0 +1,198 @@
+// Package actors runs the chat on protoactor-go: one actor per connection, one
+// per room, and a registry that finds rooms by name.
+//
+// The path of a message: socket → conn actor (validate, rate-limit) → room actor
+// (assign id, store the batch) → fan-out into each member's Sink → socket.
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/time/rate"
+
+	"github.com/pandachat/pandachat/persistence"
+	"github.com/pandachat/pandachat/protocol"
+)
+
+var errNoMedia = errors.New("image messages are not enabled")
+
+// Rate is a per-connection message rate limit; the zero value means 20 per 10 s.
+type Rate struct {
+	Messages int
+	Per      time.Duration
+	Off      bool
+}
+
+// ParseRate reads "20/10s", "5/1s" or "off".
+func ParseRate(s string) (Rate, error) {
+	if strings.EqualFold(s, "off") {
+		return Rate{Off: true}, nil
+	}
+	n, per, ok := strings.Cut(s, "/")
+	msgs, err := strconv.Atoi(n)
+	if !ok || err != nil || msgs <= 0 {
+		return Rate{}, fmt.Errorf("rate %q: want MESSAGES/DURATION like 20/10s, or off", s)
+	}
+	d, err := time.ParseDuration(per)
+	if err != nil || d <= 0 {
+		return Rate{}, fmt.Errorf("rate %q: want MESSAGES/DURATION like 20/10s, or off", s)
+	}
+	return Rate{Messages: msgs, Per: d}, nil
+}
+
+func (r Rate) String() string {
+	if r.Off {
+		return "off"
+	}
+	r = r.withDefaults()
+	return fmt.Sprintf("%d/%s", r.Messages, r.Per)
+}
+
+func (r Rate) withDefaults() Rate {
+	if r.Messages <= 0 || r.Per <= 0 {
+		return Rate{Messages: 20, Per: 10 * time.Second}
+	}
+	return r
+}
+
+// Options configure the hub. Zero values are sensible defaults.
+type Options struct {
+	Store       persistence.Store // required
+	IdleRoom    time.Duration     // an empty room stops after this (default 30 s)
+	ReplayLimit int               // most messages replayed on a reconnect with since (default 1000)
+	TailSize    int               // newest messages kept in memory per room for replay (default 1024)
+	Retention   int               // messages kept per room (default 10 000; negative keeps all)
+	MaxContent  int               // characters per text message (default 2000)
+	Rate        Rate
+	Observer    Observer
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+func (o Options) floodStrikes() int {
+	r := o.Rate.withDefaults()
+	return max(2*r.Messages, 10)
+}
+
+// Hub owns the actor system, the room registry and the store handle.
+type Hub struct {
+	system   *actor.ActorSystem
+	registry *actor.PID
+	store    persistence.Store
+	opts     Options
+	obs      Observer
+	log      *slog.Logger
+}
+
+// NewHub starts the actor system and the room registry.
+func NewHub(o Options) *Hub {
+	if o.IdleRoom <= 0 {
+		o.IdleRoom = 30 * time.Second
+	}
+	if o.ReplayLimit <= 0 {
+		o.ReplayLimit = 1000
+	}
+	if o.TailSize == 0 {
+		o.TailSize = 1024
+	}
+	if o.Retention == 0 {
+		o.Retention = 10000
+	}
+	if o.MaxContent <= 0 {
+		o.MaxContent = protocol.DefaultMaxContent
+	}
+	if o.Observer == nil {
+		o.Observer = NopObserver{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h := &Hub{store: o.Store, opts: o, obs: o.Observer, log: o.Logger}
+	libLog := slog.New(minLevel{o.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
+	h.system = actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLog }),
+		actor.WithDeadLetterRequestLogging(false),
+	)
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &registry{hub: h, rooms: map[string]*roomRef{}, names: map[string]string{}}
+	})
+	pid, err := h.system.Root.SpawnNamed(props, "rooms")
+	if err != nil { // a fresh system has no actor of that name
+		panic(err)
+	}
+	h.registry = pid
+	return h
+}
+
+func (h *Hub) now() time.Time { return h.opts.Now() }
+
+// ConnSpec describes an authenticated connection joining a room.
+type ConnSpec struct {
+	ID        string // unique per connection
+	UID       string
+	NickName  string // profile at connect time, used when the store cannot say
+	AvatarURL string
+	Room      string
+	Since     uint64
+	HasSince  bool
+	Presence  bool
+	Sink      Sink
+	Base      string // scheme://host of this server as the client sees it
+	// Resolve checks a gallery url and returns its absolute form; nil refuses images.
+	Resolve func(raw string) (string, error)
+}
+
+// Conn is the transport's handle on a connection's actor.
+type Conn struct {
+	pid  *actor.PID
+	root *actor.RootContext
+}
+
+// Connect spawns the connection's actor, which joins its room.
+func (h *Hub) Connect(spec ConnSpec) *Conn {
+	c := &conn{hub: h, spec: spec}
+	c.member = &Member{ID: spec.ID, UID: spec.UID, NickName: spec.NickName, Sink: spec.Sink, Presence: spec.Presence}
+	if r := h.opts.Rate; !r.Off {
+		r = r.withDefaults()
+		c.limiter = rate.NewLimiter(rate.Every(r.Per/time.Duration(r.Messages)), r.Messages)
+	}
+	pid := h.system.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor { return c }), "conn-")
+	return &Conn{pid: pid, root: h.system.Root}
+}
+
+// Receive hands a client frame to the actor; data is copied.
+func (c *Conn) Receive(data []byte, binary bool) {
+	c.root.Send(c.pid, &inbound{Data: append([]byte(nil), data...), Binary: binary})
+}
+
+// Closed tells the actor its socket is gone; the room sees it terminate.
+func (c *Conn) Closed() { c.root.Stop(c.pid) }
+
+// Rooms reports how many rooms are running.
+func (h *Hub) Rooms() int {
+	res, err := h.system.Root.RequestFuture(h.registry, &roomStats{}, 5*time.Second).Result()
+	if err != nil {
+		return -1
+	}
+	return res.(*RoomStats).Rooms
+}
+
+// Shutdown closes every room: pending messages are stored, members get 1001.
+// It returns when all rooms have stopped or after timeout.
+func (h *Hub) Shutdown(timeout time.Duration) error {
+	_, err := h.system.Root.RequestFuture(h.registry, &shutdown{}, timeout).Result()
+	h.system.Shutdown()
+	if err != nil {
+		return fmt.Errorf("rooms did not close in %s: %w", timeout, err)
+	}
+	return nil
+}

@@ -1,0 +1,59 @@
+package actors
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/pandachat/pandachat/protocol"
+)
+
+// Messages between actors. Pointers, never mutated after sending.
+
+// join asks the registry (then the room) to add a member.
+type join struct {
+	Room     string
+	Member   *Member
+	PID      *actor.PID
+	Since    uint64
+	HasSince bool
+}
+
+// joined tells the conn actor which room actor to post to.
+type joined struct{ Room *actor.PID }
+
+// inbound is one client frame, copied out of the socket's buffer.
+type inbound struct {
+	Data   []byte
+	Binary bool
+}
+
+// post is a validated message from a member; the room gives it an id.
+type post struct {
+	From      *Member
+	NickName  string
+	AvatarURL string
+	Msg       protocol.ClientMessage
+}
+
+// flush is the room's self-sent "write the pending batch now"; it queues
+// behind the posts already in the mailbox, so batches grow with load.
+type flush struct{}
+
+// roomIdle: an empty room offers to stop; Joins is how many joins it has seen.
+type roomIdle struct {
+	Name  string
+	Joins uint64
+}
+
+// trimmed reports a finished background retention trim.
+type trimmed struct{}
+
+// shutdown asks the registry to close every room; it answers when all are gone.
+type shutdown struct{}
+
+// closeRoom makes a room flush, close its members with 1001 and stop.
+type closeRoom struct{}
+
+// roomStats asks the registry for counts (tests, /readyz).
+type roomStats struct{}
+
+// RoomStats is the answer to roomStats.
+type RoomStats struct{ Rooms int }

@@ -1,0 +1,20 @@
+package actors
+
+// Sink is a connection's outbound side, implemented by the transport.
+// Both methods are called from actors and must never block.
+type Sink interface {
+	// Send queues one or more complete WebSocket frames; false means the queue
+	// is full or closed, and the caller treats the connection as gone.
+	Send(frames []byte) bool
+	// Close sends a close frame behind what is already queued, then closes.
+	Close(code int, reason string)
+}
+
+// Member is one connection as a room sees it.
+type Member struct {
+	ID       string // conn actor id, unique per connection
+	UID      string
+	NickName string
+	Sink     Sink
+	Presence bool // wants presence frames
+}

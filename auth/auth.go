@@ -1,0 +1,171 @@
+// Package auth turns WeChat codes and dev nicknames into wafer sessions and
+// checks id/skey pairs. Sessions and users live in the store.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pandachat/pandachat/persistence"
+	"github.com/pandachat/pandachat/protocol"
+	"github.com/pandachat/pandachat/wechat"
+)
+
+// ErrInvalidSession means the id/skey pair is unknown, wrong or expired.
+var ErrInvalidSession = errors.New("invalid or expired session")
+
+// ErrBadNickName refuses an empty or too long nickname.
+var ErrBadNickName = fmt.Errorf("nickName must be 1 to %d characters", protocol.DefaultMaxNickName)
+
+// Service logs people in. WeChat may be nil when no app is configured.
+type Service struct {
+	Store  persistence.Store
+	WeChat *wechat.Client
+	TTL    time.Duration    // session lifetime (default 24 h)
+	Now    func() time.Time // default time.Now
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) ttl() time.Duration {
+	if s.TTL > 0 {
+		return s.TTL
+	}
+	return 24 * time.Hour
+}
+
+// LoginCode exchanges a wx.login code (and, from old clients, encrypted user
+// data) for a session. WeChat failures come back as *wechat.Error.
+func (s *Service) LoginCode(ctx context.Context, code, encryptedData, iv string) (persistence.Session, persistence.User, error) {
+	if s.WeChat == nil {
+		return persistence.Session{}, persistence.User{}, &wechat.Error{Refused: true, Msg: "WeChat login is not configured on this server (no appid)"}
+	}
+	ws, err := s.WeChat.Code2Session(ctx, code)
+	if err != nil {
+		return persistence.Session{}, persistence.User{}, err
+	}
+	var info *wechat.UserInfo
+	if encryptedData != "" || iv != "" {
+		ui, err := wechat.DecryptUserInfo(ws.SessionKey, encryptedData, iv, s.WeChat.AppID)
+		if err != nil {
+			return persistence.Session{}, persistence.User{}, err
+		}
+		if ui.OpenID != "" && ui.OpenID != ws.OpenID {
+			return persistence.Session{}, persistence.User{}, &wechat.Error{Refused: true, Msg: "encrypted data belongs to another user"}
+		}
+		info = &ui
+	}
+	u, err := s.Store.UserByOpenID(ws.OpenID)
+	switch {
+	case errors.Is(err, persistence.ErrNotFound):
+		u = persistence.User{UID: newUID(), OpenID: ws.OpenID, UnionID: ws.UnionID, Created: s.now()}
+		u.Profile = defaultProfile(u.UID)
+	case err != nil:
+		return persistence.Session{}, persistence.User{}, err
+	}
+	if info != nil { // the old flow carries a real profile: take it
+		u.Profile = persistence.Profile{
+			NickName: info.NickName, AvatarURL: info.AvatarURL, Gender: info.Gender,
+			City: info.City, Province: info.Province, Country: info.Country, Language: info.Language,
+		}
+		if info.UnionID != "" {
+			u.UnionID = info.UnionID
+		}
+	}
+	if u.UnionID == "" {
+		u.UnionID = ws.UnionID
+	}
+	if err := s.Store.PutUser(u); err != nil {
+		return persistence.Session{}, persistence.User{}, err
+	}
+	sess, err := s.newSession(u.UID, ws.SessionKey, s.WeChat.AppID+s.WeChat.Secret)
+	return sess, u, err
+}
+
+// LoginDev creates a new user with the given nickname and a session for it.
+func (s *Service) LoginDev(nickName string) (persistence.Session, persistence.User, error) {
+	nick, err := CleanNickName(nickName)
+	if err != nil {
+		return persistence.Session{}, persistence.User{}, err
+	}
+	u := persistence.User{UID: newUID(), Created: s.now()}
+	u.Profile = defaultProfile(u.UID)
+	u.Profile.NickName = nick
+	if err := s.Store.PutUser(u); err != nil {
+		return persistence.Session{}, persistence.User{}, err
+	}
+	sess, err := s.newSession(u.UID, randomHex(16), "dev")
+	return sess, u, err
+}
+
+// Check returns the session and its user for a valid id/skey pair.
+func (s *Service) Check(id, skey string) (persistence.Session, persistence.User, error) {
+	if id == "" || skey == "" || len(id) > 128 || len(skey) > 128 {
+		return persistence.Session{}, persistence.User{}, ErrInvalidSession
+	}
+	sess, err := s.Store.Session(id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return sess, persistence.User{}, ErrInvalidSession
+	}
+	if err != nil {
+		return sess, persistence.User{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(sess.Skey), []byte(skey)) != 1 || !sess.Expires.After(s.now()) {
+		return persistence.Session{}, persistence.User{}, ErrInvalidSession
+	}
+	u, err := s.Store.User(sess.UID)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return persistence.Session{}, persistence.User{}, ErrInvalidSession
+	}
+	return sess, u, err
+}
+
+// newSession: id = 32 random bytes as hex; skey = hex(sha1(appId + appSecret + session_key)) as wafer does.
+func (s *Service) newSession(uid, sessionKey, salt string) (persistence.Session, error) {
+	sum := sha1.Sum([]byte(salt + sessionKey))
+	sess := persistence.Session{
+		ID:         randomHex(32),
+		Skey:       hex.EncodeToString(sum[:]),
+		UID:        uid,
+		SessionKey: sessionKey,
+		Expires:    s.now().Add(s.ttl()),
+	}
+	return sess, s.Store.PutSession(sess)
+}
+
+// CleanNickName trims a nickname and checks its length.
+func CleanNickName(n string) (string, error) {
+	n = strings.TrimSpace(n)
+	if c := utf8.RuneCountInString(n); c == 0 || c > protocol.DefaultMaxNickName || !utf8.ValidString(n) {
+		return "", ErrBadNickName
+	}
+	return n, nil
+}
+
+// DefaultAvatarPath is served by the web package; transport makes it absolute.
+const DefaultAvatarPath = "/avatar/default.png"
+
+func defaultProfile(uid string) persistence.Profile {
+	return persistence.Profile{NickName: "Panda-" + uid[:4], AvatarURL: DefaultAvatarPath}
+}
+
+func newUID() string { return randomHex(12) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,548 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+)
+
+// Suite runs the scenario suite and writes results.json, results.md,
+// latency.svg and rss.svg into Out.
+type Suite struct {
+	Quick    bool      // a smoke run of about a minute
+	Out      string    // output directory; "" = docs/bench
+	Outbox   int       // servers' per-connection queue length; 0 = 4096
+	Progress io.Writer // progress lines; nil = quiet
+}
+
+// Target is a server the suite measures.
+type Target struct {
+	Name     string `json:"name"`
+	Baseline string `json:"baseline,omitempty"` // naive or coalesce: a baseline server
+	Store    string `json:"store,omitempty"`
+	Sync     bool   `json:"sync,omitempty"`
+}
+
+// Suite targets.
+var (
+	TargetServer   = Target{Name: "pandachat"}
+	TargetMemory   = Target{Name: "pandachat-memory", Store: "memory"}
+	TargetSync     = Target{Name: "pandachat-sync", Sync: true}
+	TargetNaive    = Target{Name: "naive", Baseline: ModeNaive}
+	TargetCoalesce = Target{Name: "coalesce", Baseline: ModeCoalesce}
+)
+
+// SuiteResult is everything one suite run measured.
+type SuiteResult struct {
+	Started string         `json:"started"`
+	Quick   bool           `json:"quick"`
+	Machine Machine        `json:"machine"`
+	Idle    []IdleResult   `json:"idle"`
+	Curves  []Curve        `json:"curves"`
+	Churn   []ChurnResult  `json:"churn"`
+	Replay  []ReplayResult `json:"replay"`
+	Skipped []string       `json:"skipped,omitempty"`
+}
+
+// Machine describes where the suite ran.
+type Machine struct {
+	CPU       string `json:"cpu"`
+	Cores     int    `json:"cores"`
+	MemoryKiB int64  `json:"memoryKiB"`
+	Kernel    string `json:"kernel"`
+	Go        string `json:"go"`
+	FileLimit uint64 `json:"fileLimit"`
+}
+
+// IdleResult is the server's memory for idle connections.
+type IdleResult struct {
+	Server         string  `json:"server"`
+	Conns          int     `json:"conns"`
+	Ready          int     `json:"ready"`
+	ConnectsPerSec float64 `json:"connectsPerSec"`
+	RSSPerConnKiB  float64 `json:"rssPerConnKiB"`
+	ServerRSS      int64   `json:"serverRSS"`
+	LimitedBy      string  `json:"limitedBy,omitempty"`
+}
+
+// Curve is a stepped load on one room: the knee is the highest step with
+// p99 <= 100 ms and nothing lost.
+type Curve struct {
+	Server  string       `json:"server"`
+	Members int          `json:"members"`
+	Size    int          `json:"size"`
+	Steps   []StepResult `json:"steps"`
+	Knee    *StepResult  `json:"knee,omitempty"`
+	Stop    string       `json:"stop"` // why the stepping ended
+}
+
+// ChurnResult counts connect + login + join + leave cycles.
+type ChurnResult struct {
+	Server   string  `json:"server"`
+	Seconds  float64 `json:"seconds"`
+	Cycles   int64   `json:"cycles"`
+	PerSec   float64 `json:"perSec"`
+	Errors   int64   `json:"errors"`
+	FirstErr string  `json:"firstError,omitempty"`
+}
+
+// ReplayResult is a reconnect with since= after missed messages.
+type ReplayResult struct {
+	Server string  `json:"server"`
+	Missed int     `json:"missed"`
+	Got    int     `json:"got"`
+	Millis float64 `json:"millis"` // dial to the last replayed message
+	Note   string  `json:"note,omitempty"`
+}
+
+const kneeP99 = 100.0 // ms
+
+func (s *Suite) logf(format string, a ...any) {
+	if s.Progress != nil {
+		fmt.Fprintf(s.Progress, format+"\n", a...)
+	}
+}
+
+type running struct {
+	c   *Child
+	dir string
+}
+
+func (s *Suite) start(ctx context.Context, t Target) (*running, error) {
+	args := serverArgs(t.Baseline, t.Store, t.Sync, s.Outbox)
+	r := &running{}
+	if t.Baseline == "" {
+		dir, err := os.MkdirTemp("", "pandachat-bench-")
+		if err != nil {
+			return nil, err
+		}
+		r.dir = dir
+		args = append(args, "--data", dir)
+	}
+	c, err := StartChild(ctx, args...)
+	if err != nil {
+		if r.dir != "" {
+			os.RemoveAll(r.dir)
+		}
+		return nil, err
+	}
+	r.c = c
+	return r, nil
+}
+
+func (r *running) stop() error {
+	err := r.c.Stop()
+	if r.dir != "" {
+		os.RemoveAll(r.dir)
+	}
+	return err
+}
+
+// Run runs every scenario and writes the results.
+func (s *Suite) Run(ctx context.Context) error {
+	if s.Out == "" {
+		s.Out = "docs/bench"
+	}
+	if s.Outbox <= 0 {
+		s.Outbox = 4096
+	}
+	if err := os.MkdirAll(s.Out, 0o755); err != nil {
+		return err
+	}
+	res := &SuiteResult{Started: time.Now().UTC().Format(time.RFC3339), Quick: s.Quick, Machine: machine()}
+
+	// Is the real server there? Without it, the suite measures the baselines only.
+	real := true
+	if r, err := s.start(ctx, TargetServer); err != nil {
+		real = false
+		res.Skipped = append(res.Skipped, "pandachat: "+err.Error())
+		s.logf("pandachat serve is not available, measuring the baselines only: %v", err)
+	} else {
+		_ = r.stop()
+	}
+	main := []Target{TargetNaive, TargetCoalesce}
+	if real {
+		main = append([]Target{TargetServer}, main...)
+	}
+
+	idle := []int{1000, 10000, 19000}
+	deliv := []float64{50e3, 100e3, 200e3, 400e3, 700e3, 1e6, 1.4e6, 1.8e6, 2.2e6, 2.6e6, 3e6}
+	stepDur := 3 * time.Second
+	type curveSpec struct {
+		t             Target
+		members, size int
+	}
+	var curves []curveSpec
+	for _, t := range main {
+		curves = append(curves, curveSpec{t, 1000, 100})
+	}
+	if real {
+		curves = append(curves, curveSpec{TargetMemory, 1000, 100}, curveSpec{TargetSync, 1000, 100})
+	}
+	if s.Quick {
+		idle = []int{1000}
+		deliv = []float64{100e3, 400e3, 1e6}
+		stepDur = time.Second
+	} else {
+		for _, t := range main {
+			curves = append(curves, curveSpec{t, 1000, 1024}, curveSpec{t, 100, 100}, curveSpec{t, 5000, 100})
+		}
+	}
+
+	for _, t := range main {
+		for _, n := range idle {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			ir, err := s.idle(ctx, t, n)
+			if err != nil {
+				res.Skipped = append(res.Skipped, fmt.Sprintf("idle %s %d: %v", t.Name, n, err))
+				continue
+			}
+			res.Idle = append(res.Idle, ir)
+		}
+	}
+	for _, c := range curves {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		cv, err := s.curve(ctx, c.t, c.members, c.size, deliv, stepDur)
+		if err != nil {
+			res.Skipped = append(res.Skipped, fmt.Sprintf("curve %s %d×%d B: %v", c.t.Name, c.members, c.size, err))
+			continue
+		}
+		res.Curves = append(res.Curves, cv)
+	}
+	churnDur := 3 * time.Second
+	if s.Quick {
+		churnDur = time.Second
+	}
+	for _, t := range main {
+		cr, err := s.churn(ctx, t, churnDur)
+		if err != nil {
+			res.Skipped = append(res.Skipped, fmt.Sprintf("churn %s: %v", t.Name, err))
+			continue
+		}
+		res.Churn = append(res.Churn, cr)
+	}
+	if real {
+		rr, err := s.replay(ctx, TargetServer, 1000)
+		if err != nil {
+			res.Skipped = append(res.Skipped, "replay: "+err.Error())
+		} else {
+			res.Replay = append(res.Replay, rr)
+		}
+	} else {
+		res.Skipped = append(res.Skipped, "replay: needs pandachat (the baselines keep no history)")
+	}
+	return s.write(res)
+}
+
+func (s *Suite) idle(ctx context.Context, t Target, n int) (IdleResult, error) {
+	s.logf("== idle: %s, %d connections", t.Name, n)
+	r, err := s.start(ctx, t)
+	if err != nil {
+		return IdleResult{}, err
+	}
+	defer r.stop()
+	time.Sleep(200 * time.Millisecond)
+	g, err := Open(ctx, Options{Server: r.c.URL, Conns: n, Rooms: max(1, n/100), Users: min(n, 100), SrcIPs: 4, PID: r.c.PID(), Progress: s.Progress})
+	if err != nil {
+		return IdleResult{}, err
+	}
+	defer g.Close()
+	time.Sleep(time.Second) // let the server settle, then read again
+	st := g.Setup
+	if p, err := ReadProc(r.c.PID()); err == nil {
+		st.ServerRSSIdle = p.RSS
+		st.RSSPerConn = float64(p.RSS-st.ServerRSSStart) / float64(max(1, st.Conns))
+	}
+	ir := IdleResult{Server: t.Name, Conns: n, Ready: st.Conns, ConnectsPerSec: st.ConnectsPerSec,
+		RSSPerConnKiB: st.RSSPerConn / 1024, ServerRSS: st.ServerRSSIdle, LimitedBy: st.LimitedBy}
+	s.logf("   %d ready, %.0f connects/s, %.1f KiB RSS per connection", ir.Ready, ir.ConnectsPerSec, ir.RSSPerConnKiB)
+	return ir, nil
+}
+
+func (s *Suite) curve(ctx context.Context, t Target, members, size int, deliv []float64, dur time.Duration) (Curve, error) {
+	s.logf("== knee: %s, one room of %d, %d B messages", t.Name, members, size)
+	r, err := s.start(ctx, t)
+	if err != nil {
+		return Curve{}, err
+	}
+	defer r.stop()
+	g, err := Open(ctx, Options{Server: r.c.URL, Conns: members, Users: min(members, 100), SrcIPs: 4, PID: r.c.PID(), Progress: s.Progress})
+	if err != nil {
+		return Curve{}, err
+	}
+	defer g.Close()
+	cv := Curve{Server: t.Name, Members: members, Size: size, Stop: "highest step reached"}
+	for _, d := range deliv {
+		if ctx.Err() != nil {
+			break
+		}
+		st := g.Step(ctx, StepOptions{Senders: min(10, members), Rate: d / float64(g.Conns()), Size: size, Duration: dur, Drain: 2 * time.Second})
+		st.Hist, st.RoomSent, st.RoomMembers = nil, nil, nil
+		cv.Steps = append(cv.Steps, st)
+		s.logf("   %s/s target: %s/s delivered, ratio %.4f, p99 %s, server %s/CPU-s", si(d), si(st.DeliveriesPerSec), st.DeliveryRatio, fmtMs(st.Latency.P99), si(st.DeliveriesPerCPU))
+		if !st.Lossless() {
+			cv.Stop = fmt.Sprintf("loss at %s/s (ratio %.4f, gaps %d, closed %d)", si(d), st.DeliveryRatio, st.Gaps, st.Closed)
+			break
+		}
+		if st.Latency.P99 > kneeP99 {
+			cv.Stop = fmt.Sprintf("p99 %s at %s/s", fmtMs(st.Latency.P99), si(d))
+			break
+		}
+		k := st
+		cv.Knee = &k
+	}
+	return cv, nil
+}
+
+type churnHandler struct {
+	gws.BuiltinEventHandler
+	got chan struct{}
+}
+
+func (h *churnHandler) OnMessage(_ *gws.Conn, m *gws.Message) {
+	_ = m.Close()
+	select {
+	case h.got <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Suite) churn(ctx context.Context, t Target, dur time.Duration) (ChurnResult, error) {
+	s.logf("== churn: %s, %v", t.Name, dur)
+	r, err := s.start(ctx, t)
+	if err != nil {
+		return ChurnResult{}, err
+	}
+	defer r.stop()
+	cr, err := Churn(ctx, r.c.URL, dur, 16)
+	cr.Server = t.Name
+	s.logf("   %d cycles, %.0f/s, %d errors", cr.Cycles, cr.PerSec, cr.Errors)
+	return cr, err
+}
+
+// Churn runs connect + login + join + leave cycles from workers goroutines
+// for dur against server and counts them.
+func Churn(ctx context.Context, server string, dur time.Duration, workers int) (ChurnResult, error) {
+	g := &Gen{opt: Options{Server: server, Rooms: 1, Room: "churn", SrcIPs: 4}, runID: fmt.Sprint(time.Now().UnixNano() % 1e9)}
+	var err error
+	if g.base, err = parseServer(server); err != nil {
+		return ChurnResult{}, err
+	}
+	var cycles, errs atomic.Int64
+	var firstErr atomic.Value
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			h := &churnHandler{got: make(chan struct{}, 1)}
+			for i := w; time.Since(start) < dur && ctx.Err() == nil; i += workers {
+				if err := churnOnce(ctx, g, h, i); err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				cycles.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	d := time.Since(start)
+	cr := ChurnResult{Seconds: d.Seconds(), Cycles: cycles.Load(), PerSec: float64(cycles.Load()) / d.Seconds(), Errors: errs.Load()}
+	if v := firstErr.Load(); v != nil {
+		cr.FirstErr = v.(string)
+	}
+	return cr, nil
+}
+
+func churnOnce(ctx context.Context, g *Gen, h *churnHandler, i int) error {
+	id, skey, err := Login(ctx, loginClient, g.opt.Server, fmt.Sprintf("c%s-%d", g.runID, i))
+	if err != nil {
+		return err
+	}
+	g.sessions = nil
+	nc, err := g.dialer(i).DialContext(ctx, "tcp", g.base.Host)
+	if err != nil {
+		return err
+	}
+	u := strings.Replace(g.base.String(), "http", "ws", 1) + "/ws?room=" + g.RoomName(0) + "&X-WX-Id=" + id + "&X-WX-Skey=" + skey
+	c, _, err := gws.NewClientFromConn(h, &gws.ClientOption{Addr: u}, nc)
+	if err != nil {
+		return err
+	}
+	go c.ReadLoop()
+	select {
+	case <-h.got:
+	case <-time.After(5 * time.Second):
+		_ = c.NetConn().Close()
+		return fmt.Errorf("no system frame within 5 s")
+	}
+	return c.WriteClose(1000, nil)
+}
+
+func (s *Suite) replay(ctx context.Context, t Target, missed int) (ReplayResult, error) {
+	s.logf("== replay: %s, %d missed messages", t.Name, missed)
+	r, err := s.start(ctx, t)
+	if err != nil {
+		return ReplayResult{}, err
+	}
+	defer r.stop()
+	runID := fmt.Sprint(time.Now().UnixNano() % 1e9)
+	g, err := Open(ctx, Options{Server: r.c.URL, Conns: 1, RunID: runID, Room: "replay"})
+	if err != nil {
+		return ReplayResult{}, err
+	}
+	st := g.Step(ctx, StepOptions{Senders: 1, Rate: float64(missed) * 2, Size: 100, Duration: 550 * time.Millisecond, Drain: 5 * time.Second})
+	last := g.lastID()
+	g.Close()
+	n := min(int(st.Sent), missed)
+	since := int64(last) - int64(n)
+	start := time.Now()
+	g2, err := Open(ctx, Options{Server: r.c.URL, Conns: 1, RunID: runID, Room: "replay", Since: since})
+	if err != nil {
+		return ReplayResult{}, err
+	}
+	defer g2.Close()
+	c := g2.clients[0]
+	for deadline := time.Now().Add(5 * time.Second); int(c.lastN.Load()) < n && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	rr := ReplayResult{Server: t.Name, Missed: n, Got: int(c.lastN.Load())}
+	if rr.Got > 0 {
+		rr.Millis = float64(time.Unix(0, c.lastT.Load()).Sub(start).Microseconds()) / 1000
+	}
+	if rr.Got < n {
+		rr.Note = "not every missed message came back within 5 s (history limit?)"
+	}
+	s.logf("   %d of %d replayed in %.1f ms (login, connect and replay)", rr.Got, rr.Missed, rr.Millis)
+	return rr, nil
+}
+
+// lastID is the highest message id any connection saw in order.
+func (g *Gen) lastID() uint64 {
+	var m uint64
+	for _, c := range g.clients {
+		if c != nil && c.lastN.Load() > 0 {
+			m = max(m, c.first.Load()+c.lastN.Load()-1)
+		}
+	}
+	return m
+}
+
+func machine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), FileLimit: fileLimit()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		fmt.Sscanf(string(b), "MemTotal: %d kB", &m.MemoryKiB)
+	}
+	return m
+}
+
+func (s *Suite) write(res *SuiteResult) error {
+	js, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(filepath.Join(s.Out, "results.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.Out, "results.md"), []byte(res.Markdown()), 0o644); err != nil {
+		return err
+	}
+	lat := Chart{Title: "p99 latency against delivered rate (one room)", XLabel: "deliveries per second", YLabel: "p99 latency, ms", LogY: true, HLine: kneeP99}
+	for _, c := range res.Curves {
+		sr := Series{Name: fmt.Sprintf("%s, %d members, %d B", c.Server, c.Members, c.Size)}
+		for _, st := range c.Steps {
+			sr.Points = append(sr.Points, [2]float64{st.DeliveriesPerSec, max(st.Latency.P99, 0.1)})
+		}
+		lat.Series = append(lat.Series, sr)
+	}
+	rss := Chart{Title: "server RSS per idle connection", XLabel: "connections", YLabel: "KiB per connection"}
+	byServer := map[string]int{}
+	for _, ir := range res.Idle {
+		i, ok := byServer[ir.Server]
+		if !ok {
+			i = len(rss.Series)
+			byServer[ir.Server] = i
+			rss.Series = append(rss.Series, Series{Name: ir.Server})
+		}
+		rss.Series[i].Points = append(rss.Series[i].Points, [2]float64{float64(ir.Ready), ir.RSSPerConnKiB})
+	}
+	for name, ch := range map[string]Chart{"latency.svg": lat, "rss.svg": rss} {
+		var b bytes.Buffer
+		if err := ch.WriteSVG(&b); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(s.Out, name), b.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	s.logf("wrote %s/{results.json,results.md,latency.svg,rss.svg}", s.Out)
+	return nil
+}
+
+// Markdown renders the results as tables.
+func (r *SuiteResult) Markdown() string {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "# Bench results\n\nRun %s%s on %s, %d cores, %.1f GiB, Linux %s, %s, open-file limit %d.\n\n",
+		r.Started, map[bool]string{true: " (quick)", false: ""}[r.Quick], m.CPU, m.Cores, float64(m.MemoryKiB)/(1<<20), m.Kernel, m.Go, m.FileLimit)
+	b.WriteString("Server and load generator share the machine. Knee: highest step with p99 ≤ 100 ms and every message delivered once, in order.\n\n")
+	b.WriteString("## Knees\n\n| server | members | size | knee deliveries/s | p99 at knee ms | deliveries per server CPU-s | stepping ended by |\n|---|---:|---:|---:|---:|---:|---|\n")
+	for _, c := range r.Curves {
+		knee, p99, per := "none", "-", "-"
+		if c.Knee != nil {
+			knee, p99, per = si(c.Knee.DeliveriesPerSec), fmt.Sprintf("%.1f", c.Knee.Latency.P99), si(c.Knee.DeliveriesPerCPU)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d B | %s | %s | %s | %s |\n", c.Server, c.Members, c.Size, knee, p99, per, c.Stop)
+	}
+	b.WriteString("\n## Steps\n\n| server | members | size | target/s | delivered/s | ratio | p50 ms | p90 ms | p99 ms | max ms | server CPU s | deliveries/CPU-s | generator CPU s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range r.Curves {
+		for _, st := range c.Steps {
+			fmt.Fprintf(&b, "| %s | %d | %d B | %s | %s | %.4f | %.1f | %.1f | %.1f | %.1f | %.2f | %s | %.2f |\n", c.Server, c.Members, c.Size,
+				si(st.TargetDeliveries), si(st.DeliveriesPerSec), st.DeliveryRatio, st.Latency.P50, st.Latency.P90, st.Latency.P99, st.Latency.Max,
+				st.ServerCPUSeconds, si(st.DeliveriesPerCPU), st.GenCPUSeconds)
+		}
+	}
+	b.WriteString("\n## Idle connections\n\n| server | connections | ready | connects/s | server RSS | RSS per connection KiB |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, ir := range r.Idle {
+		fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %s | %.1f |\n", ir.Server, ir.Conns, ir.Ready, ir.ConnectsPerSec, iec(ir.ServerRSS), ir.RSSPerConnKiB)
+	}
+	b.WriteString("\n## Churn (dev login + connect + system frame + close)\n\n| server | seconds | cycles | per second | errors |\n|---|---:|---:|---:|---:|\n")
+	for _, c := range r.Churn {
+		fmt.Fprintf(&b, "| %s | %.1f | %d | %.0f | %d |\n", c.Server, c.Seconds, c.Cycles, c.PerSec, c.Errors)
+	}
+	b.WriteString("\n## Replay (reconnect with since)\n\n| server | missed | replayed | ms from login to last replayed |\n|---|---:|---:|---:|\n")
+	for _, rr := range r.Replay {
+		fmt.Fprintf(&b, "| %s | %d | %d | %.1f |\n", rr.Server, rr.Missed, rr.Got, rr.Millis)
+	}
+	if len(r.Skipped) > 0 {
+		b.WriteString("\n## Not measured\n\n")
+		for _, s := range r.Skipped {
+			fmt.Fprintf(&b, "- %s\n", s)
+		}
+	}
+	b.WriteString("\nCharts: [latency.svg](latency.svg), [rss.svg](rss.svg).\n")
+	return b.String()
+}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/pandachat/pandachat/actors"
+	"github.com/pandachat/pandachat/server"
+)
+
+// serveFlags binds every server setting to a flag; envOf names each flag's
+// environment variable. Priority: flag > environment > default.
+func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]string, *serveExtras) {
+	fs := flag.NewFlagSet("pandachat serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	x := &serveExtras{}
+	env := map[string]string{}
+	str := func(p *string, name, envName, def, help string) {
+		fs.StringVar(p, name, def, help)
+		if envName != "" {
+			env[name] = envName
+		}
+	}
+	dur := func(p *time.Duration, name, envName string, def time.Duration, help string) {
+		fs.DurationVar(p, name, def, help)
+		env[name] = envName
+	}
+	num := func(p *int, name, envName string, def int, help string) {
+		fs.IntVar(p, name, def, help)
+		env[name] = envName
+	}
+	str(&cfg.Addr, "addr", "PANDA_ADDR", "127.0.0.1:8765", "listen address (host:port; port 0 picks a free one)")
+	str(&cfg.DataDir, "data", "PANDA_DATA", "./data", "data directory: the Badger store and uploaded media")
+	str(&cfg.Store, "store", "PANDA_STORE", "badger", "store: badger (durable) or memory (nothing survives a restart; for benchmarks)")
+	fs.BoolVar(&cfg.Sync, "sync", false, "fsync every message batch before delivery (power-loss durability, slower)")
+	env["sync"] = "PANDA_SYNC"
+	str(&cfg.WXAppID, "wx-appid", "WX_APPID", "", "WeChat mini-program appid (enables WeChat login)")
+	str(&cfg.WXSecret, "wx-secret", "WX_SECRET", "", "WeChat mini-program app secret (never logged)")
+	str(&cfg.WXAPI, "wx-api", "WX_API", "https://api.weixin.qq.com", "WeChat API base URL")
+	dur(&cfg.WXTimeout, "wx-timeout", "WX_TIMEOUT", 5*time.Second, "time limit of a WeChat API call")
+	str(&x.devLogin, "dev-login", "PANDA_DEV_LOGIN", "auto", "dev login at POST /login/dev: true, false, or auto (on only when no WeChat appid is set)")
+	str(&cfg.TLSCert, "tls-cert", "PANDA_TLS_CERT", "", "TLS certificate file (serve https/wss directly)")
+	str(&cfg.TLSKey, "tls-key", "PANDA_TLS_KEY", "", "TLS private key file")
+	str(&x.rate, "rate-limit", "PANDA_RATE_LIMIT", "20/10s", "messages per connection, e.g. 20/10s (bursts up to the count), or off")
+	num(&cfg.Outbox, "outbox", "PANDA_OUTBOX", 1024, "queued writes per connection before it is closed as a slow consumer (1013)")
+	dur(&cfg.SessionTTL, "session-ttl", "PANDA_SESSION_TTL", 24*time.Hour, "session lifetime")
+	num(&cfg.ReadLimit, "max-frame", "PANDA_MAX_FRAME", 64<<10, "largest client frame in bytes (larger: close 1009)")
+	num(&cfg.MaxContent, "max-content", "PANDA_MAX_CONTENT", 2000, "characters per text message")
+	fs.Int64Var(&cfg.UploadLimit, "upload-limit", 10<<20, "largest upload in bytes")
+	env["upload-limit"] = "PANDA_UPLOAD_LIMIT"
+	str(&cfg.PublicURL, "public-url", "PANDA_PUBLIC_URL", "", "base of absolute media URLs, e.g. https://chat.example.com (default: from the request)")
+	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", false, "honour X-Forwarded-Proto/-Host from a reverse proxy")
+	env["trust-proxy"] = "PANDA_TRUST_PROXY"
+	str(&x.allowedHosts, "allowed-image-hosts", "PANDA_ALLOWED_IMAGE_HOSTS", "", "comma-separated extra https hosts gallery messages may link to")
+	num(&cfg.ReplayLimit, "replay-limit", "PANDA_REPLAY_LIMIT", 1000, "most messages replayed to a reconnect with since")
+	num(&cfg.Retention, "retention", "PANDA_RETENTION", 10000, "messages kept per room (older ones are deleted; -1 keeps all)")
+	num(&cfg.HistoryLimit, "history-limit", "PANDA_HISTORY_LIMIT", 100, "largest /history page")
+	dur(&cfg.IdleRoom, "room-idle", "PANDA_ROOM_IDLE", 30*time.Second, "an empty room stops after this")
+	dur(&cfg.PingInterval, "ping-interval", "PANDA_PING_INTERVAL", 30*time.Second, "server ping interval")
+	dur(&cfg.IdleTimeout, "idle-timeout", "PANDA_IDLE_TIMEOUT", 75*time.Second, "close a connection with no traffic for this long")
+	dur(&cfg.WriteTimeout, "write-timeout", "PANDA_WRITE_TIMEOUT", 10*time.Second, "drop a peer that reads nothing for this long")
+	dur(&cfg.Grace, "grace", "PANDA_GRACE", 10*time.Second, "shutdown grace period")
+	str(&x.logFormat, "log-format", "PANDA_LOG_FORMAT", "text", "log format: text or json")
+	str(&x.logLevel, "log-level", "PANDA_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: pandachat serve [flags]\n\nRuns the chat server. Every flag can also be set by the environment variable shown; a flag wins.\n\nFlags:\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			def := ""
+			if f.DefValue != "" {
+				def = fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+			fmt.Fprintf(out, "  --%s\n    \t%s%s  [$%s]\n", f.Name, f.Usage, def, env[f.Name])
+		})
+	}
+	return fs, env, x
+}
+
+type serveExtras struct {
+	devLogin, rate, allowedHosts, logFormat, logLevel string
+}
+
+// parseServe reads flags and environment into a Config.
+func parseServe(args []string, lookup func(string) (string, bool), out io.Writer) (server.Config, string, error) {
+	var cfg server.Config
+	fs, env, x := serveFlags(&cfg, out)
+	for name, key := range env {
+		if v, ok := lookup(key); ok {
+			if err := fs.Set(name, v); err != nil {
+				return cfg, "", fmt.Errorf("$%s: %w", key, err)
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, "", err
+	}
+	if fs.NArg() > 0 {
+		return cfg, "", fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	r, err := actors.ParseRate(x.rate)
+	if err != nil {
+		return cfg, "", fmt.Errorf("--rate-limit: %w", err)
+	}
+	cfg.Rate = r
+	switch strings.ToLower(x.devLogin) {
+	case "auto", "":
+		cfg.DevLogin = cfg.WXAppID == ""
+	case "true", "1", "on", "yes":
+		cfg.DevLogin = true
+	case "false", "0", "off", "no":
+		cfg.DevLogin = false
+	default:
+		return cfg, "", fmt.Errorf("--dev-login %q: want true, false or auto", x.devLogin)
+	}
+	if x.allowedHosts != "" {
+		for _, h := range strings.Split(x.allowedHosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				cfg.AllowedHosts = append(cfg.AllowedHosts, h)
+			}
+		}
+	}
+	if cfg.Outbox <= 0 {
+		return cfg, "", errors.New("--outbox must be positive")
+	}
+	if cfg.ReadLimit < 1024 {
+		return cfg, "", errors.New("--max-frame must be at least 1024 bytes")
+	}
+	if cfg.MaxContent <= 0 || cfg.UploadLimit <= 0 || cfg.ReplayLimit <= 0 || cfg.HistoryLimit <= 0 {
+		return cfg, "", errors.New("--max-content, --upload-limit, --replay-limit and --history-limit must be positive")
+	}
+	if cfg.Retention == 0 {
+		return cfg, "", errors.New("--retention must be positive, or -1 to keep everything")
+	}
+	if x.logFormat != "text" && x.logFormat != "json" {
+		return cfg, "", fmt.Errorf("--log-format %q: want text or json", x.logFormat)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(x.logLevel)); err != nil {
+		return cfg, "", fmt.Errorf("--log-level %q: want debug, info, warn or error", x.logLevel)
+	}
+	cfg.Logger = newLogger(out, x.logFormat, level)
+	return cfg, x.logFormat, nil
+}
+
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the server until ctx ends (SIGINT/SIGTERM), then shuts down gracefully.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, _, err := parseServe(args, lookupEnv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pandachat serve: %v\n", err)
+		return 2
+	}
+	srv, err := server.New(cfg)
+	if err == nil {
+		err = srv.Listen()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pandachat: %v\n", err)
+		return 1
+	}
+	startupLines(stderr, cfg, srv.URL())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	select {
+	case err = <-done:
+		cfg.Logger.Error("server stopped", "err", err)
+		_ = srv.Shutdown(context.Background())
+		return 1
+	case <-ctx.Done():
+	}
+	fmt.Fprintf(stderr, "pandachat: shutting down (grace %s)\n", cfg.Grace)
+	if err := srv.Shutdown(context.Background()); err != nil {
+		fmt.Fprintf(stderr, "pandachat: shutdown: %v\n", err)
+		return 1
+	}
+	<-done
+	fmt.Fprintln(stderr, "pandachat: stopped cleanly")
+	return 0
+}
+
+// startupLines tell an operator where the server listens and how people log in.
+func startupLines(w io.Writer, cfg server.Config, url string) {
+	fmt.Fprintf(w, "pandachat %s: listening on %s\n", version, url)
+	store := cfg.Store
+	if store == "" {
+		store = "badger"
+	}
+	sync := "off"
+	if cfg.Sync {
+		sync = "on (fsync per batch)"
+	}
+	if store == "memory" {
+		fmt.Fprintf(w, "pandachat: store: memory — nothing survives a restart\n")
+	} else {
+		fmt.Fprintf(w, "pandachat: data directory %s (badger, sync %s)\n", cfg.DataDir, sync)
+	}
+	if cfg.WXAppID != "" {
+		fmt.Fprintf(w, "pandachat: WeChat login on for appid %s via %s\n", cfg.WXAppID, cfg.WXAPI)
+	} else {
+		fmt.Fprintf(w, "pandachat: WeChat login off (no --wx-appid)\n")
+	}
+	if cfg.DevLogin {
+		fmt.Fprintf(w, "pandachat: WARNING: dev login is on — anyone can sign in with just a nickname at POST /login/dev\n")
+	}
+	fmt.Fprintf(w, "pandachat: rate limit %s per connection; browser client at %s/\n", cfg.Rate, url)
+}

@@ -1,0 +1,89 @@
+// Package media stores uploaded images by their content and serves them back.
+//
+// Bytes live on disk under Service.Dir, named by the lowercase hex SHA-256 of
+// their content; metadata lives in a MetaStore (the server's persistence.Store).
+package media
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/pandachat/pandachat/persistence"
+)
+
+// DefaultMaxBytes is the upload limit when Service.MaxBytes is zero.
+const DefaultMaxBytes = 10 << 20
+
+// MetaStore keeps media metadata; persistence.Store satisfies it.
+type MetaStore interface {
+	PutMedia(m persistence.Media) error
+	Media(id string) (persistence.Media, error) // persistence.ErrNotFound when unknown
+}
+
+var _ MetaStore = persistence.Store(nil)
+
+// Service handles uploads and serves stored media. Dir and Meta are required;
+// every other zero field means its default. A Service must not be copied after first use.
+type Service struct {
+	Dir          string                                      // where bytes live (created if missing)
+	Meta         MetaStore                                   // media metadata
+	MaxBytes     int64                                       // largest accepted file; 0 means DefaultMaxBytes
+	Authenticate func(r *http.Request) (uid string, ok bool) // nil refuses every upload
+	PublicURL    string                                      // base of media URLs, e.g. "https://chat.example.com"
+	TrustProxy   bool                                        // honour X-Forwarded-Proto / X-Forwarded-Host when PublicURL is empty
+	AllowedHosts []string                                    // extra https hosts whose URLs gallery messages may use
+	Now          func() time.Time                            // default time.Now
+
+	mu    sync.Mutex     // guards ready
+	ready bool           // Open succeeded
+	locks [16]sync.Mutex // commits of one id are serialised, so a failed commit cannot delete a file another just claimed
+
+	wrapTmp func(io.Writer) io.Writer // tests route temp-file writes elsewhere to inject disk errors
+}
+
+// Open creates Dir and removes temp files left by an earlier run. ServeUpload calls
+// it on first use; calling it at start-up reports an unusable directory early.
+func (s *Service) Open() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready {
+		return nil
+	}
+	if s.Dir == "" {
+		return errors.New("media: no directory")
+	}
+	if err := s.files().open(); err != nil {
+		return err
+	}
+	s.ready = true
+	return nil
+}
+
+func (s *Service) files() files { return files{dir: filepath.Clean(s.Dir), wrap: s.wrapTmp} }
+
+func (s *Service) maxBytes() int64 {
+	if s.MaxBytes > 0 {
+		return s.MaxBytes
+	}
+	return DefaultMaxBytes
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// lock serialises work on one id; ids are hex, so their first digit picks a stripe.
+func (s *Service) lock(id string) *sync.Mutex {
+	c := id[0]
+	if c >= 'a' {
+		return &s.locks[c-'a'+10]
+	}
+	return &s.locks[c-'0']
+}

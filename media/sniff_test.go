@@ -1,0 +1,185 @@
+package media
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"image"
+	"image/color"
+	"io"
+	"testing"
+)
+
+// lossyWebP is a 1×1 VP8 (lossy) file, the one browsers are commonly probed with.
+var lossyWebP, _ = base64.StdEncoding.DecodeString("UklGRiIAAABXRUJQVlA4IBYAAAAwAQCdASoBAAEADsD+JaQAA3AAAAAA")
+
+// pngWithIHDR returns a 1×1 PNG whose IHDR says w×h (with a correct checksum).
+func pngWithIHDR(t *testing.T, w, h uint32) []byte {
+	b := bytes.Clone(pngOf(t, 1, 1))
+	binary.BigEndian.PutUint32(b[16:], w)
+	binary.BigEndian.PutUint32(b[20:], h)
+	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
+	return b
+}
+
+func TestProbe(t *testing.T) {
+	blue := color.NRGBA{B: 255, A: 255}
+	png := pngOf(t, 64, 48)
+	jpg := jpegOf(t, 33, 17)
+	gf := gifOf(t, 20, 10)
+	webp := webpLossless(300, 200, blue, false)
+	sof := bytes.Index(jpg, []byte{0xff, 0xc0})
+
+	edit := func(b []byte, f func([]byte) []byte) []byte { return f(bytes.Clone(b)) }
+	tests := []struct {
+		name  string
+		data  []byte
+		mime  string
+		w, h  int
+		wrong string // non-empty: Probe must refuse
+	}{
+		{name: "png", data: png, mime: "image/png", w: 64, h: 48},
+		{name: "jpeg", data: jpg, mime: "image/jpeg", w: 33, h: 17},
+		{name: "jpeg zero padded", data: append(bytes.Clone(jpg), 0, 0, 0, 0), mime: "image/jpeg", w: 33, h: 17},
+		{name: "jpeg fill bytes before SOF", data: edit(jpg, func(b []byte) []byte {
+			return append(b[:sof:sof], append([]byte{0xff, 0xff}, b[sof:]...)...)
+		}), mime: "image/jpeg", w: 33, h: 17},
+		{name: "jpeg progressive SOF2", data: edit(jpg, func(b []byte) []byte { b[sof+1] = 0xc2; return b }), mime: "image/jpeg", w: 33, h: 17},
+		{name: "gif", data: gf, mime: "image/gif", w: 20, h: 10},
+		{name: "webp lossless", data: webp, mime: "image/webp", w: 300, h: 200},
+		{name: "webp extended", data: webpLossless(5, 7, color.NRGBA{A: 0x80}, true), mime: "image/webp", w: 5, h: 7},
+		{name: "webp lossy", data: lossyWebP, mime: "image/webp", w: 1, h: 1},
+		{name: "png 30000 wide", data: pngWithIHDR(t, 30000, 1), mime: "image/png", w: 30000, h: 1},
+
+		{name: "empty", data: nil, wrong: "unknown"},
+		{name: "text", data: []byte("hello, world\n"), wrong: "unknown"},
+		{name: "html", data: []byte("<!doctype html><script>alert(1)</script>"), wrong: "unknown"},
+		{name: "png signature only", data: png[:8], wrong: "truncated"},
+		{name: "png truncated", data: png[:len(png)-1], wrong: "IEND"},
+		{name: "png without IEND", data: png[:len(png)-12], wrong: "IEND"},
+		{name: "png bad IHDR checksum", data: edit(png, func(b []byte) []byte { b[29]++; return b }), wrong: "checksum"},
+		{name: "png IHDR not first", data: edit(png, func(b []byte) []byte { copy(b[12:], "tEXt"); return b }), wrong: "IHDR"},
+		{name: "png zero width", data: pngWithIHDR(t, 0, 5), wrong: "dimensions"},
+		{name: "png 30001 wide", data: pngWithIHDR(t, 30001, 1), wrong: "dimensions"},
+		{name: "png 4G tall", data: pngWithIHDR(t, 1, 1<<32-1), wrong: "dimensions"},
+		{name: "jpeg SOI only", data: []byte{0xff, 0xd8}, wrong: "truncated"},
+		{name: "jpeg without EOI", data: jpg[:len(jpg)-2], wrong: "EOI"},
+		{name: "jpeg trailing garbage", data: append(bytes.Clone(jpg), "<script>"...), wrong: "EOI"},
+		{name: "jpeg DHT where SOF was", data: edit(jpg, func(b []byte) []byte { b[sof+1] = 0xc4; return b }), wrong: "before the frame header"},
+		{name: "jpeg JPG marker C8 where SOF was", data: edit(jpg, func(b []byte) []byte { b[sof+1] = 0xc8; return b }), wrong: "before the frame header"},
+		{name: "jpeg DAC marker CC where SOF was", data: edit(jpg, func(b []byte) []byte { b[sof+1] = 0xcc; return b }), wrong: "before the frame header"},
+		{name: "jpeg segment overruns", data: edit(jpg, func(b []byte) []byte { b[4], b[5] = 0xff, 0xf0; return b[:400] }), wrong: "segment length"},
+		{name: "jpeg zero height", data: edit(jpg, func(b []byte) []byte { b[sof+5], b[sof+6] = 0, 0; return b }), wrong: "dimensions"},
+		{name: "gif without trailer", data: gf[:len(gf)-1], wrong: "trailer"},
+		{name: "gif header only", data: []byte("GIF89a"), wrong: "truncated"},
+		{name: "gif zero size", data: edit(gf, func(b []byte) []byte { b[6], b[7] = 0, 0; return b }), wrong: "dimensions"},
+		{name: "gif too wide", data: edit(gf, func(b []byte) []byte { b[6], b[7] = 0x40, 0x9c; return b }), wrong: "dimensions"},
+		{name: "webp RIFF size too small", data: edit(webp, func(b []byte) []byte { b[4]--; return b }), wrong: "RIFF size"},
+		{name: "webp truncated", data: webp[:len(webp)-2], wrong: "RIFF size"},
+		{name: "webp unknown chunk", data: edit(webp, func(b []byte) []byte { copy(b[12:], "ALPH"); return b }), wrong: "first chunk"},
+		{name: "webp chunk overruns", data: edit(webp, func(b []byte) []byte { b[17] = 0x10; return b }), wrong: "overruns"},
+		{name: "webp bad VP8L signature", data: edit(webp, func(b []byte) []byte { b[20] = 0x2e; return b }), wrong: "VP8L header"},
+		{name: "webp VP8 not key frame", data: edit(lossyWebP, func(b []byte) []byte { b[20] |= 1; return b }), wrong: "key frame"},
+		{name: "webp VP8X alone", data: edit(webpLossless(5, 7, blue, true), func(b []byte) []byte {
+			b = b[:30]
+			binary.LittleEndian.PutUint32(b[4:], 22)
+			return b
+		}), wrong: "without image data"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Probe(bytes.NewReader(tt.data), int64(len(tt.data)))
+			if tt.wrong != "" {
+				if !errors.Is(err, ErrUnsupported) || !bytes.Contains([]byte(err.Error()), []byte(tt.wrong)) {
+					t.Fatalf("Probe = %+v, %v; want ErrUnsupported about %q", got, err, tt.wrong)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := (Info{tt.mime, tt.w, tt.h}); got != want {
+				t.Fatalf("Probe = %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+// The hand-built lossless WebP is pinned to a fixture that decodes as 3×2 in libwebp-compatible decoders.
+func TestWebPFixture(t *testing.T) {
+	want := readFile(t, "testdata/lossless-3x2.webp")
+	if got := webpLossless(3, 2, color.NRGBA{R: 0x12, G: 0x80, B: 0xfe, A: 0xff}, false); !bytes.Equal(got, want) {
+		t.Fatalf("encoder drifted from fixture:\n got %x\nwant %x", got, want)
+	}
+	in, err := Probe(bytes.NewReader(want), int64(len(want)))
+	if err != nil || in != (Info{"image/webp", 3, 2}) {
+		t.Fatalf("Probe = %+v, %v", in, err)
+	}
+}
+
+// A reader that fails is an IO error, not a verdict on the file.
+func TestProbeReadError(t *testing.T) {
+	png := pngOf(t, 4, 4)
+	r := failAfter{ReaderAt: bytes.NewReader(png), n: 64}
+	_, err := Probe(r, 1<<20) // tail is beyond what the reader can give
+	if err == nil || errors.Is(err, ErrUnsupported) {
+		t.Fatalf("err = %v, want a plain read error", err)
+	}
+}
+
+type failAfter struct {
+	io.ReaderAt
+	n int64
+}
+
+func (f failAfter) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.n {
+		return 0, errors.New("disk on fire")
+	}
+	return f.ReaderAt.ReadAt(p, off)
+}
+
+// countingReader records how much Probe reads and that it stays inside the file.
+type countingReader struct {
+	r     io.ReaderAt
+	size  int64
+	read  int64
+	calls int
+	t     *testing.T
+}
+
+func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > c.size {
+		c.t.Fatalf("ReadAt(%d bytes at %d) outside a %d-byte file", len(p), off, c.size)
+	}
+	c.read += int64(len(p))
+	c.calls++
+	return c.r.ReadAt(p, off)
+}
+
+func FuzzProbe(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cr := &countingReader{r: bytes.NewReader(data), size: int64(len(data)), t: t}
+		in, err := Probe(cr, cr.size)
+		if cr.read > maxProbeRead || cr.calls > 2*maxMarkers+4 {
+			t.Fatalf("read %d bytes in %d calls, bound %d", cr.read, cr.calls, maxProbeRead)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("err = %v, want ErrUnsupported", err)
+			}
+			return
+		}
+		if in.Width < 1 || in.Height < 1 || in.Width > MaxSide || in.Height > MaxSide || contentType(in.MIME) != in.MIME {
+			t.Fatalf("Probe = %+v", in)
+		}
+		// Where the standard library also reads the header, it must agree.
+		if cfg, format, err := image.DecodeConfig(bytes.NewReader(data)); err == nil && "image/"+format == in.MIME {
+			if cfg.Width != in.Width || cfg.Height != in.Height {
+				t.Fatalf("Probe = %+v, image.DecodeConfig = %dx%d", in, cfg.Width, cfg.Height)
+			}
+		}
+	})
+}

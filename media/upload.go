@@ -1,0 +1,164 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+
+	"github.com/pandachat/pandachat/persistence"
+)
+
+// formSlack is the room a body may take beyond the file: multipart framing and
+// small fields such as wx.uploadFile's formData.
+const formSlack = 64 << 10
+
+var errNoFile = errors.New(`no "file" field`)
+
+// uploadResult is the answer to a successful upload.
+type uploadResult struct {
+	URL    string `json:"url"`
+	ID     string `json:"id"`
+	MIME   string `json:"mime"`
+	Size   int64  `json:"size"`
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+}
+
+// ServeUpload handles POST /upload: one image in the multipart field "file", as
+// wx.uploadFile sends it. The part is streamed to disk, never held in memory; a
+// refused upload leaves neither bytes nor metadata behind.
+func (s *Service) ServeUpload(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, codeMethod, "use POST")
+		return
+	}
+	var uid string
+	ok := false
+	if s.Authenticate != nil {
+		uid, ok = s.Authenticate(r)
+	}
+	if !ok {
+		writeError(w, http.StatusUnauthorized, codeInvalidSession, "invalid or expired session")
+		return
+	}
+	limit := s.maxBytes()
+	if r.ContentLength > limit+formSlack { // refuse before reading a byte
+		s.fail(w, errTooLarge)
+		return
+	}
+	if s.Meta == nil {
+		s.fail(w, storageErr("metadata", errors.New("no metadata store")))
+		return
+	}
+	if err := s.Open(); err != nil {
+		s.fail(w, err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit+formSlack)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "want a multipart/form-data body: "+err.Error())
+		return
+	}
+	part, err := filePart(mr)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	st, err := s.files().stage(part, limit)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	in, err := Probe(st.f, st.size)
+	if err != nil {
+		st.discard()
+		if !errors.Is(err, ErrUnsupported) {
+			err = storageErr("read", err)
+		}
+		s.fail(w, err)
+		return
+	}
+	m, err := s.commit(uid, st, in)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, uploadResult{
+		URL: s.BaseURL(r) + "/media/" + m.ID, ID: m.ID, MIME: m.MIME,
+		Size: m.Size, Width: m.Width, Height: m.Height,
+	})
+}
+
+// filePart skips the form fields before "file" and returns that part.
+func filePart(mr *multipart.Reader) (*multipart.Part, error) {
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return nil, errNoFile
+		}
+		if err != nil {
+			return nil, err
+		}
+		if p.FormName() == "file" {
+			return p, nil
+		}
+		if _, err := io.Copy(io.Discard, p); err != nil { // bounded by the body limit
+			return nil, err
+		}
+	}
+}
+
+// commit puts the staged bytes at their address and records their metadata. The first
+// uploader stays the owner when the same bytes come again.
+func (s *Service) commit(uid string, st *staged, in Info) (persistence.Media, error) {
+	mu := s.lock(st.id)
+	mu.Lock()
+	defer mu.Unlock()
+	old, err := s.Meta.Media(st.id)
+	known := err == nil
+	if err != nil && !errors.Is(err, persistence.ErrNotFound) {
+		st.discard()
+		return persistence.Media{}, storageErr("metadata", err)
+	}
+	if _, err := s.files().commit(st); err != nil {
+		return persistence.Media{}, err
+	}
+	if known {
+		return old, nil
+	}
+	m := persistence.Media{
+		ID: st.id, Owner: uid, MIME: in.MIME, Size: st.size,
+		Width: in.Width, Height: in.Height, Created: s.now().UTC(),
+	}
+	if err := s.Meta.PutMedia(m); err != nil {
+		s.files().remove(st.id) // without metadata nobody can reach these bytes
+		return persistence.Media{}, storageErr("metadata", err)
+	}
+	return m, nil
+}
+
+// fail answers err with the status and code of the wire contract.
+func (s *Service) fail(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.Is(err, errTooLarge), errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("file larger than %d bytes", s.maxBytes()))
+	case diskFull(err):
+		slog.Error("media: storage full", "err", err)
+		writeError(w, http.StatusInsufficientStorage, codeStorageFull, "no space left for media")
+	case errors.Is(err, errStorage):
+		slog.Error("media: storage failure", "err", err)
+		writeError(w, http.StatusInternalServerError, codeStorage, "could not store the file")
+	case errors.Is(err, ErrUnsupported):
+		writeError(w, http.StatusUnsupportedMediaType, codeUnsupported, "only JPEG, PNG, GIF and WebP images: "+err.Error())
+	case errors.Is(err, errNoFile):
+		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+	default:
+		writeError(w, http.StatusBadRequest, codeBadRequest, "malformed multipart body: "+err.Error())
+	}
+}

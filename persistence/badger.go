@@ -1,0 +1,365 @@
+package persistence
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// Options tune the Badger store. The zero value is a good default.
+type Options struct {
+	// SyncWrites fsyncs every transaction: survives power loss, costs a disk flush per batch.
+	// Without it a write survives a process crash (kill -9) but not a power cut.
+	SyncWrites bool
+	// Logger receives Badger's own messages (warnings and errors only); nil discards them.
+	Logger *slog.Logger
+}
+
+// Badger is the Store on an embedded Badger database.
+type Badger struct {
+	db   *badger.DB
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+var _ Store = (*Badger)(nil)
+
+// OpenBadger opens (creating if needed) the store in dir. A missing permission, a file in
+// the way or another process holding the directory is an error, never a panic.
+func OpenBadger(dir string, o Options) (s *Badger, err error) {
+	if err := usableDir(dir); err != nil {
+		return nil, err
+	}
+	opts := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{o.Logger}).
+		WithSyncWrites(o.SyncWrites).
+		// Memory over raw speed: chat values are small and the server holds many sockets.
+		WithMemTableSize(16 << 20).     // default 64 MB per memtable
+		WithNumMemtables(2).            // default 5
+		WithNumLevelZeroTables(2).      // flush L0 early so memtables stay few
+		WithNumLevelZeroTablesStall(8). //
+		WithValueLogFileSize(64 << 20). // default 1 GB files, mmapped
+		WithCompression(options.None).  // chat JSON compresses little ...
+		WithBlockCacheSize(0).          // ... so no block cache is needed
+		WithIndexCacheSize(16 << 20).   // cap table indices + bloom filters (default: unbounded)
+		WithNumCompactors(2).           // 1 is rejected; 2 is enough on small machines
+		WithDetectConflicts(false).     // each key has a single writer (room actor, session owner)
+		WithNumVersionsToKeep(1)        //
+	defer func() {
+		if r := recover(); r != nil { // Badger panics on a few corrupt-directory cases
+			s, err = nil, fmt.Errorf("open store in %s: %v", dir, r)
+		}
+	}()
+	db, err := badger.Open(opts)
+	if err != nil {
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("data directory %s is in use by another process", dir)
+		}
+		return nil, fmt.Errorf("open store in %s: %w", dir, err)
+	}
+	s = &Badger{db: db, stop: make(chan struct{})}
+	s.wg.Add(1)
+	go s.gcLoop()
+	return s, nil
+}
+
+// usableDir creates dir and proves it is a writable directory.
+func usableDir(dir string) error {
+	if dir == "" {
+		return errors.New("no data directory given")
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("data directory %s: %w", dir, unwrapPath(err))
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("data directory %s is not writable: %w", dir, unwrapPath(err))
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// gcLoop reclaims value-log space now and then; chat values mostly live in the LSM.
+func (s *Badger) gcLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			for s.db.RunValueLogGC(0.5) == nil {
+			}
+		}
+	}
+}
+
+func (s *Badger) getJSON(key []byte, v any) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+	})
+}
+
+func (s *Badger) PutSession(sess Session) error {
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return err
+	}
+	ttl := time.Until(sess.Expires)
+	if ttl <= 0 {
+		return errors.New("session already expired")
+	}
+	return s.db.Update(func(txn *badger.Txn) error {
+		return txn.SetEntry(badger.NewEntry(sessionKey(sess.ID), b).WithTTL(ttl))
+	})
+}
+
+func (s *Badger) Session(id string) (Session, error) {
+	var sess Session
+	if err := s.getJSON(sessionKey(id), &sess); err != nil {
+		return Session{}, err
+	}
+	if !sess.Expires.After(time.Now()) {
+		return Session{}, ErrNotFound
+	}
+	return sess, nil
+}
+
+func (s *Badger) DeleteSession(id string) error {
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Delete(sessionKey(id)) })
+}
+
+func (s *Badger) UserByOpenID(openID string) (User, error) {
+	var uid string
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(openIDKey(openID))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		b, err := item.ValueCopy(nil)
+		uid = string(b)
+		return err
+	})
+	if err != nil {
+		return User{}, err
+	}
+	return s.User(uid)
+}
+
+func (s *Badger) User(uid string) (User, error) {
+	var u User
+	err := s.getJSON(userKey(uid), &u)
+	return u, err
+}
+
+func (s *Badger) PutUser(u User) error {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(txn *badger.Txn) error {
+		if u.OpenID != "" {
+			if err := txn.Set(openIDKey(u.OpenID), []byte(u.UID)); err != nil {
+				return err
+			}
+		}
+		return txn.Set(userKey(u.UID), b)
+	})
+}
+
+func (s *Badger) AppendMessages(room string, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	for i, m := range msgs {
+		err := txn.Set(messageKey(room, m.ID), m.Data)
+		if errors.Is(err, badger.ErrTxnTooBig) && i > 0 { // commit what fits, in order, then go on
+			if err := s.commitLast(txn, room, msgs[i-1].ID); err != nil {
+				return err
+			}
+			txn = s.db.NewTransaction(true)
+			defer txn.Discard()
+			err = txn.Set(messageKey(room, m.ID), m.Data)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return s.commitLast(txn, room, msgs[len(msgs)-1].ID)
+}
+
+func (s *Badger) commitLast(txn *badger.Txn, room string, last uint64) error {
+	if err := txn.Set(roomKey(room), binary.BigEndian.AppendUint64(nil, last)); err != nil {
+		return err
+	}
+	return txn.Commit()
+}
+
+func (s *Badger) LastID(room string) (uint64, error) {
+	var id uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(roomKey(room))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error {
+			if len(b) != 8 {
+				return fmt.Errorf("room %s: corrupt last id", room)
+			}
+			id = binary.BigEndian.Uint64(b)
+			return nil
+		})
+	})
+	return id, err
+}
+
+func (s *Badger) MessagesAfter(room string, after uint64, limit int) ([]Message, error) {
+	var out []Message
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := messagePrefix(room)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: min(limit, 100)})
+		defer it.Close()
+		for it.Seek(messageKey(room, after+1)); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
+			m, err := readMessage(it.Item())
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *Badger) MessagesBefore(room string, before uint64, limit int) ([]Message, error) {
+	if before <= 1 {
+		return nil, nil
+	}
+	var out []Message
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := messagePrefix(room)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: true, PrefetchSize: min(limit, 100)})
+		defer it.Close()
+		for it.Seek(messageKey(room, before-1)); it.ValidForPrefix(prefix) && len(out) < limit; it.Next() {
+			m, err := readMessage(it.Item())
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 { // oldest first
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, err
+}
+
+func readMessage(item *badger.Item) (Message, error) {
+	b, err := item.ValueCopy(nil)
+	return Message{ID: idOf(item.Key()), Data: b}, err
+}
+
+func (s *Badger) TrimMessages(room string, keepFrom uint64) (int, error) {
+	var keys [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := messagePrefix(room)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.ValidForPrefix(prefix); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			if idOf(k) >= keepFrom {
+				break
+			}
+			keys = append(keys, k)
+		}
+		return nil
+	})
+	if err != nil || len(keys) == 0 {
+		return 0, err
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), wb.Flush()
+}
+
+func (s *Badger) PutMedia(m Media) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(mediaKey(m.ID), b) })
+}
+
+func (s *Badger) Media(id string) (Media, error) {
+	var m Media
+	err := s.getJSON(mediaKey(id), &m)
+	return m, err
+}
+
+func (s *Badger) Sync() error { return s.db.Sync() }
+
+// Close flushes and closes the database; safe to call once.
+func (s *Badger) Close() error {
+	close(s.stop)
+	s.wg.Wait()
+	return s.db.Close()
+}
+
+// DB exposes the database for backup and restore.
+func (s *Badger) DB() *badger.DB { return s.db }
+
+// badgerLogger forwards Badger's warnings and errors to slog; its info chatter is dropped.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	if b.l != nil {
+		b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)), "lib", "badger")
+	}
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	if b.l != nil {
+		b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)), "lib", "badger")
+	}
+}
+func (badgerLogger) Infof(string, ...any)  {}
+func (badgerLogger) Debugf(string, ...any) {}

@@ -1,0 +1,171 @@
+package persistence
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// Memory is a Store that keeps everything in process memory: for benchmarks that
+// measure the server without disk, and for runs where nothing needs to survive.
+type Memory struct {
+	mu       sync.RWMutex
+	sessions map[string]Session
+	users    map[string]User
+	openIDs  map[string]string
+	rooms    map[string]*memRoom
+	media    map[string]Media
+}
+
+type memRoom struct {
+	last uint64
+	msgs []Message // ascending ids
+}
+
+var _ Store = (*Memory)(nil)
+
+// NewMemory returns an empty in-memory store.
+func NewMemory() *Memory {
+	return &Memory{
+		sessions: map[string]Session{},
+		users:    map[string]User{},
+		openIDs:  map[string]string{},
+		rooms:    map[string]*memRoom{},
+		media:    map[string]Media{},
+	}
+}
+
+func (m *Memory) PutSession(s Session) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sessions[s.ID] = s
+	return nil
+}
+
+func (m *Memory) Session(id string) (Session, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	s, ok := m.sessions[id]
+	if !ok || !s.Expires.After(time.Now()) {
+		return Session{}, ErrNotFound
+	}
+	return s, nil
+}
+
+func (m *Memory) DeleteSession(id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.sessions, id)
+	return nil
+}
+
+func (m *Memory) UserByOpenID(openID string) (User, error) {
+	m.mu.RLock()
+	uid, ok := m.openIDs[openID]
+	m.mu.RUnlock()
+	if !ok {
+		return User{}, ErrNotFound
+	}
+	return m.User(uid)
+}
+
+func (m *Memory) User(uid string) (User, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	u, ok := m.users[uid]
+	if !ok {
+		return User{}, ErrNotFound
+	}
+	return u, nil
+}
+
+func (m *Memory) PutUser(u User) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users[u.UID] = u
+	if u.OpenID != "" {
+		m.openIDs[u.OpenID] = u.UID
+	}
+	return nil
+}
+
+func (m *Memory) AppendMessages(room string, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.rooms[room]
+	if r == nil {
+		r = &memRoom{}
+		m.rooms[room] = r
+	}
+	r.msgs = append(r.msgs, msgs...)
+	r.last = msgs[len(msgs)-1].ID
+	return nil
+}
+
+func (m *Memory) LastID(room string) (uint64, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if r := m.rooms[room]; r != nil {
+		return r.last, nil
+	}
+	return 0, nil
+}
+
+func (m *Memory) MessagesAfter(room string, after uint64, limit int) ([]Message, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[room]
+	if r == nil {
+		return nil, nil
+	}
+	i := sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].ID > after })
+	j := min(i+limit, len(r.msgs))
+	return append([]Message(nil), r.msgs[i:j]...), nil
+}
+
+func (m *Memory) MessagesBefore(room string, before uint64, limit int) ([]Message, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.rooms[room]
+	if r == nil {
+		return nil, nil
+	}
+	j := sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].ID >= before })
+	i := max(j-limit, 0)
+	return append([]Message(nil), r.msgs[i:j]...), nil
+}
+
+func (m *Memory) TrimMessages(room string, keepFrom uint64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.rooms[room]
+	if r == nil {
+		return 0, nil
+	}
+	i := sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].ID >= keepFrom })
+	r.msgs = append([]Message(nil), r.msgs[i:]...)
+	return i, nil
+}
+
+func (m *Memory) PutMedia(md Media) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.media[md.ID] = md
+	return nil
+}
+
+func (m *Memory) Media(id string) (Media, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	md, ok := m.media[id]
+	if !ok {
+		return Media{}, ErrNotFound
+	}
+	return md, nil
+}
+
+func (m *Memory) Sync() error  { return nil }
+func (m *Memory) Close() error { return nil }

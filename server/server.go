@@ -1,0 +1,220 @@
+// Package server assembles Panda chat room: store, WeChat client, actors, media
+// and the HTTP edge, with one start-up and one shutdown path.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/pandachat/pandachat/actors"
+	"github.com/pandachat/pandachat/auth"
+	"github.com/pandachat/pandachat/media"
+	"github.com/pandachat/pandachat/persistence"
+	"github.com/pandachat/pandachat/transport"
+	"github.com/pandachat/pandachat/web"
+	"github.com/pandachat/pandachat/wechat"
+)
+
+// Config is every setting of the server. The zero value of each field is its default.
+type Config struct {
+	Addr         string // listen address (default 127.0.0.1:8765)
+	DataDir      string // store and media directory (default ./data)
+	Store        string // "badger" (default) or "memory" (nothing survives a restart)
+	Sync         bool   // fsync every batch before delivery
+	WXAppID      string
+	WXSecret     string
+	WXAPI        string        // WeChat API base URL (default https://api.weixin.qq.com)
+	WXTimeout    time.Duration // default 5 s
+	DevLogin     bool
+	TLSCert      string
+	TLSKey       string
+	Rate         actors.Rate
+	Outbox       int
+	SessionTTL   time.Duration
+	ReadLimit    int
+	MaxContent   int
+	UploadLimit  int64
+	PublicURL    string
+	TrustProxy   bool
+	AllowedHosts []string
+	ReplayLimit  int
+	Retention    int
+	HistoryLimit int
+	IdleRoom     time.Duration
+	PingInterval time.Duration
+	IdleTimeout  time.Duration
+	WriteTimeout time.Duration
+	Grace        time.Duration // shutdown grace period (default 10 s)
+	Logger       *slog.Logger
+
+	// Observers for metrics; nil means none.
+	ActorObserver actors.Observer
+	EdgeObserver  transport.Observer
+	Metrics       http.Handler
+}
+
+// Server is a running Panda chat room.
+type Server struct {
+	cfg   Config
+	store persistence.Store
+	hub   *actors.Hub
+	edge  *transport.Server
+	http  *http.Server
+	ln    net.Listener
+	log   *slog.Logger
+}
+
+// New opens the store and builds the server; nothing listens yet.
+func New(cfg Config) (*Server, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8765"
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "data"
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	if (cfg.WXAppID == "") != (cfg.WXSecret == "") {
+		return nil, errors.New("--wx-appid and --wx-secret go together")
+	}
+	log := cfg.Logger
+	var store persistence.Store
+	switch cfg.Store {
+	case "", "badger":
+		b, err := persistence.OpenBadger(filepath.Join(cfg.DataDir, "store"), persistence.Options{SyncWrites: cfg.Sync, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		store = b
+	case "memory":
+		store = persistence.NewMemory()
+	default:
+		return nil, fmt.Errorf("--store %q: want badger or memory", cfg.Store)
+	}
+
+	s := &Server{cfg: cfg, store: store, log: log}
+	var wx *wechat.Client
+	if cfg.WXAppID != "" {
+		wx = &wechat.Client{BaseURL: cfg.WXAPI, AppID: cfg.WXAppID, Secret: cfg.WXSecret, Timeout: cfg.WXTimeout}
+	}
+	s.hub = actors.NewHub(actors.Options{
+		Store:       store,
+		IdleRoom:    cfg.IdleRoom,
+		ReplayLimit: cfg.ReplayLimit,
+		Retention:   cfg.Retention,
+		MaxContent:  cfg.MaxContent,
+		Rate:        cfg.Rate,
+		Observer:    cfg.ActorObserver,
+		Logger:      log,
+	})
+	m := &media.Service{
+		Dir:          filepath.Join(cfg.DataDir, "media"),
+		Meta:         store,
+		MaxBytes:     cfg.UploadLimit,
+		PublicURL:    cfg.PublicURL,
+		TrustProxy:   cfg.TrustProxy,
+		AllowedHosts: cfg.AllowedHosts,
+	}
+	if err := m.Open(); err != nil {
+		s.hub.Shutdown(time.Second)
+		store.Close()
+		return nil, fmt.Errorf("media directory: %w", err)
+	}
+	s.edge = transport.New(transport.Options{
+		Hub:          s.hub,
+		Auth:         &auth.Service{Store: store, WeChat: wx, TTL: cfg.SessionTTL},
+		Store:        store,
+		Media:        m,
+		DevLogin:     cfg.DevLogin,
+		Web:          web.Handler(),
+		Metrics:      cfg.Metrics,
+		Observer:     cfg.EdgeObserver,
+		ReadLimit:    cfg.ReadLimit,
+		Outbox:       cfg.Outbox,
+		WriteTimeout: cfg.WriteTimeout,
+		PingInterval: cfg.PingInterval,
+		IdleTimeout:  cfg.IdleTimeout,
+		HistoryLimit: cfg.HistoryLimit,
+		Logger:       log,
+	})
+	m.Authenticate = s.edge.UserID
+	s.http = &http.Server{
+		Handler:           s.edge,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Listen binds the address; Addr then tells where.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// URL is the base URL clients use.
+func (s *Server) URL() string {
+	scheme := "http"
+	if s.cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + s.ln.Addr().String()
+}
+
+// Serve answers requests until Shutdown; it returns nil after a clean shutdown.
+func (s *Server) Serve() error {
+	var err error
+	if s.cfg.TLSCert != "" {
+		err = s.http.ServeTLS(s.ln, s.cfg.TLSCert, s.cfg.TLSKey)
+	} else {
+		err = s.http.Serve(s.ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, stores what is pending, closes every socket with
+// 1001, and closes the store — within the grace period.
+func (s *Server) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Grace)
+	defer cancel()
+	var errs []error
+	go func() { _ = s.http.Shutdown(ctx) }() // stops the listener at once, then waits for HTTP requests
+	if err := s.edge.Drain(ctx, func() error { return s.hub.Shutdown(s.cfg.Grace) }); err != nil {
+		errs = append(errs, err)
+	}
+	_ = s.http.Shutdown(ctx)
+	if err := s.store.Sync(); err != nil {
+		errs = append(errs, fmt.Errorf("sync store: %w", err))
+	}
+	if err := s.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close store: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Store exposes the store (backup, tests).
+func (s *Server) Store() persistence.Store { return s.store }
+
+// Edge exposes the HTTP handler (tests).
+func (s *Server) Edge() *transport.Server { return s.edge }

@@ -1,0 +1,128 @@
+package transport
+
+import (
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/pandachat/pandachat/actors"
+	"github.com/pandachat/pandachat/protocol"
+)
+
+// socket is the per-connection state kept in gws's session slot.
+type socket struct {
+	ws        *gws.Conn
+	out       *outbox
+	conn      *actors.Conn
+	ping      *time.Timer
+	idle      time.Duration
+	interval  time.Duration
+	closed    atomic.Bool
+	opened    time.Time
+	uid, room string
+	remote    string
+}
+
+// events implements gws.Event for every chat socket.
+type events struct {
+	s *Server
+}
+
+func stateOf(c *gws.Conn) *socket {
+	v, _ := c.Session().Load("")
+	st, _ := v.(*socket)
+	return st
+}
+
+func (e events) OnOpen(c *gws.Conn) {}
+
+func (e events) OnClose(c *gws.Conn, err error) {
+	st := stateOf(c)
+	if st == nil || !st.closed.CompareAndSwap(false, true) {
+		return
+	}
+	st.ping.Stop()
+	st.out.gone()
+	st.conn.Closed()
+	e.s.opts.Observer.ConnClosed()
+	e.s.log.Info("connection closed", "uid", st.uid, "room", st.room, "remote", st.remote,
+		"reason", closeReason(err), "duration", time.Since(st.opened).Round(time.Millisecond))
+	e.s.open.Add(-1)
+	e.s.conns.Done()
+}
+
+func (e events) OnPing(c *gws.Conn, payload []byte) {
+	if st := stateOf(c); st != nil {
+		st.touch()
+		st.out.Send(protocol.PongFrame(payload))
+	}
+}
+
+func (e events) OnPong(c *gws.Conn, payload []byte) {
+	if st := stateOf(c); st != nil {
+		st.touch()
+	}
+}
+
+func (e events) OnMessage(c *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	st := stateOf(c)
+	if st == nil {
+		return
+	}
+	st.touch()
+	st.conn.Receive(m.Bytes(), m.Opcode == gws.OpcodeBinary)
+}
+
+// touch moves the idle deadline: any traffic from the peer proves it alive.
+func (st *socket) touch() {
+	_ = st.ws.NetConn().SetReadDeadline(time.Now().Add(st.idle))
+}
+
+// heartbeat pings the peer through the outbox, then schedules itself again.
+func (st *socket) heartbeat() {
+	if st.closed.Load() {
+		return
+	}
+	if !st.out.Send(protocol.PingFrame) {
+		st.out.Close(protocol.CloseSlowConsumer, "slow consumer")
+		return
+	}
+	st.ping.Reset(st.interval)
+}
+
+func closeReason(err error) string {
+	var ce *gws.CloseError
+	switch {
+	case err == nil:
+		return "closed"
+	case errors.As(err, &ce):
+		return "peer closed: " + ce.Error()
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "idle timeout"
+	}
+	return err.Error()
+}
+
+// oneSlot is a gws session storage holding just our state: far smaller than the default map.
+type oneSlot struct {
+	v atomic.Value
+}
+
+func (s *oneSlot) Len() int { return 1 }
+func (s *oneSlot) Load(string) (any, bool) {
+	v := s.v.Load()
+	return v, v != nil
+}
+func (s *oneSlot) Delete(string)         {}
+func (s *oneSlot) Store(_ string, v any) { s.v.Store(v) }
+func (s *oneSlot) Range(f func(string, any) bool) {
+	if v := s.v.Load(); v != nil {
+		f("", v)
+	}
+}

@@ -1,0 +1,99 @@
+package transport
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/pandachat/pandachat/actors"
+	"github.com/pandachat/pandachat/protocol"
+)
+
+// handleWS authenticates, upgrades, and hands the socket to a conn actor.
+// Refusals complete the upgrade so the client can read why, then close 1008.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	var refusal []byte
+	_, u, err := s.opts.Auth.Check(Param(r, paramID), Param(r, paramSkey))
+	q := r.URL.Query()
+	room := q.Get("room")
+	if room == "" {
+		room = protocol.DefaultRoom
+	}
+	var since uint64
+	hasSince := q.Get("since") != ""
+	switch {
+	case err != nil:
+		refusal = protocol.SessionError(protocol.ErrInvalidSession, "session is invalid or expired; log in again")
+	case !protocol.ValidRoom(room):
+		refusal = protocol.ErrorFrame(protocol.ErrBadRoom, "room must be 1-64 of A-Z a-z 0-9 _ -", nil)
+	case hasSince:
+		since, err = strconv.ParseUint(q.Get("since"), 10, 64)
+		if err != nil {
+			refusal = protocol.ErrorFrame(protocol.ErrBadMessage, "since must be a message id (a whole number)", nil)
+		}
+	}
+	ws, err := s.upgrader.Upgrade(w, r)
+	if err != nil {
+		return // gws has answered 400
+	}
+	_ = ws.NetConn().SetDeadline(time.Time{}) // drop deadlines the http.Server set
+	if refusal != nil {
+		_ = ws.NetConn().SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		_ = ws.WriteMessage(gws.OpcodeText, refusal)
+		_ = ws.WriteClose(protocol.ClosePolicy, []byte("refused"))
+		return
+	}
+
+	base := s.baseURL(r)
+	st := &socket{
+		ws: ws, idle: s.opts.IdleTimeout, interval: s.opts.PingInterval,
+		opened: time.Now(), uid: u.UID, room: room, remote: clientAddr(r),
+	}
+	st.out = &outbox{
+		conn:         ws.NetConn(),
+		closeFn:      func(code int, reason string) { _ = ws.WriteClose(uint16(code), []byte(reason)) },
+		maxFrames:    s.opts.Outbox,
+		maxBytes:     s.opts.OutboxBytes,
+		writeTimeout: s.opts.WriteTimeout,
+		linger:       2 * time.Second,
+	}
+	ws.Session().Store("", st)
+	s.conns.Add(1)
+	s.open.Add(1)
+	s.opts.Observer.ConnOpened()
+
+	spec := actors.ConnSpec{
+		ID:        strconv.FormatUint(s.seq.Add(1), 10),
+		UID:       u.UID,
+		NickName:  u.Profile.NickName,
+		AvatarURL: absolute(u.Profile.AvatarURL, base),
+		Room:      room,
+		Since:     since,
+		HasSince:  hasSince,
+		Presence:  q.Get("presence") == "1",
+		Sink:      st.out,
+		Base:      base,
+	}
+	if m := s.opts.Media; m != nil {
+		spec.Resolve = func(raw string) (string, error) { return m.Resolve(raw, base) }
+	}
+	st.conn = s.opts.Hub.Connect(spec)
+	st.touch()
+	st.ping = time.AfterFunc(s.opts.PingInterval, st.heartbeat)
+	s.log.Info("connection opened", "uid", u.UID, "room", room, "remote", st.remote)
+	go ws.ReadLoop()
+}
+
+// clientAddr is the peer address; behind a proxy, the one it forwarded.
+func clientAddr(r *http.Request) string {
+	if v := r.Header.Get("X-Real-IP"); v != "" {
+		return v
+	}
+	return r.RemoteAddr
+}
