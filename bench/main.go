@@ -196,13 +196,17 @@ func run(ctx context.Context, f *runFlags, stderr io.Writer) (*Result, error) {
 	}
 	defer g.Close()
 	res.Setup = g.Setup
-	if f.child { // wait for the parent's go, so all processes send together
-		fmt.Fprintln(stderr, "ready")
-		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-	}
+	stdin := bufio.NewReader(os.Stdin)
 	for _, r := range rates {
 		so := f.so
 		so.Rate = r
+		if f.child { // wait for the parent's go, so that all processes step together
+			so.Settle = 300 * time.Millisecond
+			fmt.Fprintln(stderr, "ready")
+			if _, err := stdin.ReadString('\n'); err != nil {
+				break
+			}
+		}
 		res.Steps = append(res.Steps, g.Step(ctx, so))
 		if ctx.Err() != nil {
 			break

@@ -38,19 +38,19 @@ func runProcs(ctx context.Context, f *runFlags, rates []float64, pid int, res *R
 		cmd   *exec.Cmd
 		in    io.WriteCloser
 		out   bytes.Buffer
-		ready chan struct{}
+		ready chan struct{} // one value per step the process is ready for; closed when it exits
 	}
 	procs := make([]*proc, P)
 	var wg sync.WaitGroup
 	for p := range P {
 		args := []string{"bench", "--child", "--json", "--server", f.server, "--run-id", runID,
 			"--conns", strconv.Itoa(share(f.opt.Conns, p)), "--rooms", strconv.Itoa(f.opt.Rooms), "--room", f.opt.Room,
-			"--users", strconv.Itoa(max(1, share(f.opt.Users, p))), "--src-ips", strconv.Itoa(f.opt.SrcIPs),
+			"--users", strconv.Itoa(share(f.opt.Users, p)), "--src-ips", strconv.Itoa(f.opt.SrcIPs),
 			"--concurrency", strconv.Itoa(f.opt.Concurrency), "--since", strconv.FormatInt(f.opt.Since, 10),
 			"--senders", strconv.Itoa(max(1, share(max(f.so.Senders, f.opt.Rooms), p))),
 			"--steps", strings.Join(steps, ","), "--size", strconv.Itoa(f.so.Size),
 			"--duration", f.so.Duration.String(), "--drain", f.so.Drain.String()}
-		pr := &proc{cmd: exec.CommandContext(ctx, exe, args...), ready: make(chan struct{})}
+		pr := &proc{cmd: exec.CommandContext(ctx, exe, args...), ready: make(chan struct{}, len(rates)+1)}
 		pr.cmd.Stdout = &pr.out
 		if pr.in, err = pr.cmd.StdinPipe(); err != nil {
 			return nil, err
@@ -65,24 +65,40 @@ func runProcs(ctx context.Context, f *runFlags, rates []float64, pid int, res *R
 		procs[p] = pr
 		wg.Go(func() {
 			sc := bufio.NewScanner(errPipe)
-			once := sync.Once{}
 			for sc.Scan() {
 				if sc.Text() == "ready" {
-					once.Do(func() { close(pr.ready) })
+					pr.ready <- struct{}{}
 					continue
 				}
 				fmt.Fprintf(stderr, "[%d] %s\n", p, sc.Text())
 			}
-			once.Do(func() { close(pr.ready) })
+			close(pr.ready)
 		})
 	}
-	for _, pr := range procs {
-		<-pr.ready
+	// Start every step in all processes together; the server's CPU time is
+	// read between steps, while every process waits.
+	cpu := make([]float64, len(rates)+1)
+	srvCPU := func() float64 {
+		if pid <= 0 {
+			return 0
+		}
+		s, _ := ReadProc(pid)
+		return s.CPUSeconds
+	}
+	for i := range rates {
+		for _, pr := range procs {
+			<-pr.ready
+		}
+		cpu[i] = srvCPU()
+		for _, pr := range procs {
+			_, _ = io.WriteString(pr.in, "go\n")
+		}
 	}
 	for _, pr := range procs {
-		_, _ = io.WriteString(pr.in, "go\n")
+		_ = pr.in.Close()
 	}
 	wg.Wait()
+	cpu[len(rates)] = srvCPU()
 	var parts []Result
 	for p, pr := range procs {
 		_ = pr.cmd.Wait()
@@ -95,8 +111,15 @@ func runProcs(ctx context.Context, f *runFlags, rates []float64, pid int, res *R
 	merged := mergeResults(parts)
 	merged.Server, merged.Target, merged.Procs = res.Server, res.Target, P
 	if pid > 0 {
-		if s, err := ReadProc(pid); err == nil {
-			merged.Setup.ServerRSSIdle = s.RSS
+		for i := range merged.Steps {
+			st := &merged.Steps[i]
+			st.ServerCPUSeconds = cpu[i+1] - cpu[i]
+			if st.ServerCPUSeconds > 0 {
+				st.DeliveriesPerCPU = float64(st.Delivered) / st.ServerCPUSeconds
+			}
+			if s, err := ReadProc(pid); err == nil {
+				st.ServerRSS = s.RSS
+			}
 		}
 	}
 	return merged, nil

@@ -18,6 +18,10 @@ type StepOptions struct {
 	Size     int           // content bytes per message (stamp + padding); 0 = 100
 	Duration time.Duration // sending time; 0 = 3 s
 	Drain    time.Duration // longest wait for the last deliveries after sending; 0 = 2 s
+	// Settle > 0 also waits (within Drain) until nothing arrived for this
+	// long: a process that receives other processes' messages cannot know
+	// how many to expect.
+	Settle time.Duration
 }
 
 // Latency percentiles in milliseconds.
@@ -157,7 +161,8 @@ func (g *Gen) Step(ctx context.Context, so StepOptions) StepResult {
 	}
 	exp := expected()
 	for deadline := time.Now().Add(so.Drain); time.Now().Before(deadline) && ctx.Err() == nil; {
-		if n, _ := g.delivered(); n >= exp {
+		n, last := g.delivered()
+		if n >= exp && (so.Settle <= 0 || time.Since(time.Unix(0, last)) >= so.Settle) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)

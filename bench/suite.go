@@ -63,6 +63,7 @@ type Machine struct {
 	Kernel    string `json:"kernel"`
 	Go        string `json:"go"`
 	FileLimit uint64 `json:"fileLimit"`
+	LoadAvg   string `json:"loadAvg"` // /proc/loadavg at the start: other work on the machine skews every number
 }
 
 // IdleResult is the server's memory for idle connections.
@@ -374,7 +375,6 @@ func churnOnce(ctx context.Context, g *Gen, h *churnHandler, i int) error {
 	if err != nil {
 		return err
 	}
-	g.sessions = nil
 	nc, err := g.dialer(i).DialContext(ctx, "tcp", g.base.Host)
 	if err != nil {
 		return err
@@ -456,6 +456,9 @@ func machine() Machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		fmt.Sscanf(string(b), "MemTotal: %d kB", &m.MemoryKiB)
 	}
@@ -506,8 +509,8 @@ func (s *Suite) write(res *SuiteResult) error {
 func (r *SuiteResult) Markdown() string {
 	var b strings.Builder
 	m := r.Machine
-	fmt.Fprintf(&b, "# Bench results\n\nRun %s%s on %s, %d cores, %.1f GiB, Linux %s, %s, open-file limit %d.\n\n",
-		r.Started, map[bool]string{true: " (quick)", false: ""}[r.Quick], m.CPU, m.Cores, float64(m.MemoryKiB)/(1<<20), m.Kernel, m.Go, m.FileLimit)
+	fmt.Fprintf(&b, "# Bench results\n\nRun %s%s on %s, %d cores, %.1f GiB, Linux %s, %s, open-file limit %d; load average at the start %s.\n\n",
+		r.Started, map[bool]string{true: " (quick)", false: ""}[r.Quick], m.CPU, m.Cores, float64(m.MemoryKiB)/(1<<20), m.Kernel, m.Go, m.FileLimit, m.LoadAvg)
 	b.WriteString("Server and load generator share the machine. Knee: highest step with p99 ≤ 100 ms and every message delivered once, in order.\n\n")
 	b.WriteString("## Knees\n\n| server | members | size | knee deliveries/s | p99 at knee ms | deliveries per server CPU-s | stepping ended by |\n|---|---:|---:|---:|---:|---:|---|\n")
 	for _, c := range r.Curves {

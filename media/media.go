@@ -37,6 +37,7 @@ type Service struct {
 	TrustProxy   bool                                        // honour X-Forwarded-Proto / X-Forwarded-Host when PublicURL is empty
 	AllowedHosts []string                                    // extra https hosts whose URLs gallery messages may use
 	Now          func() time.Time                            // default time.Now
+	OnUpload     func(size int64)                            // told of each accepted upload (metrics); may be nil
 
 	mu    sync.Mutex     // guards ready
 	ready bool           // Open succeeded

@@ -88,6 +88,9 @@ func (s *Service) ServeUpload(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	if s.OnUpload != nil {
+		s.OnUpload(st.size)
+	}
 	writeJSON(w, http.StatusOK, uploadResult{
 		URL: s.BaseURL(r) + "/media/" + m.ID, ID: m.ID, MIME: m.MIME,
 		Size: m.Size, Width: m.Width, Height: m.Height,

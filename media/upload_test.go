@@ -311,3 +311,32 @@ func TestUploadConcurrentSameBytes(t *testing.T) {
 		t.Fatalf("files %v, %d records; want one of each", f, meta.len())
 	}
 }
+
+// Bytes lost from disk come back with the next upload of the same content; metadata stays.
+func TestUploadRestoresMissingFile(t *testing.T) {
+	s, meta := newService(t)
+	srv := serve(t, s)
+	img := jpegOf(t, 16, 16)
+	id := stored(t, srv, img)
+	if err := os.Remove(s.files().path(id)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.Client().Get(srv.URL + "/media/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET without file: %s, want 404", resp.Status)
+	}
+	body, ctype := form(t, "file", "again.jpg", "image/jpeg", img)
+	if status, got := post(t, srv, "other", bytes.NewReader(body), ctype); status != http.StatusOK {
+		t.Fatalf("status %d %v", status, got)
+	}
+	if got := readFile(t, s.files().path(id)); !bytes.Equal(got, img) {
+		t.Fatal("file not restored")
+	}
+	if m, _ := meta.Media(id); m.Owner != "u1" {
+		t.Fatalf("owner %q, want the first uploader", m.Owner)
+	}
+}

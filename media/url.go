@@ -109,7 +109,8 @@ func (s *Service) Resolve(raw string, base string) (abs string, err error) {
 		return s.known(prefix, id)
 	}
 	for _, a := range s.AllowedHosts {
-		if a = strings.ToLower(strings.TrimSuffix(a, ":443")); a != host {
+		a = strings.TrimSuffix(strings.TrimPrefix(strings.ToLower(a), "https://"), "/")
+		if strings.TrimSuffix(a, ":443") != host {
 			continue
 		}
 		if u.Scheme != "https" {

@@ -63,7 +63,7 @@ func TestResolve(t *testing.T) {
 	id := strings.Repeat("0123456789abcdef", 4)
 	meta.PutMedia(persistence.Media{ID: id, MIME: "image/png"})
 	unknown := strings.Repeat("f", 64)
-	s := &Service{Meta: meta, AllowedHosts: []string{"img.example.org", "CDN.example.net:443"}}
+	s := &Service{Meta: meta, AllowedHosts: []string{"img.example.org", "CDN.example.net:443", "https://pics.example.com/"}}
 	abs := base + "/media/" + id
 
 	good := []struct{ raw, want string }{
@@ -74,6 +74,7 @@ func TestResolve(t *testing.T) {
 		{"https://chat.example.com:443/media/" + id, abs},
 		{"https://img.example.org/a/b.png", "https://img.example.org/a/b.png"},
 		{"https://cdn.example.net/x.jpg", "https://cdn.example.net/x.jpg"},
+		{"https://pics.example.com/y.webp", "https://pics.example.com/y.webp"},
 	}
 	for _, tt := range good {
 		got, err := s.Resolve(tt.raw, base)

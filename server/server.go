@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/pandachat/pandachat/actors"
@@ -57,6 +58,7 @@ type Config struct {
 	ActorObserver actors.Observer
 	EdgeObserver  transport.Observer
 	Metrics       http.Handler
+	OnUpload      func(size int64) // told of each accepted upload
 }
 
 // Server is a running Panda chat room.
@@ -68,6 +70,9 @@ type Server struct {
 	http  *http.Server
 	ln    net.Listener
 	log   *slog.Logger
+
+	once    sync.Once
+	shutErr error
 }
 
 // New opens the store and builds the server; nothing listens yet.
@@ -127,6 +132,7 @@ func New(cfg Config) (*Server, error) {
 		PublicURL:    cfg.PublicURL,
 		TrustProxy:   cfg.TrustProxy,
 		AllowedHosts: cfg.AllowedHosts,
+		OnUpload:     cfg.OnUpload,
 	}
 	if err := m.Open(); err != nil {
 		s.hub.Shutdown(time.Second)
@@ -196,6 +202,11 @@ func (s *Server) Serve() error {
 // Shutdown stops accepting, stores what is pending, closes every socket with
 // 1001, and closes the store — within the grace period.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.once.Do(func() { s.shutErr = s.shutdown(ctx) })
+	return s.shutErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Grace)
 	defer cancel()
 	var errs []error

@@ -117,7 +117,12 @@ test('chat page: history, then socket with since, live frames, title, send, imag
   page.onRetry({ currentTarget: { dataset: { cid: failed.cid } } });
   assert.equal(t2.sent[0].content, 'later');
 
-  // history page on scroll to top
+  // history page on scroll to top (the first page was short: nothing more to ask for)
+  assert.equal(page.data.noMoreHistory, true);
+  const before = rt.wx.requests.length;
+  page.onLoadHistory();
+  assert.equal(rt.wx.requests.length, before);
+  page.setData({ noMoreHistory: false });
   page.onLoadHistory();
   await settle(10);
   assert.match(rt.wx.requests[rt.wx.requests.length - 1].url, /\/history\?room=lobby&before=3&limit=20$/);

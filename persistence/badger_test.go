@@ -1,0 +1,196 @@
+package persistence_test
+
+import (
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/pandachat/pandachat/persistence"
+)
+
+func openBadger(t *testing.T, dir string, o persistence.Options) *persistence.Badger {
+	t.Helper()
+	s, err := persistence.OpenBadger(dir, o)
+	if err != nil {
+		t.Fatalf("OpenBadger: %v", err)
+	}
+	return s
+}
+
+// TestBadgerReopen: everything written before Close is there after reopening,
+// and ids continue after the highest stored one.
+func TestBadgerReopen(t *testing.T) {
+	for _, o := range []persistence.Options{{}, {SyncWrites: true}} {
+		dir := t.TempDir()
+		s := openBadger(t, dir, o)
+		sess := persistence.Session{ID: "s1", Skey: "k", UID: "u1", SessionKey: "sk", Expires: future(time.Hour)}
+		user := persistence.User{UID: "u1", OpenID: "o1", Profile: persistence.Profile{NickName: "n"}, Created: future(0)}
+		media := persistence.Media{ID: "m1", Owner: "u1", MIME: "image/gif", Size: 10, Created: future(0)}
+		appendAll(t, s, "lobby", msgs("lobby", 1, 5), msgs("lobby", 6, 7))
+		appendAll(t, s, "lobby-2", msgs("lobby-2", 1, 2))
+		for _, err := range []error{s.PutSession(sess), s.PutUser(user), s.PutMedia(media), s.Sync()} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.TrimMessages("lobby", 3); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+
+		s = openBadger(t, dir, o)
+		checkLastID(t, s, "lobby", 7)
+		checkLastID(t, s, "lobby-2", 2)
+		got, err := s.MessagesAfter("lobby", 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkIDs(t, "lobby after reopen", "lobby", got, 3, 7)
+		if got, err := s.Session("s1"); err != nil || !reflect.DeepEqual(got, sess) {
+			t.Errorf("Session after reopen = %+v, %v; want %+v", got, err, sess)
+		}
+		if got, err := s.UserByOpenID("o1"); err != nil || !reflect.DeepEqual(got, user) {
+			t.Errorf("UserByOpenID after reopen = %+v, %v; want %+v", got, err, user)
+		}
+		if got, err := s.Media("m1"); err != nil || !reflect.DeepEqual(got, media) {
+			t.Errorf("Media after reopen = %+v, %v; want %+v", got, err, media)
+		}
+		appendAll(t, s, "lobby", msgs("lobby", 8, 8))
+		got, _ = s.MessagesBefore("lobby", math.MaxUint64, 100)
+		checkIDs(t, "lobby after appending past the reopen", "lobby", got, 3, 8)
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+}
+
+// TestBadgerSessionExpiry: a session is readable until its Expires and gone
+// afterwards, from the Store and from Badger itself (no key left behind).
+func TestBadgerSessionExpiry(t *testing.T) {
+	s := openBadger(t, t.TempDir(), persistence.Options{})
+	defer s.Close()
+	// Not on a whole second: Badger's own TTL has 1 s resolution.
+	expires := time.Now().Add(1100 * time.Millisecond).UTC()
+	if err := s.PutSession(persistence.Session{ID: "short", Skey: "k", UID: "u", Expires: expires}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := s.Session("short")
+		done := time.Now()
+		if err == nil && !done.Before(expires) {
+			t.Fatalf("Session returned at %v, after its expiry %v", done, expires)
+		}
+		if err != nil {
+			if !errors.Is(err, persistence.ErrNotFound) {
+				t.Fatal(err)
+			}
+			if done.Before(expires) {
+				t.Fatalf("Session gone at %v, before its expiry %v", done, expires)
+			}
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for !rawKeyGone(t, s, "s/short") { // Badger drops the key itself, at most a second later
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func rawKeyGone(t *testing.T, s *persistence.Badger, key string) bool {
+	err := s.DB().View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte(key))
+		return err
+	})
+	if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+		t.Fatal(err)
+	}
+	return err != nil
+}
+
+// TestBadgerDirectoryInUse: a second open of a directory in use is an error
+// that says so, never a panic, and the first store keeps working.
+func TestBadgerDirectoryInUse(t *testing.T) {
+	dir := t.TempDir()
+	s := openBadger(t, dir, persistence.Options{})
+	defer s.Close()
+	second, err := openNoPanic(dir)
+	if err == nil {
+		second.Close()
+		t.Fatal("second OpenBadger on the same directory succeeded")
+	}
+	if !strings.Contains(err.Error(), "in use") {
+		t.Errorf("error %q does not say the directory is in use", err)
+	}
+	appendAll(t, s, "r", msgs("r", 1, 1))
+	checkLastID(t, s, "r", 1)
+}
+
+func openNoPanic(dir string) (s *persistence.Badger, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = errors.New("panic")
+			panic(r)
+		}
+	}()
+	return persistence.OpenBadger(dir, persistence.Options{})
+}
+
+func TestBadgerUnusableDirectory(t *testing.T) {
+	base := t.TempDir()
+	file := filepath.Join(base, "file")
+	if err := os.WriteFile(file, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	readOnly := filepath.Join(base, "ro")
+	if err := os.Mkdir(readOnly, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(readOnly, 0o700) })
+
+	for _, tt := range []struct {
+		name string
+		dir  string
+		skip string
+	}{
+		{"empty path", "", ""},
+		{"regular file", file, ""},
+		{"below a regular file", filepath.Join(file, "data"), ""},
+		{"read-only directory", readOnly, writableAnyway(readOnly)},
+		{"below a read-only directory", filepath.Join(readOnly, "data"), writableAnyway(readOnly)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.skip != "" {
+				t.Skip(tt.skip)
+			}
+			s, err := openNoPanic(tt.dir)
+			if err == nil {
+				s.Close()
+				t.Fatalf("OpenBadger(%s) succeeded", tt.name)
+			}
+			if tt.dir != "" && !strings.Contains(err.Error(), tt.dir) {
+				t.Errorf("error %q does not name the directory", err)
+			}
+		})
+	}
+}
+
+// writableAnyway explains why a read-only directory cannot be tested (root
+// ignores permissions), or returns "" when it is really read-only.
+func writableAnyway(dir string) string {
+	f, err := os.CreateTemp(dir, "probe")
+	if err != nil {
+		return ""
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return "permissions are not enforced for this user"
+}

@@ -1,0 +1,450 @@
+package persistence_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/pandachat/pandachat/persistence"
+)
+
+// implementations lists every Store; each runs the same conformance suite.
+var implementations = []struct {
+	name string
+	open func(t testing.TB) persistence.Store
+}{
+	{"badger", func(t testing.TB) persistence.Store {
+		s, err := persistence.OpenBadger(t.TempDir(), persistence.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return s
+	}},
+	{"memory", func(t testing.TB) persistence.Store { return persistence.NewMemory() }},
+}
+
+func TestStore(t *testing.T) {
+	for _, impl := range implementations {
+		t.Run(impl.name, func(t *testing.T) {
+			for _, c := range []struct {
+				name string
+				run  func(*testing.T, persistence.Store)
+			}{
+				{"Sessions", testSessions},
+				{"Users", testUsers},
+				{"OpenIDRebinding", testOpenIDRebinding},
+				{"MessagesEmptyRoom", testMessagesEmptyRoom},
+				{"MessagesAfter", testMessagesAfter},
+				{"MessagesBefore", testMessagesBefore},
+				{"RoomsNeverMix", testRoomsNeverMix},
+				{"TrimMessages", testTrimMessages},
+				{"LargeBatch", testLargeBatch},
+				{"Media", testMedia},
+			} {
+				t.Run(c.name, func(t *testing.T) { c.run(t, impl.open(t)) })
+			}
+		})
+	}
+}
+
+// UTC without a monotonic reading, so values survive a JSON round trip unchanged.
+func future(d time.Duration) time.Time { return time.Now().Add(d).UTC() }
+
+func testSessions(t *testing.T, s persistence.Store) {
+	live := persistence.Session{ID: "live", Skey: "k1", UID: "u1", SessionKey: "sk", Expires: future(time.Hour)}
+	for _, sess := range []persistence.Session{
+		live,
+		{ID: "past", Skey: "k2", UID: "u2", Expires: future(-time.Hour)},
+		{ID: "zero", Skey: "k3", UID: "u3"},
+		{ID: "doomed", Skey: "k4", UID: "u4", Expires: future(time.Hour)},
+	} {
+		if err := s.PutSession(sess); err != nil {
+			t.Fatalf("PutSession(%s): %v", sess.ID, err)
+		}
+	}
+	// Writing an expired copy over a live session ends it.
+	if err := s.PutSession(persistence.Session{ID: "doomed", Expires: future(-time.Second)}); err != nil {
+		t.Fatalf("PutSession(expired over live): %v", err)
+	}
+
+	got, err := s.Session("live")
+	if err != nil || !reflect.DeepEqual(got, live) {
+		t.Errorf("Session(live) = %+v, %v; want %+v", got, err, live)
+	}
+	for _, id := range []string{"past", "zero", "doomed", "unknown", ""} {
+		if got, err := s.Session(id); !errors.Is(err, persistence.ErrNotFound) {
+			t.Errorf("Session(%q) = %+v, %v; want ErrNotFound", id, got, err)
+		}
+	}
+
+	if err := s.DeleteSession("live"); err != nil {
+		t.Fatalf("DeleteSession: %v", err)
+	}
+	if _, err := s.Session("live"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("Session after delete: %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteSession("never-existed"); err != nil {
+		t.Errorf("DeleteSession(unknown) = %v, want nil", err)
+	}
+}
+
+func testUsers(t *testing.T, s persistence.Store) {
+	created := time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
+	alice := persistence.User{
+		UID: "a1", OpenID: "o-alice", UnionID: "un-alice", Created: created,
+		Profile: persistence.Profile{NickName: "Alice 熊猫", AvatarURL: "/media/x", Gender: 2, City: "Chengdu", Language: "zh_CN"},
+	}
+	dev := persistence.User{UID: "d1", Profile: persistence.Profile{NickName: "dev"}, Created: created}
+	for _, u := range []persistence.User{alice, dev} {
+		if err := s.PutUser(u); err != nil {
+			t.Fatalf("PutUser(%s): %v", u.UID, err)
+		}
+	}
+	for _, tt := range []struct {
+		name   string
+		get    func() (persistence.User, error)
+		want   persistence.User
+		wantOK bool
+	}{
+		{"by uid", func() (persistence.User, error) { return s.User("a1") }, alice, true},
+		{"by openId", func() (persistence.User, error) { return s.UserByOpenID("o-alice") }, alice, true},
+		{"without openId", func() (persistence.User, error) { return s.User("d1") }, dev, true},
+		{"unknown uid", func() (persistence.User, error) { return s.User("nobody") }, persistence.User{}, false},
+		{"unknown openId", func() (persistence.User, error) { return s.UserByOpenID("o-nobody") }, persistence.User{}, false},
+		{"empty openId", func() (persistence.User, error) { return s.UserByOpenID("") }, persistence.User{}, false},
+		{"uid is not an openId", func() (persistence.User, error) { return s.UserByOpenID("a1") }, persistence.User{}, false},
+		{"openId is not a uid", func() (persistence.User, error) { return s.User("o-alice") }, persistence.User{}, false},
+	} {
+		got, err := tt.get()
+		if tt.wantOK && (err != nil || !reflect.DeepEqual(got, tt.want)) {
+			t.Errorf("%s: got %+v, %v; want %+v", tt.name, got, err, tt.want)
+		}
+		if !tt.wantOK && !errors.Is(err, persistence.ErrNotFound) {
+			t.Errorf("%s: got %+v, %v; want ErrNotFound", tt.name, got, err)
+		}
+	}
+
+	// Replacing a user replaces its profile.
+	alice.Profile.NickName = "Alice II"
+	if err := s.PutUser(alice); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.UserByOpenID("o-alice"); err != nil || got.Profile.NickName != "Alice II" {
+		t.Errorf("after update: %+v, %v; want nickName Alice II", got, err)
+	}
+}
+
+func testOpenIDRebinding(t *testing.T, s persistence.Store) {
+	put := func(u persistence.User) {
+		t.Helper()
+		if err := s.PutUser(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(persistence.User{UID: "first", OpenID: "o-1"})
+	put(persistence.User{UID: "second", OpenID: "o-1"}) // o-1 now belongs to "second"
+	if u, err := s.UserByOpenID("o-1"); err != nil || u.UID != "second" {
+		t.Errorf("UserByOpenID(o-1) = %s, %v; want second", u.UID, err)
+	}
+	if u, err := s.User("first"); err != nil || u.UID != "first" {
+		t.Errorf("User(first) = %+v, %v; the old user must stay", u, err)
+	}
+
+	put(persistence.User{UID: "second", OpenID: "o-2"}) // "second" moves to o-2
+	if u, err := s.UserByOpenID("o-2"); err != nil || u.UID != "second" {
+		t.Errorf("UserByOpenID(o-2) = %s, %v; want second", u.UID, err)
+	}
+	if u, err := s.UserByOpenID("o-1"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("UserByOpenID(o-1) after the move = %+v, %v; want ErrNotFound (stale binding)", u, err)
+	}
+}
+
+// msgs builds messages with ids from..to whose data names the room and id.
+func msgs(room string, from, to uint64) []persistence.Message {
+	var out []persistence.Message
+	for id := from; id <= to; id++ {
+		out = append(out, persistence.Message{ID: id, Data: fmt.Appendf(nil, `{"id":%d,"room":%q}`, id, room)})
+	}
+	return out
+}
+
+func appendAll(t *testing.T, s persistence.Store, room string, batches ...[]persistence.Message) {
+	t.Helper()
+	for _, b := range batches {
+		if err := s.AppendMessages(room, b); err != nil {
+			t.Fatalf("AppendMessages(%s, %d..): %v", room, b[0].ID, err)
+		}
+	}
+}
+
+// checkIDs asserts got holds exactly the ids from..to (empty when from > to) with their data.
+func checkIDs(t *testing.T, what, room string, got []persistence.Message, from, to uint64) {
+	t.Helper()
+	var want []persistence.Message
+	if from <= to {
+		want = msgs(room, from, to)
+	}
+	if len(got) != len(want) {
+		t.Errorf("%s: %d messages %v, want ids %d..%d", what, len(got), ids(got), from, to)
+		return
+	}
+	for i := range want {
+		if got[i].ID != want[i].ID || !bytes.Equal(got[i].Data, want[i].Data) {
+			t.Errorf("%s: message %d = {%d %s}, want {%d %s}", what, i, got[i].ID, got[i].Data, want[i].ID, want[i].Data)
+			return
+		}
+	}
+}
+
+func ids(ms []persistence.Message) []uint64 {
+	out := make([]uint64, len(ms))
+	for i, m := range ms {
+		out[i] = m.ID
+	}
+	return out
+}
+
+func checkLastID(t *testing.T, s persistence.Store, room string, want uint64) {
+	t.Helper()
+	if got, err := s.LastID(room); err != nil || got != want {
+		t.Errorf("LastID(%s) = %d, %v; want %d", room, got, err, want)
+	}
+}
+
+func testMessagesEmptyRoom(t *testing.T, s persistence.Store) {
+	checkLastID(t, s, "nobody-here", 0)
+	if err := s.AppendMessages("nobody-here", nil); err != nil {
+		t.Errorf("AppendMessages(nil) = %v", err)
+	}
+	checkLastID(t, s, "nobody-here", 0)
+	got, err := s.MessagesAfter("nobody-here", 0, 10)
+	if err != nil || len(got) != 0 {
+		t.Errorf("MessagesAfter on empty room = %v, %v", ids(got), err)
+	}
+	got, err = s.MessagesBefore("nobody-here", math.MaxUint64, 10)
+	if err != nil || len(got) != 0 {
+		t.Errorf("MessagesBefore on empty room = %v, %v", ids(got), err)
+	}
+	if n, err := s.TrimMessages("nobody-here", 100); err != nil || n != 0 {
+		t.Errorf("TrimMessages on empty room = %d, %v", n, err)
+	}
+}
+
+func testMessagesAfter(t *testing.T, s persistence.Store) {
+	appendAll(t, s, "r", msgs("r", 1, 1), msgs("r", 2, 5), msgs("r", 6, 10))
+	checkLastID(t, s, "r", 10)
+	for _, tt := range []struct {
+		after    uint64
+		limit    int
+		from, to uint64 // from > to: none
+	}{
+		{0, 100, 1, 10},
+		{0, 10, 1, 10},
+		{0, 3, 1, 3},
+		{0, 1, 1, 1},
+		{4, 2, 5, 6},
+		{7, 100, 8, 10},
+		{9, 100, 10, 10},
+		{10, 100, 1, 0}, // at the end
+		{11, 100, 1, 0}, // past the end
+		{math.MaxUint64 - 1, 100, 1, 0},
+		{math.MaxUint64, 100, 1, 0}, // after+1 must not wrap to the first message
+		{0, 0, 1, 0},
+		{0, -1, 1, 0},
+		{3, math.MaxInt, 4, 10},
+	} {
+		got, err := s.MessagesAfter("r", tt.after, tt.limit)
+		if err != nil {
+			t.Errorf("MessagesAfter(%d, %d): %v", tt.after, tt.limit, err)
+			continue
+		}
+		checkIDs(t, fmt.Sprintf("MessagesAfter(%d, %d)", tt.after, tt.limit), "r", got, tt.from, tt.to)
+	}
+}
+
+func testMessagesBefore(t *testing.T, s persistence.Store) {
+	appendAll(t, s, "r", msgs("r", 1, 4), msgs("r", 5, 10))
+	for _, tt := range []struct {
+		before   uint64
+		limit    int
+		from, to uint64
+	}{
+		{0, 100, 1, 0},
+		{1, 100, 1, 0},
+		{2, 100, 1, 1},
+		{5, 100, 1, 4},
+		{5, 2, 3, 4},
+		{10, 3, 7, 9},
+		{11, 3, 8, 10},
+		{11, 100, 1, 10},
+		{100, 3, 8, 10},
+		{math.MaxUint64, 100, 1, 10},
+		{math.MaxUint64, 1, 10, 10},
+		{11, 0, 1, 0},
+		{11, -1, 1, 0},
+		{11, math.MaxInt, 1, 10},
+	} {
+		got, err := s.MessagesBefore("r", tt.before, tt.limit)
+		if err != nil {
+			t.Errorf("MessagesBefore(%d, %d): %v", tt.before, tt.limit, err)
+			continue
+		}
+		checkIDs(t, fmt.Sprintf("MessagesBefore(%d, %d)", tt.before, tt.limit), "r", got, tt.from, tt.to)
+	}
+}
+
+// testRoomsNeverMix: a room whose name is a prefix of another's ("a", "ab") and
+// ids that share their first bytes never leak into each other.
+func testRoomsNeverMix(t *testing.T, s persistence.Store) {
+	appendAll(t, s, "a", msgs("a", 1, 3))
+	appendAll(t, s, "ab", msgs("ab", 1, 5))
+	appendAll(t, s, "b", msgs("b", 1, 1))
+	appendAll(t, s, "a", msgs("a", 4, 4))
+	checkLastID(t, s, "a", 4)
+	checkLastID(t, s, "ab", 5)
+	checkLastID(t, s, "b", 1)
+	checkLastID(t, s, "", 0)
+	for _, tt := range []struct {
+		room string
+		to   uint64
+	}{{"a", 4}, {"ab", 5}, {"b", 1}} {
+		got, err := s.MessagesAfter(tt.room, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkIDs(t, "MessagesAfter("+tt.room+")", tt.room, got, 1, tt.to)
+		got, err = s.MessagesBefore(tt.room, math.MaxUint64, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkIDs(t, "MessagesBefore("+tt.room+")", tt.room, got, 1, tt.to)
+	}
+	if n, err := s.TrimMessages("a", 100); err != nil || n != 4 {
+		t.Errorf("TrimMessages(a) = %d, %v; want 4", n, err)
+	}
+	got, _ := s.MessagesAfter("ab", 0, 100)
+	checkIDs(t, "ab after trimming a", "ab", got, 1, 5)
+}
+
+func testTrimMessages(t *testing.T, s persistence.Store) {
+	appendAll(t, s, "r", msgs("r", 1, 10))
+	for _, tt := range []struct {
+		keepFrom uint64
+		removed  int
+		from     uint64 // first id left
+	}{
+		{0, 0, 1},
+		{1, 0, 1},
+		{4, 3, 4},
+		{4, 0, 4}, // again: nothing left below
+		{2, 0, 4}, // lower than before
+		{10, 6, 10},
+		{11, 1, 11}, // everything
+		{math.MaxUint64, 0, 11},
+	} {
+		n, err := s.TrimMessages("r", tt.keepFrom)
+		if err != nil || n != tt.removed {
+			t.Errorf("TrimMessages(%d) = %d, %v; want %d", tt.keepFrom, n, err, tt.removed)
+		}
+		got, err := s.MessagesAfter("r", 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkIDs(t, fmt.Sprintf("after TrimMessages(%d)", tt.keepFrom), "r", got, tt.from, 10)
+		checkLastID(t, s, "r", 10) // trimming never lowers the last id
+	}
+	appendAll(t, s, "r", msgs("r", 11, 12))
+	checkLastID(t, s, "r", 12)
+	got, _ := s.MessagesBefore("r", math.MaxUint64, 100)
+	checkIDs(t, "after trimming all and appending", "r", got, 11, 12)
+}
+
+// testLargeBatch: a batch bigger than one Badger transaction is stored whole and in order.
+func testLargeBatch(t *testing.T, s persistence.Store) {
+	const n = 20000
+	batch := make([]persistence.Message, n)
+	for i := range batch {
+		data := bytes.Repeat([]byte{'x'}, 200)
+		copy(data, fmt.Sprint(i+1))
+		batch[i] = persistence.Message{ID: uint64(i + 1), Data: data}
+	}
+	if err := s.AppendMessages("big", batch); err != nil {
+		t.Fatalf("AppendMessages(%d messages): %v", n, err)
+	}
+	checkLastID(t, s, "big", n)
+	got, err := s.MessagesAfter("big", 0, 2*n)
+	if err != nil || len(got) != n {
+		t.Fatalf("MessagesAfter: %d messages, %v; want %d", len(got), err, n)
+	}
+	for i, m := range got {
+		if m.ID != uint64(i+1) || !bytes.Equal(m.Data, batch[i].Data) {
+			t.Fatalf("message %d: id %d, data %.10q; want id %d", i, m.ID, m.Data, i+1)
+		}
+	}
+}
+
+func testMedia(t *testing.T, s persistence.Store) {
+	m := persistence.Media{
+		ID: "sha-abc", Owner: "u1", MIME: "image/png", Size: 1234, Width: 64, Height: 32,
+		Created: time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC),
+	}
+	if err := s.PutMedia(m); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Media("sha-abc"); err != nil || !reflect.DeepEqual(got, m) {
+		t.Errorf("Media = %+v, %v; want %+v", got, err, m)
+	}
+	for _, id := range []string{"unknown", "", "sha-ab", "sha-abcd"} {
+		if got, err := s.Media(id); !errors.Is(err, persistence.ErrNotFound) {
+			t.Errorf("Media(%q) = %+v, %v; want ErrNotFound", id, got, err)
+		}
+	}
+	m.Owner = "u2"
+	if err := s.PutMedia(m); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Media("sha-abc"); got.Owner != "u2" {
+		t.Errorf("after overwrite Owner = %q, want u2", got.Owner)
+	}
+	if err := s.Sync(); err != nil {
+		t.Errorf("Sync: %v", err)
+	}
+}
+
+// BenchmarkAppendMessages stores batches of ~200 B messages; compare the
+// implementations and batch sizes with benchstat.
+func BenchmarkAppendMessages(b *testing.B) {
+	for _, impl := range implementations {
+		for _, size := range []int{1, 16, 256} {
+			b.Run(fmt.Sprintf("store=%s/batch=%d", impl.name, size), func(b *testing.B) {
+				s := impl.open(b)
+				batch := make([]persistence.Message, size)
+				for i := range batch {
+					batch[i].Data = bytes.Repeat([]byte{'m'}, 200)
+				}
+				b.SetBytes(int64(size * 200))
+				b.ReportAllocs()
+				var next uint64
+				for b.Loop() {
+					for i := range batch {
+						next++
+						batch[i].ID = next
+					}
+					if err := s.AppendMessages("bench", batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "msgs/s")
+			})
+		}
+	}
+}
