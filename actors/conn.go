@@ -27,6 +27,7 @@ const maxStash = 64
 func (c *conn) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
+		c.member.ID = ctx.Self().Id // the room matches Terminated notices by this id
 		ctx.Send(c.hub.registry, &join{Room: c.spec.Room, Member: c.member, PID: ctx.Self(), Since: c.spec.Since, HasSince: c.spec.HasSince})
 	case *joined:
 		c.room = m.Room

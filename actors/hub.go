@@ -137,7 +137,6 @@ func (h *Hub) now() time.Time { return h.opts.Now() }
 
 // ConnSpec describes an authenticated connection joining a room.
 type ConnSpec struct {
-	ID        string // unique per connection
 	UID       string
 	NickName  string // profile at connect time, used when the store cannot say
 	AvatarURL string
@@ -160,7 +159,7 @@ type Conn struct {
 // Connect spawns the connection's actor, which joins its room.
 func (h *Hub) Connect(spec ConnSpec) *Conn {
 	c := &conn{hub: h, spec: spec}
-	c.member = &Member{ID: spec.ID, UID: spec.UID, NickName: spec.NickName, Sink: spec.Sink, Presence: spec.Presence}
+	c.member = &Member{UID: spec.UID, NickName: spec.NickName, Sink: spec.Sink, Presence: spec.Presence}
 	if r := h.opts.Rate; !r.Off {
 		r = r.withDefaults()
 		c.limiter = rate.NewLimiter(rate.Every(r.Per/time.Duration(r.Messages)), r.Messages)

@@ -283,7 +283,7 @@ func (r *room) remove(ctx actor.Context, m *Member, why string) {
 func (r *room) presence(who *Member, event string) {
 	var frame []byte
 	for _, m := range r.members {
-		if !m.Presence {
+		if !m.Presence || m == who { // the joiner learns the count from its system frame
 			continue
 		}
 		if frame == nil {

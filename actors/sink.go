@@ -12,7 +12,7 @@ type Sink interface {
 
 // Member is one connection as a room sees it.
 type Member struct {
-	ID       string // conn actor id, unique per connection
+	ID       string // the conn actor's PID id, unique per connection
 	UID      string
 	NickName string
 	Sink     Sink

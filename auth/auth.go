@@ -63,7 +63,7 @@ func (s *Service) LoginCode(ctx context.Context, code, encryptedData, iv string)
 		if err != nil {
 			return persistence.Session{}, persistence.User{}, err
 		}
-		if ui.OpenID != "" && ui.OpenID != ws.OpenID {
+		if ui.OpenID != ws.OpenID { // data that does not name this user (e.g. a phone number) is no profile
 			return persistence.Session{}, persistence.User{}, &wechat.Error{Refused: true, Msg: "encrypted data belongs to another user"}
 		}
 		info = &ui

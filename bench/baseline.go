@@ -3,7 +3,6 @@ package bench
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -359,5 +358,3 @@ func (m *baseMember) writeLoop() {
 		m.mu.Unlock()
 	}
 }
-
-var errBaselineUsage = errors.New("usage")

@@ -57,13 +57,14 @@ type SuiteResult struct {
 
 // Machine describes where the suite ran.
 type Machine struct {
-	CPU       string `json:"cpu"`
-	Cores     int    `json:"cores"`
-	MemoryKiB int64  `json:"memoryKiB"`
-	Kernel    string `json:"kernel"`
-	Go        string `json:"go"`
-	FileLimit uint64 `json:"fileLimit"`
-	LoadAvg   string `json:"loadAvg"` // /proc/loadavg at the start: other work on the machine skews every number
+	CPU        string `json:"cpu"`
+	Cores      int    `json:"cores"`
+	MemoryKiB  int64  `json:"memoryKiB"`
+	Kernel     string `json:"kernel"`
+	Go         string `json:"go"`
+	FileLimit  uint64 `json:"fileLimit"`
+	LoadAvg    string `json:"loadAvg"` // /proc/loadavg at the start: other work on the machine skews every number
+	LoadAvgEnd string `json:"loadAvgEnd,omitempty"`
 }
 
 // IdleResult is the server's memory for idle connections.
@@ -247,7 +248,12 @@ func (s *Suite) Run(ctx context.Context) error {
 	} else {
 		res.Skipped = append(res.Skipped, "replay: needs pandachat (the baselines keep no history)")
 	}
-	return s.write(res)
+	res.Machine.LoadAvgEnd = machine().LoadAvg
+	if err := WriteResults(s.Out, res); err != nil {
+		return err
+	}
+	s.logf("wrote %s/{results.json,results.md,latency.svg,rss.svg}", s.Out)
+	return nil
 }
 
 func (s *Suite) idle(ctx context.Context, t Target, n int) (IdleResult, error) {
@@ -288,6 +294,9 @@ func (s *Suite) curve(ctx context.Context, t Target, members, size int, deliv []
 	}
 	defer g.Close()
 	cv := Curve{Server: t.Name, Members: members, Size: size, Stop: "highest step reached"}
+	// A short unrecorded warm-up: fresh goroutine stacks, buffers and room
+	// state would otherwise count against the first step.
+	g.Step(ctx, StepOptions{Senders: min(10, members), Rate: deliv[0] / float64(g.Conns()), Size: size, Duration: time.Second / 2, Drain: 2 * time.Second})
 	for _, d := range deliv {
 		if ctx.Err() != nil {
 			break
@@ -465,12 +474,13 @@ func machine() Machine {
 	return m
 }
 
-func (s *Suite) write(res *SuiteResult) error {
+// WriteResults writes results.json, results.md, latency.svg and rss.svg into dir.
+func WriteResults(dir string, res *SuiteResult) error {
 	js, _ := json.MarshalIndent(res, "", "  ")
-	if err := os.WriteFile(filepath.Join(s.Out, "results.json"), append(js, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(js, '\n'), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(s.Out, "results.md"), []byte(res.Markdown()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(res.Markdown()), 0o644); err != nil {
 		return err
 	}
 	lat := Chart{Title: "p99 latency against delivered rate (one room)", XLabel: "deliveries per second", YLabel: "p99 latency, ms", LogY: true, HLine: kneeP99}
@@ -497,11 +507,10 @@ func (s *Suite) write(res *SuiteResult) error {
 		if err := ch.WriteSVG(&b); err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(s.Out, name), b.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), b.Bytes(), 0o644); err != nil {
 			return err
 		}
 	}
-	s.logf("wrote %s/{results.json,results.md,latency.svg,rss.svg}", s.Out)
 	return nil
 }
 
@@ -509,9 +518,13 @@ func (s *Suite) write(res *SuiteResult) error {
 func (r *SuiteResult) Markdown() string {
 	var b strings.Builder
 	m := r.Machine
-	fmt.Fprintf(&b, "# Bench results\n\nRun %s%s on %s, %d cores, %.1f GiB, Linux %s, %s, open-file limit %d; load average at the start %s.\n\n",
-		r.Started, map[bool]string{true: " (quick)", false: ""}[r.Quick], m.CPU, m.Cores, float64(m.MemoryKiB)/(1<<20), m.Kernel, m.Go, m.FileLimit, m.LoadAvg)
+	fmt.Fprintf(&b, "# Bench results\n\nRun %s%s on %s, %d cores, %.1f GiB, Linux %s, %s, open-file limit %d; load average at the start %s, at the end %s.\n\n",
+		r.Started, map[bool]string{true: " (quick)", false: ""}[r.Quick], m.CPU, m.Cores, float64(m.MemoryKiB)/(1<<20), m.Kernel, m.Go, m.FileLimit, m.LoadAvg, m.LoadAvgEnd)
 	b.WriteString("Server and load generator share the machine. Knee: highest step with p99 ≤ 100 ms and every message delivered once, in order.\n\n")
+	var load1 float64
+	if _, err := fmt.Sscan(m.LoadAvg, &load1); err == nil && load1 > float64(m.Cores) {
+		fmt.Fprintf(&b, "**The machine was busy** (load average %.1f on %d cores): other processes took CPU from server and generator alike, so latencies are high and knees low for every server. Compare servers within this run only.\n\n", load1, m.Cores)
+	}
 	b.WriteString("## Knees\n\n| server | members | size | knee deliveries/s | p99 at knee ms | deliveries per server CPU-s | stepping ended by |\n|---|---:|---:|---:|---:|---:|---|\n")
 	for _, c := range r.Curves {
 		knee, p99, per := "none", "-", "-"

@@ -35,8 +35,7 @@ func TestSuiteWritesResults(t *testing.T) {
 		Churn:   []ChurnResult{{Server: "coalesce", Seconds: 1, Cycles: 2000, PerSec: 2000}},
 		Skipped: []string{"replay: needs pandachat"},
 	}
-	s := Suite{Out: dir}
-	if err := s.write(res); err != nil {
+	if err := WriteResults(dir, res); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"results.json", "results.md", "latency.svg", "rss.svg"} {

@@ -57,7 +57,7 @@ func fmtTick(v float64) string {
 
 // WriteSVG renders the chart.
 func (c Chart) WriteSVG(w io.Writer) error {
-	const W, H, left, right, top, bottom = 760.0, 440.0, 70.0, 20.0, 40.0, 60.0
+	const W, H, left, right, top, bottom = 1020.0, 440.0, 70.0, 290.0, 40.0, 60.0
 	pw, ph := W-left-right, H-top-bottom
 	maxX, minY, maxY := 0.0, math.Inf(1), 0.0
 	for _, s := range c.Series {
@@ -131,6 +131,10 @@ func (c Chart) WriteSVG(w io.Writer) error {
 	}
 	for i, s := range c.Series {
 		col := palette[i%len(palette)]
+		dash := "" // after the palette runs out, lines repeat colours dashed
+		if i >= len(palette) {
+			dash = ` stroke-dasharray="7 3"`
+		}
 		var pts bytes.Buffer
 		for _, p := range s.Points {
 			if c.LogY && p[1] <= 0 {
@@ -139,10 +143,10 @@ func (c Chart) WriteSVG(w io.Writer) error {
 			fmt.Fprintf(&pts, "%.1f,%.1f ", px(p[0]), py(p[1]))
 			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`+"\n", px(p[0]), py(p[1]), col)
 		}
-		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", col, bytes.TrimSpace(pts.Bytes()))
-		ly := top + 16 + float64(i)*16
-		fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="%s" stroke-width="2"/><text x="%g" y="%g">%s</text>`+"\n",
-			left+10, ly-4, left+30, ly-4, col, left+36, ly, esc(s.Name))
+		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2"%s points="%s"/>`+"\n", col, dash, bytes.TrimSpace(pts.Bytes()))
+		ly := top + 10 + float64(i)*18 // legend right of the plot
+		fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="%s" stroke-width="2"%s/><text x="%g" y="%g">%s</text>`+"\n",
+			left+pw+14, ly-4, left+pw+34, ly-4, col, dash, left+pw+40, ly, esc(s.Name))
 	}
 	b.WriteString("</svg>\n")
 	_, err := w.Write(b.Bytes())

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -77,6 +78,8 @@ func TestUploadRoundTrip(t *testing.T) {
 
 func TestUploadSameBytesTwice(t *testing.T) {
 	s, meta := newService(t)
+	var told atomic.Int64 // bytes reported, summed
+	s.OnUpload = func(size int64) { told.Add(size) }
 	srv := serve(t, s)
 	img := pngOf(t, 10, 10)
 	var ids []any
@@ -96,6 +99,9 @@ func TestUploadSameBytesTwice(t *testing.T) {
 	}
 	if m, _ := meta.Media(ids[0].(string)); m.Owner != "first" || meta.len() != 1 {
 		t.Fatalf("metadata %+v (%d entries), want the first uploader's", m, meta.len())
+	}
+	if told.Load() != 2*int64(len(img)) {
+		t.Fatalf("OnUpload told %d bytes, want two uploads of %d", told.Load(), len(img))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -131,13 +132,17 @@ func (s *Badger) PutSession(sess Session) error {
 	if err != nil {
 		return err
 	}
-	ttl := time.Until(sess.Expires)
-	if ttl <= 0 {
-		return errors.New("session already expired")
+	if !sess.Expires.After(time.Now()) { // stored until the past: nothing left to keep
+		return s.DeleteSession(sess.ID)
 	}
-	return s.db.Update(func(txn *badger.Txn) error {
-		return txn.SetEntry(badger.NewEntry(sessionKey(sess.ID), b).WithTTL(ttl))
-	})
+	// Badger expires keys at whole unix seconds; round up so the key outlives
+	// sess.Expires (Session checks Expires itself) instead of vanishing up to 1 s early.
+	e := badger.NewEntry(sessionKey(sess.ID), b)
+	e.ExpiresAt = uint64(sess.Expires.Unix())
+	if sess.Expires.Nanosecond() > 0 {
+		e.ExpiresAt++
+	}
+	return s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) })
 }
 
 func (s *Badger) Session(id string) (Session, error) {
@@ -172,7 +177,11 @@ func (s *Badger) UserByOpenID(openID string) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	return s.User(uid)
+	u, err := s.User(uid)
+	if err == nil && u.OpenID != openID { // the user moved to another openId since
+		return User{}, ErrNotFound
+	}
+	return u, err
 }
 
 func (s *Badger) User(uid string) (User, error) {
@@ -248,6 +257,9 @@ func (s *Badger) LastID(room string) (uint64, error) {
 }
 
 func (s *Badger) MessagesAfter(room string, after uint64, limit int) ([]Message, error) {
+	if limit <= 0 || after == math.MaxUint64 { // after+1 would wrap to the first message
+		return nil, nil
+	}
 	var out []Message
 	err := s.db.View(func(txn *badger.Txn) error {
 		prefix := messagePrefix(room)
@@ -266,7 +278,7 @@ func (s *Badger) MessagesAfter(room string, after uint64, limit int) ([]Message,
 }
 
 func (s *Badger) MessagesBefore(room string, before uint64, limit int) ([]Message, error) {
-	if before <= 1 {
+	if before <= 1 || limit <= 0 {
 		return nil, nil
 	}
 	var out []Message

@@ -66,7 +66,11 @@ func (m *Memory) UserByOpenID(openID string) (User, error) {
 	if !ok {
 		return User{}, ErrNotFound
 	}
-	return m.User(uid)
+	u, err := m.User(uid)
+	if err == nil && u.OpenID != openID { // the user moved to another openId since
+		return User{}, ErrNotFound
+	}
+	return u, err
 }
 
 func (m *Memory) User(uid string) (User, error) {
@@ -118,11 +122,14 @@ func (m *Memory) MessagesAfter(room string, after uint64, limit int) ([]Message,
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	r := m.rooms[room]
-	if r == nil {
+	if r == nil || limit <= 0 {
 		return nil, nil
 	}
 	i := sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].ID > after })
-	j := min(i+limit, len(r.msgs))
+	j := len(r.msgs)
+	if limit < j-i { // not i+limit: that overflows for a huge limit
+		j = i + limit
+	}
 	return append([]Message(nil), r.msgs[i:j]...), nil
 }
 
@@ -130,7 +137,7 @@ func (m *Memory) MessagesBefore(room string, before uint64, limit int) ([]Messag
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	r := m.rooms[room]
-	if r == nil {
+	if r == nil || limit <= 0 {
 		return nil, nil
 	}
 	j := sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].ID >= before })

@@ -63,7 +63,6 @@ type Server struct {
 	conns    sync.WaitGroup // open sockets, for draining
 	open     atomic.Int64
 	draining atomic.Bool
-	seq      atomic.Uint64
 }
 
 // New builds the server's routes.

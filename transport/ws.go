@@ -69,7 +69,6 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	s.opts.Observer.ConnOpened()
 
 	spec := actors.ConnSpec{
-		ID:        strconv.FormatUint(s.seq.Add(1), 10),
 		UID:       u.UID,
 		NickName:  u.Profile.NickName,
 		AvatarURL: absolute(u.Profile.AvatarURL, base),

@@ -17,6 +17,12 @@ const usage = `pandachat — real-time chat rooms for WeChat mini-programs and b
 
 Usage:
   pandachat [serve] [flags]   run the server (the default command)
+  pandachat backup --out FILE [--data DIR]
+                              archive the store and media (online through the
+                              running server's admin socket, else offline)
+  pandachat restore --in FILE --data DIR
+                              unpack an archive into a new, empty data directory
+  pandachat healthcheck       exit 0 when the local server answers /healthz
   pandachat version           print the version
 
 Run "pandachat COMMAND --help" for the flags of a command.
@@ -37,6 +43,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		return serve(ctx, args, stdout, stderr)
+	case "backup":
+		return backup(ctx, args, stdout, stderr)
+	case "restore":
+		return restore(args, os.Stdin, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "pandachat", version)
 		return 0

@@ -68,6 +68,8 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	dur(&cfg.Grace, "grace", "PANDA_GRACE", 10*time.Second, "shutdown grace period")
 	str(&x.logFormat, "log-format", "PANDA_LOG_FORMAT", "text", "log format: text or json")
 	str(&x.logLevel, "log-level", "PANDA_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&x.metrics, "metrics", true, "serve Prometheus metrics at GET /metrics (keep it off the public side of a proxy)")
+	env["metrics"] = "PANDA_METRICS"
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: pandachat serve [flags]\n\nRuns the chat server. Every flag can also be set by the environment variable shown; a flag wins.\n\nFlags:\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -83,6 +85,7 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 
 type serveExtras struct {
 	devLogin, rate, allowedHosts, logFormat, logLevel string
+	metrics                                           bool
 }
 
 // parseServe reads flags and environment into a Config.
@@ -144,6 +147,9 @@ func parseServe(args []string, lookup func(string) (string, bool), out io.Writer
 		return cfg, "", fmt.Errorf("--log-level %q: want debug, info, warn or error", x.logLevel)
 	}
 	cfg.Logger = newLogger(out, x.logFormat, level)
+	if x.metrics {
+		withMetrics(&cfg)
+	}
 	return cfg, x.logFormat, nil
 }
 
@@ -174,16 +180,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	startupLines(stderr, cfg, srv.URL())
+	adm := startAdmin(srv, cfg)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve() }()
 	select {
 	case err = <-done:
 		cfg.Logger.Error("server stopped", "err", err)
+		adm.stop(cfg.Grace)
 		_ = srv.Shutdown(context.Background())
 		return 1
 	case <-ctx.Done():
 	}
 	fmt.Fprintf(stderr, "pandachat: shutting down (grace %s)\n", cfg.Grace)
+	adm.stop(cfg.Grace) // a backup in progress finishes before the store closes
 	if err := srv.Shutdown(context.Background()); err != nil {
 		fmt.Fprintf(stderr, "pandachat: shutdown: %v\n", err)
 		return 1

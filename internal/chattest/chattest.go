@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,12 +120,23 @@ func (e *Env) Do(s Session, method, path string, body any, out any) int {
 type Client struct {
 	gws.BuiltinEventHandler
 	Conn   *gws.Conn
-	frames chan []byte
 	closed chan struct{}
 	mu     sync.Mutex
+	queue  [][]byte      // frames received and not yet read
+	ready  chan struct{} // signalled when queue grows
 	err    error
 	t      testing.TB
+
+	discard atomic.Bool  // count frames instead of keeping them
+	count   atomic.Int64 // frames received
 }
+
+// Discard makes the client count incoming frames without keeping them, for
+// bulk participants whose content a test does not read.
+func (c *Client) Discard() { c.discard.Store(true) }
+
+// Received is the number of frames received so far.
+func (c *Client) Received() int64 { return c.count.Load() }
 
 // Dial opens /ws with the session in headers and query, plus extra query parameters.
 func (e *Env) Dial(s Session, query string) *Client {
@@ -145,7 +157,7 @@ func (e *Env) TryDial(s Session, query string) (*Client, error) {
 	h := http.Header{}
 	h.Set("X-WX-Id", s.ID)
 	h.Set("X-WX-Skey", s.Skey)
-	c := &Client{frames: make(chan []byte, 100000), closed: make(chan struct{}), t: e.t}
+	c := &Client{closed: make(chan struct{}), ready: make(chan struct{}, 1), t: e.t}
 	conn, _, err := gws.NewClient(c, &gws.ClientOption{Addr: u, RequestHeader: h, ReadMaxPayloadSize: 16 << 20})
 	if err != nil {
 		return nil, err
@@ -157,8 +169,19 @@ func (e *Env) TryDial(s Session, query string) (*Client, error) {
 }
 
 func (c *Client) OnMessage(_ *gws.Conn, m *gws.Message) {
-	c.frames <- append([]byte(nil), m.Bytes()...)
+	c.count.Add(1)
+	if c.discard.Load() {
+		m.Close()
+		return
+	}
+	c.mu.Lock()
+	c.queue = append(c.queue, append([]byte(nil), m.Bytes()...))
+	c.mu.Unlock()
 	m.Close()
+	select {
+	case c.ready <- struct{}{}:
+	default:
+	}
 }
 
 func (c *Client) OnClose(_ *gws.Conn, err error) {
@@ -200,12 +223,30 @@ func (c *Client) Next() map[string]any {
 // NextRaw returns the next frame's bytes.
 func (c *Client) NextRaw() []byte {
 	c.t.Helper()
-	select {
-	case b := <-c.frames:
-		return b
-	case <-time.After(Wait):
+	b, ok := c.take(Wait)
+	if !ok {
 		c.t.Fatalf("no frame within %s", Wait)
-		return nil
+	}
+	return b
+}
+
+func (c *Client) take(d time.Duration) ([]byte, bool) {
+	timeout := time.After(d)
+	for {
+		c.mu.Lock()
+		if len(c.queue) > 0 {
+			b := c.queue[0]
+			c.queue[0] = nil
+			c.queue = c.queue[1:]
+			c.mu.Unlock()
+			return b, true
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.ready:
+		case <-timeout:
+			return nil, false
+		}
 	}
 }
 
@@ -226,15 +267,17 @@ func (c *Client) NextOfType(typ string) map[string]any {
 // Quiet asserts that no frame arrives within d.
 func (c *Client) Quiet(d time.Duration) {
 	c.t.Helper()
-	select {
-	case b := <-c.frames:
+	if b, ok := c.take(d); ok {
 		c.t.Fatalf("unexpected frame: %s", b)
-	case <-time.After(d):
 	}
 }
 
 // Pending is the number of frames received and not yet read.
-func (c *Client) Pending() int { return len(c.frames) }
+func (c *Client) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
 
 // Closed waits for the connection to close and returns the close code (0 when
 // the connection dropped without a close frame).

@@ -124,7 +124,7 @@
     img.onerror = function () { img.onerror = null; img.src = DEFAULT_AVATAR; };
   }
 
-  var timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+  var timeFmt = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
   var fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'short' });
   var dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
   var dayYearFmt = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'long', year: 'numeric' });
@@ -470,11 +470,7 @@
       var m = msgs[i];
       if (!isChat(m) || S.byId.has(m.id)) continue;
       var li = renderMessage(m);
-      if (m.cid && S.pending.has(m.cid)) { // our own message came back: replace the placeholder
-        var p = S.pending.get(m.cid);
-        S.pending.delete(m.cid);
-        p.remove();
-      }
+      dropPlaceholder(m);
       // Find the place: usually the end (live) or the start (history).
       var next = null;
       if (S.lastId && m.id < S.lastId) {
@@ -505,6 +501,27 @@
     }
     if (S.noMore) renderOlder();
     void sc;
+  }
+
+  // dropPlaceholder removes the pending bubble of our own message m: the one
+  // with its cid, or (for a replay after a dropped connection, which carries no
+  // cid) a failed one with the same content.
+  function dropPlaceholder(m) {
+    var p = null;
+    if (m.cid && S.pending.has(m.cid)) {
+      p = S.pending.get(m.cid);
+      S.pending.delete(m.cid);
+    } else if (m.type === 'user') {
+      S.pending.forEach(function (li, cid) {
+        var f = li._frame;
+        if (p || !f || !li.classList.contains('failed')) return;
+        if ((m.text && f.text && f.content.trim() === String(m.content).trim()) || (m.gallery && f.gallery && f.url === m.url)) {
+          p = li;
+          S.pending.delete(cid);
+        }
+      });
+    }
+    if (p) p.remove();
   }
 
   function renderMessage(m) {
@@ -581,7 +598,7 @@
       var next = node.nextElementSibling;
       if (node.classList.contains('day')) {
         node.remove(); // re-made below where needed
-      } else if (node.classList.contains('msg')) {
+      } else {
         var t = Number(node.dataset.time) || 0;
         var key = t ? dayKey(t) : prevDay;
         if (t && key !== prevDay) {
@@ -589,19 +606,25 @@
           sep.appendChild(el('span', null, dayLabel(t)));
           list.insertBefore(sep, node);
           prevDay = key;
-          prev = null;
+          prev = endGroup(prev);
         }
-        var cont = prev && prev.dataset.uid === node.dataset.uid && !prev.classList.contains('notice') &&
-          t - (Number(prev.dataset.time) || 0) < GROUP_MS;
+      }
+      if (node.classList.contains('msg') && !node.classList.contains('pending')) {
+        var cont = prev && prev.dataset.uid === node.dataset.uid && t - (Number(prev.dataset.time) || 0) < GROUP_MS;
         node.classList.toggle('cont', !!cont);
         if (prev) prev.classList.toggle('more', !!cont);
         prev = node;
-      } else {
-        prev = null; // notices break groups
+      } else if (!node.classList.contains('day')) {
+        prev = endGroup(prev); // notices and pending messages break groups
       }
       node = next;
     }
-    if (prev) prev.classList.remove('more');
+    endGroup(prev);
+  }
+
+  function endGroup(last) {
+    if (last) last.classList.remove('more');
+    return null;
   }
 
   // Pending own messages sit at the end until the server echoes their cid.
@@ -663,6 +686,7 @@
       b.appendChild(t);
     });
     var frame = { text: true, content: text, cid: cid };
+    li._frame = frame;
     li._retry = function () {
       if (!sendFrame(frame)) markFailed(li, 'Not sent: offline. Tap to retry.');
     };
@@ -748,6 +772,7 @@
         bar.hidden = true;
         status.textContent = '';
         var frame = { gallery: true, url: ans.url, cid: cid };
+        li._frame = frame;
         li._retry = function () {
           if (!sendFrame(frame)) markFailed(li, 'Not sent: offline. Tap to retry.');
         };
@@ -807,6 +832,7 @@
     li.dataset.uid = String(f.uid || '');
     li.dataset.event = f.event;
     li.dataset.at = String(Date.now());
+    li.dataset.time = li.dataset.at;
     li.appendChild(el('span', null, String(f.nickName || 'Someone') + (f.event === 'join' ? ' joined' : ' left')));
     list.insertBefore(li, list.querySelector('li.pending'));
     relayout();

@@ -1,0 +1,159 @@
+package persistence
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const mediaID = "ab0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
+
+// fill writes one of everything the server keeps: a session, a user, a room's
+// messages and a media file with its metadata.
+func fill(t *testing.T, s *Badger, mediaDir string) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.PutUser(User{UID: "u1", OpenID: "open-1", Profile: Profile{NickName: "alice"}}))
+	must(s.PutSession(Session{ID: "sess-1", Skey: "skey-1", UID: "u1", Expires: time.Now().Add(time.Hour)}))
+	must(s.AppendMessages("lobby", []Message{{ID: 1, Data: []byte(`{"id":1}`)}, {ID: 2, Data: []byte(`{"id":2}`)}}))
+	must(s.PutMedia(Media{ID: mediaID, Owner: "u1", MIME: "image/png", Size: 5}))
+	p := filepath.Join(mediaDir, mediaID[:2], mediaID[2:])
+	must(os.MkdirAll(filepath.Dir(p), 0o750))
+	must(os.WriteFile(p, []byte("bytes"), 0o640))
+	must(os.MkdirAll(filepath.Join(mediaDir, "tmp"), 0o750)) // staging: never backed up
+	must(os.WriteFile(filepath.Join(mediaDir, "tmp", "partial"), []byte("x"), 0o640))
+}
+
+func backupOf(t *testing.T) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := OpenBadger(filepath.Join(dir, "store"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fill(t, s, filepath.Join(dir, "media"))
+	var buf bytes.Buffer
+	man, err := WriteBackup(&buf, s, filepath.Join(dir, "media"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if man.Media != 1 || man.Version == 0 {
+		t.Fatalf("manifest %+v, want 1 media file and a store version", man)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".backup-*")); len(left) > 0 {
+		t.Fatalf("temp files left behind: %v", left)
+	}
+	return buf.Bytes()
+}
+
+func TestBackupRoundTrip(t *testing.T) {
+	archive := backupOf(t)
+	dir := t.TempDir()
+	storeDir, mediaDir := filepath.Join(dir, "store"), filepath.Join(dir, "media")
+	if _, err := RestoreBackup(bytes.NewReader(archive), storeDir, mediaDir); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenBadger(storeDir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if sess, err := s.Session("sess-1"); err != nil || sess.Skey != "skey-1" || sess.UID != "u1" {
+		t.Errorf("session: %+v, %v", sess, err)
+	}
+	if u, err := s.UserByOpenID("open-1"); err != nil || u.Profile.NickName != "alice" {
+		t.Errorf("user: %+v, %v", u, err)
+	}
+	if last, err := s.LastID("lobby"); err != nil || last != 2 {
+		t.Errorf("last id %d, %v; want 2", last, err)
+	}
+	if msgs, err := s.MessagesAfter("lobby", 0, 10); err != nil || len(msgs) != 2 || string(msgs[1].Data) != `{"id":2}` {
+		t.Errorf("messages %v, %v", msgs, err)
+	}
+	if m, err := s.Media(mediaID); err != nil || m.Size != 5 {
+		t.Errorf("media metadata %+v, %v", m, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mediaDir, mediaID[:2], mediaID[2:])); err != nil || string(b) != "bytes" {
+		t.Errorf("media bytes %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(mediaDir, "tmp", "partial")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("staging file restored: %v", err)
+	}
+	// A restored session keeps its expiry: the store drops it on time.
+	sess, _ := s.Session("sess-1")
+	if d := time.Until(sess.Expires); d <= 0 || d > time.Hour {
+		t.Errorf("restored session expires in %s", d)
+	}
+}
+
+func TestRestoreRefusesANonEmptyDirectory(t *testing.T) {
+	archive := backupOf(t)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "store"), 0o750)
+	os.WriteFile(filepath.Join(dir, "store", "MANIFEST"), []byte("keep me"), 0o640)
+	_, err := RestoreBackup(bytes.NewReader(archive), filepath.Join(dir, "store"), filepath.Join(dir, "media"))
+	if err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("err = %v, want a refusal", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "store", "MANIFEST")); string(b) != "keep me" {
+		t.Fatal("existing data was touched")
+	}
+}
+
+func TestRestoreRejectsBadArchives(t *testing.T) {
+	good := backupOf(t)
+	// withExtra appends one entry to the good archive (before its end marker).
+	withExtra := func(name string) []byte {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		tr := tar.NewReader(bytes.NewReader(good))
+		for {
+			hdr, err := tr.Next()
+			if err != nil {
+				break
+			}
+			tw.WriteHeader(hdr)
+			b := new(bytes.Buffer)
+			b.ReadFrom(tr)
+			tw.Write(b.Bytes())
+		}
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
+		tw.Write([]byte("x"))
+		tw.Close()
+		return buf.Bytes()
+	}
+	for _, tc := range []struct {
+		name    string
+		archive []byte
+		want    string
+	}{
+		{"empty", nil, "not a pandachat backup"},
+		{"not tar", []byte(strings.Repeat("garbage ", 200)), "not a pandachat backup"},
+		{"truncated", good[:len(good)/2], "restore"},
+		{"path escape", withExtra("media/../../evil"), "unexpected entry"},
+		{"absolute path", withExtra("/etc/evil"), "unexpected entry"},
+		{"stray file", withExtra("notes.txt"), "unexpected entry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			_, err := RestoreBackup(bytes.NewReader(tc.archive), filepath.Join(dir, "store"), filepath.Join(dir, "media"))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "evil")); err == nil {
+				t.Fatal("an entry was written outside the media directory")
+			}
+		})
+	}
+}
