@@ -405,8 +405,7 @@ func TestBrowser(t *testing.T) {
 		)
 		b.until("the new picture", `document.getElementById('profile-avatar').src.includes('/media/') && !document.getElementById('profile-save').disabled`)
 		b.do(
-			chromedp.Clear(chromedp.CSS("#profile-name")),
-			chromedp.SendKeys(chromedp.CSS("#profile-name"), "Robert"),
+			chromedp.SetValue(chromedp.CSS("#profile-name"), "Robert"),
 			chromedp.Click(chromedp.CSS("#profile-save")),
 		)
 		b.until("the dialog closed", `!document.getElementById('profile').open && document.getElementById('me-avatar').src.includes('/media/')`)
@@ -489,6 +488,20 @@ func TestBrowser(t *testing.T) {
 			}
 		}
 		b.until("the beginning of the room", `document.getElementById('older').textContent.includes('beginning')`)
+
+		// A reader who scrolled up stays where they are and gets a hint.
+		var top float64
+		b.eval(`document.getElementById('scroller').scrollTop`, &top)
+		c.Send(map[string]any{"text": true, "content": "fresh news"})
+		b.until("the new-messages hint", `!document.getElementById('new-hint').hidden && document.getElementById('new-count').textContent === '1' && `+countText("theirs", "fresh news")+` === 1`)
+		var now float64
+		b.eval(`document.getElementById('scroller').scrollTop`, &now)
+		if now != top {
+			t.Errorf("the view moved from %v to %v while the reader was reading older messages", top, now)
+		}
+		b.do(chromedp.Click(chromedp.CSS("#new-hint")))
+		b.until("at the bottom, hint gone", `(() => { const s = document.getElementById('scroller');
+			return document.getElementById('new-hint').hidden && s.scrollHeight - s.scrollTop - s.clientHeight < 4; })()`)
 	})
 
 	t.Run("phone width", func(t *testing.T) {

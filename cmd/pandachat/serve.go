@@ -47,7 +47,8 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	str(&x.devLogin, "dev-login", "PANDA_DEV_LOGIN", "auto", "dev login at POST /login/dev: true, false, or auto (on only when no WeChat appid is set)")
 	str(&cfg.TLSCert, "tls-cert", "PANDA_TLS_CERT", "", "TLS certificate file (serve https/wss directly)")
 	str(&cfg.TLSKey, "tls-key", "PANDA_TLS_KEY", "", "TLS private key file")
-	str(&x.rate, "rate-limit", "PANDA_RATE_LIMIT", "20/10s", "messages per connection, e.g. 20/10s (bursts up to the count), or off")
+	fs.Var(rateFlag{&cfg.Rate}, "rate-limit", "messages per connection, e.g. 20/10s (bursts up to the count), or off")
+	env["rate-limit"] = "PANDA_RATE_LIMIT"
 	num(&cfg.Outbox, "outbox", "PANDA_OUTBOX", 1024, "queued writes per connection before it is closed as a slow consumer (1013)")
 	dur(&cfg.SessionTTL, "session-ttl", "PANDA_SESSION_TTL", 24*time.Hour, "session lifetime")
 	num(&cfg.ReadLimit, "max-frame", "PANDA_MAX_FRAME", 64<<10, "largest client frame in bytes (larger: close 1009)")
@@ -71,6 +72,7 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	fs.BoolVar(&x.metrics, "metrics", true, "serve Prometheus metrics at GET /metrics (keep it off the public side of a proxy)")
 	env["metrics"] = "PANDA_METRICS"
 	fs.Usage = func() {
+		out := fs.Output()
 		fmt.Fprintf(out, "Usage: pandachat serve [flags]\n\nRuns the chat server. Every flag can also be set by the environment variable shown; a flag wins.\n\nFlags:\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			def := ""
@@ -84,12 +86,13 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 }
 
 type serveExtras struct {
-	devLogin, rate, allowedHosts, logFormat, logLevel string
-	metrics                                           bool
+	devLogin, allowedHosts, logFormat, logLevel string
+	metrics                                     bool
 }
 
 // parseServe reads flags and environment into a Config.
-func parseServe(args []string, lookup func(string) (string, bool), out io.Writer) (server.Config, string, error) {
+// Help goes to out; the server's logger writes to logs.
+func parseServe(args []string, lookup func(string) (string, bool), out, logs io.Writer) (server.Config, string, error) {
 	var cfg server.Config
 	fs, env, x := serveFlags(&cfg, out)
 	for name, key := range env {
@@ -99,17 +102,17 @@ func parseServe(args []string, lookup func(string) (string, bool), out io.Writer
 			}
 		}
 	}
+	fs.SetOutput(io.Discard) // a bad flag is one line from the caller, not the whole usage
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fs.Usage()
+		}
 		return cfg, "", err
 	}
 	if fs.NArg() > 0 {
 		return cfg, "", fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	r, err := actors.ParseRate(x.rate)
-	if err != nil {
-		return cfg, "", fmt.Errorf("--rate-limit: %w", err)
-	}
-	cfg.Rate = r
 	switch strings.ToLower(x.devLogin) {
 	case "auto", "":
 		cfg.DevLogin = cfg.WXAppID == ""
@@ -118,7 +121,7 @@ func parseServe(args []string, lookup func(string) (string, bool), out io.Writer
 	case "false", "0", "off", "no":
 		cfg.DevLogin = false
 	default:
-		return cfg, "", fmt.Errorf("--dev-login %q: want true, false or auto", x.devLogin)
+		return cfg, "", fmt.Errorf("--dev-login (or $PANDA_DEV_LOGIN) %q: want true, false or auto", x.devLogin)
 	}
 	if x.allowedHosts != "" {
 		for _, h := range strings.Split(x.allowedHosts, ",") {
@@ -140,11 +143,11 @@ func parseServe(args []string, lookup func(string) (string, bool), out io.Writer
 		return cfg, "", errors.New("--retention must be positive, or -1 to keep everything")
 	}
 	if x.logFormat != "text" && x.logFormat != "json" {
-		return cfg, "", fmt.Errorf("--log-format %q: want text or json", x.logFormat)
+		return cfg, "", fmt.Errorf("--log-format (or $PANDA_LOG_FORMAT) %q: want text or json", x.logFormat)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(x.logLevel)); err != nil {
-		return cfg, "", fmt.Errorf("--log-level %q: want debug, info, warn or error", x.logLevel)
+		return cfg, "", fmt.Errorf("--log-level (or $PANDA_LOG_LEVEL) %q: want debug, info, warn or error", x.logLevel)
 	}
 	cfg.Logger = newLogger(out, x.logFormat, level)
 	if x.metrics {
@@ -163,12 +166,12 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 
 // serve runs the server until ctx ends (SIGINT/SIGTERM), then shuts down gracefully.
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, _, err := parseServe(args, lookupEnv, stderr)
+	cfg, _, err := parseServe(args, lookupEnv, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "pandachat serve: %v\n", err)
+		fmt.Fprintf(stderr, "pandachat serve: %v (see pandachat serve --help)\n", err)
 		return 2
 	}
 	srv, err := server.New(cfg)
@@ -227,4 +230,23 @@ func startupLines(w io.Writer, cfg server.Config, url string) {
 		fmt.Fprintf(w, "pandachat: WARNING: dev login is on — anyone can sign in with just a nickname at POST /login/dev\n")
 	}
 	fmt.Fprintf(w, "pandachat: rate limit %s per connection; browser client at %s/\n", cfg.Rate, url)
+}
+
+// rateFlag parses --rate-limit as it is set, so a bad environment value names its variable.
+type rateFlag struct{ r *actors.Rate }
+
+func (f rateFlag) String() string {
+	if f.r == nil {
+		return "20/10s"
+	}
+	return f.r.String()
+}
+
+func (f rateFlag) Set(s string) error {
+	r, err := actors.ParseRate(s)
+	if err != nil {
+		return err
+	}
+	*f.r = r
+	return nil
 }

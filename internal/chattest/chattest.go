@@ -341,3 +341,6 @@ func (m Chat) String() string { return fmt.Sprintf("%s#%d %q", m.Type, m.ID, m.C
 
 // Magic is re-exported for tests.
 const Magic = protocol.Magic
+
+// Remote wraps a server running elsewhere (a child process) at url.
+func Remote(t testing.TB, url string) *Env { return &Env{URL: url, t: t} }

@@ -281,7 +281,8 @@
     $('older').textContent = '';
     $('room-name').textContent = room;
     $('input').placeholder = 'Message #' + room;
-    document.title = '#' + room + ' · Panda chat room';
+    S.hiddenUnread = 0;
+    setTitle();
     if (location.hash !== '#/room/' + room) history.replaceState(null, '', '#/room/' + room);
     rememberRoom(room);
     var gen = S.gen;
@@ -353,6 +354,11 @@
     document.body.dataset.conn = state;
   }
 
+  function setTitle() {
+    var n = S.hiddenUnread || 0;
+    document.title = (n ? '(' + n + ') ' : '') + '#' + S.room + ' · Panda chat room';
+  }
+
   function setOnline(n) {
     S.online = n;
     $('online-count').textContent = String(n);
@@ -383,6 +389,10 @@
       S.ws = null;
       S.wsOpen = false;
       failPending('Not sent: the connection dropped.');
+      // A connection that lasted a while resets the backoff; one the server
+      // keeps closing right away does not, so retries slow down.
+      if (S.openedAt && Date.now() - S.openedAt > 10000) S.attempt = 0;
+      S.openedAt = 0;
       if (gen !== S.gen || !S.session) return;
       if (ev.code === 1008 && S.sessionRefused) return;
       scheduleReconnect();
@@ -421,7 +431,7 @@
     switch (f.type) {
       case 'system':
         S.wsOpen = true;
-        S.attempt = 0;
+        S.openedAt = Date.now();
         setConn('online');
         if (typeof f.num === 'number') setOnline(f.num);
         return;
@@ -494,6 +504,10 @@
     if (!added) return;
     relayout();
     if (how.history) return; // the caller places the view
+    if (newTheirs && document.hidden) {
+      S.hiddenUnread = (S.hiddenUnread || 0) + newTheirs;
+      setTitle();
+    }
     if (newMine || wasNear) {
       scrollToBottom();
     } else if (newTheirs) {
@@ -1016,7 +1030,12 @@
       if (r !== S.room) enterRoom(r);
     });
     window.addEventListener('online', reconnectNow);
-    document.addEventListener('visibilitychange', function () { if (!document.hidden) reconnectNow(); });
+    document.addEventListener('visibilitychange', function () {
+      if (document.hidden) return;
+      S.hiddenUnread = 0;
+      setTitle();
+      reconnectNow();
+    });
   }
 
   // Hooks for the end-to-end tests (and curious people in the console).
