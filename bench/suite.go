@@ -307,6 +307,9 @@ func (s *Suite) curve(ctx context.Context, t Target, members, size int, deliv []
 		s.logf("   %s/s target: %s/s delivered, ratio %.4f, p99 %s, server %s/CPU-s", si(d), si(st.DeliveriesPerSec), st.DeliveryRatio, fmtMs(st.Latency.P99), si(st.DeliveriesPerCPU))
 		if !st.Lossless() {
 			cv.Stop = fmt.Sprintf("loss at %s/s (ratio %.4f, gaps %d, closed %d)", si(d), st.DeliveryRatio, st.Gaps, st.Closed)
+			if st.Gaps+st.Dups+st.OutOfOrder+st.Closed+st.SendErrors == 0 {
+				cv.Stop = fmt.Sprintf("%.1f %% still in flight 2 s after sending stopped at %s/s", 100*(1-st.DeliveryRatio), si(d))
+			}
 			break
 		}
 		if st.Latency.P99 > kneeP99 {

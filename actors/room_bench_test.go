@@ -1,0 +1,87 @@
+package actors
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pandachat/pandachat/persistence"
+)
+
+// countSink counts the frames it is given, as a socket that is always ready.
+type countSink struct {
+	frames atomic.Int64
+	closed atomic.Bool
+}
+
+func (s *countSink) Send(b []byte) bool {
+	n := int64(0)
+	for len(b) >= 2 { // walk the frame headers: a batch may hold many frames
+		l, h := int(b[1]&0x7f), 2
+		switch l {
+		case 126:
+			l, h = int(b[2])<<8|int(b[3]), 4
+		case 127:
+			l, h = int(b[6])<<24|int(b[7])<<16|int(b[8])<<8|int(b[9]), 10
+		}
+		b = b[h+l:]
+		n++
+	}
+	s.frames.Add(n)
+	return true
+}
+
+func (s *countSink) Close(int, string) { s.closed.Store(true) }
+
+func waitFrames(b *testing.B, s *countSink, n int64) {
+	deadline := time.Now().Add(30 * time.Second)
+	for s.frames.Load() < n {
+		if time.Now().After(deadline) {
+			b.Fatalf("sink saw %d frames, want %d", s.frames.Load(), n)
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// BenchmarkRoom_Broadcast measures one message through conn actor → room actor →
+// store → fan-out into every member's sink. ns/op is per message.
+func BenchmarkRoom_Broadcast(b *testing.B) {
+	for _, members := range []int{1, 100, 1000} {
+		for _, store := range []string{"memory", "badger"} {
+			b.Run(fmt.Sprintf("%dconns/store=%s", members, store), func(b *testing.B) {
+				var st persistence.Store = persistence.NewMemory()
+				if store == "badger" {
+					bs, err := persistence.OpenBadger(b.TempDir(), persistence.Options{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer bs.Close()
+					st = bs
+				}
+				hub := NewHub(Options{Store: st, Rate: Rate{Off: true}, Retention: -1})
+				defer hub.Shutdown(5 * time.Second)
+				sinks := make([]*countSink, members)
+				var sender *Conn
+				for i := range sinks {
+					sinks[i] = &countSink{}
+					c := hub.Connect(ConnSpec{UID: fmt.Sprintf("u%d", i), NickName: "n", Room: "bench", Sink: sinks[i]})
+					if i == 0 {
+						sender = c
+					}
+					waitFrames(b, sinks[i], 1) // joined: system frame
+				}
+				last := sinks[members-1]
+				msg := []byte(`{"text":true,"content":"` + string(make([]byte, 0)) + `hello, this is a chat message of about one hundred bytes in total length!"}`)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					sender.Receive(msg, false)
+				}
+				waitFrames(b, last, int64(b.N)+1)
+				b.StopTimer()
+				b.ReportMetric(float64(b.N*members)/b.Elapsed().Seconds(), "deliveries/s")
+			})
+		}
+	}
+}
