@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/pandachat/pandachat/bench"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -17,6 +19,7 @@ const usage = `pandachat — real-time chat rooms for WeChat mini-programs and b
 
 Usage:
   pandachat [serve] [flags]   run the server (the default command)
+  pandachat bench [flags]     broadcast load generator; --suite runs the benchmark suite
   pandachat backup --out FILE [--data DIR]
                               archive the store and media (online through the
                               running server's admin socket, else offline)
@@ -43,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		return serve(ctx, args, stdout, stderr)
+	case "bench":
+		return bench.Main(ctx, args, stdout, stderr)
 	case "backup":
 		return backup(ctx, args, stdout, stderr)
 	case "restore":
