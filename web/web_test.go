@@ -458,7 +458,11 @@ func TestBrowser(t *testing.T) {
 			c.Send(map[string]any{"text": true, "content": fmt.Sprintf("history %d", i)})
 		}
 		for {
-			if m := c.NextChat(); m.Content == fmt.Sprintf("history %d", n) {
+			m := c.NextChat()
+			if m.Type != "user" {
+				t.Logf("DEBUG %+v %s %s", m, m.Error, m.Content)
+			}
+			if m.Content == fmt.Sprintf("history %d", n) {
 				break
 			}
 		}
