@@ -25,6 +25,13 @@ type conn struct {
 const maxStash = 64
 
 func (c *conn) Receive(ctx actor.Context) {
+	defer func() {
+		if r := recover(); r != nil { // never restart with lost state: close, the client reconnects
+			c.hub.log.Error("connection actor failed", "uid", c.spec.UID, "panic", r)
+			c.member.Sink.Close(protocol.CloseInternal, "internal error")
+			ctx.Stop(ctx.Self())
+		}
+	}()
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		c.member.ID = ctx.Self().Id // the room matches Terminated notices by this id
@@ -46,6 +53,14 @@ func (c *conn) Receive(ctx actor.Context) {
 			return
 		}
 		c.receive(ctx, m)
+	case *actor.Stopping:
+		// The room learns of the departure from us; watching every connection would
+		// cost each one an actor-context extras block.
+		if c.room != nil {
+			ctx.Send(c.room, &leave{Room: c.spec.Room, ID: c.member.ID})
+		} else {
+			ctx.Send(c.hub.registry, &leave{Room: c.spec.Room, ID: c.member.ID}) // behind our join
+		}
 	case *actor.Terminated:
 		if c.room != nil && m.Who.Id == c.room.Id {
 			c.member.Sink.Close(protocol.CloseInternal, "room restarted, reconnect with since")

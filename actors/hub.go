@@ -164,7 +164,10 @@ func (h *Hub) Connect(spec ConnSpec) *Conn {
 		r = r.withDefaults()
 		c.limiter = rate.NewLimiter(rate.Every(r.Per/time.Duration(r.Messages)), r.Messages)
 	}
-	pid := h.system.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor { return c }), "conn-")
+	// A lock-free list mailbox: a connection gets few messages, and an idle one
+	// then costs a few words instead of a ring buffer.
+	props := actor.PropsFromProducer(func() actor.Actor { return c }, actor.WithMailbox(actor.UnboundedLockfree()))
+	pid := h.system.Root.SpawnPrefix(props, "conn-")
 	return &Conn{pid: pid, root: h.system.Root}
 }
 

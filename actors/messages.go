@@ -16,6 +16,13 @@ type join struct {
 	HasSince bool
 }
 
+// leave removes a member: sent by its conn actor when it stops, to the room
+// (or through the registry when the join may still be on its way).
+type leave struct {
+	Room string
+	ID   string
+}
+
 // joined tells the conn actor which room actor to post to.
 type joined struct{ Room *actor.PID }
 

@@ -24,6 +24,10 @@ func (g *registry) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *join:
 		g.join(ctx, m)
+	case *leave:
+		if ref := g.rooms[m.Room]; ref != nil {
+			ctx.Send(ref.pid, m)
+		}
 	case *roomIdle:
 		if ref := g.rooms[m.Name]; ref != nil && ref.joins == m.Joins {
 			delete(g.rooms, m.Name)

@@ -19,8 +19,7 @@ type room struct {
 
 	members []*Member
 	index   map[string]int // Member.ID → position in members
-	pids    map[string]*actor.PID
-	joins   uint64 // joins handled, to agree with the registry on idleness
+	joins   uint64         // joins handled, to agree with the registry on idleness
 
 	pending  []pendingMsg
 	spare    []pendingMsg // the other half of the double buffer
@@ -45,7 +44,6 @@ func newRoom(name string, hub *Hub) *room {
 		name:  name,
 		hub:   hub,
 		index: map[string]int{},
-		pids:  map[string]*actor.PID{},
 		tail:  newTail(hub.opts.TailSize),
 	}
 }
@@ -60,8 +58,8 @@ func (r *room) Receive(ctx actor.Context) {
 		r.post(ctx, m)
 	case flush:
 		r.flush(ctx)
-	case *actor.Terminated:
-		if i, ok := r.index[m.Who.Id]; ok {
+	case *leave:
+		if i, ok := r.index[m.ID]; ok {
 			r.remove(ctx, r.members[i], "")
 		}
 	case *actor.ReceiveTimeout:
@@ -98,8 +96,6 @@ func (r *room) join(ctx actor.Context, m *join) {
 	}
 	r.index[mem.ID] = len(r.members)
 	r.members = append(r.members, mem)
-	r.pids[mem.ID] = m.PID
-	ctx.Watch(m.PID)
 	ctx.CancelReceiveTimeout()
 	ctx.Send(m.PID, &joined{Room: ctx.Self()})
 
@@ -265,10 +261,6 @@ func (r *room) remove(ctx actor.Context, m *Member, why string) {
 	r.members[last] = nil
 	r.members = r.members[:last]
 	delete(r.index, m.ID)
-	if pid := r.pids[m.ID]; pid != nil {
-		ctx.Unwatch(pid)
-	}
-	delete(r.pids, m.ID)
 	if why == "slow" {
 		r.hub.obs.SlowConsumer()
 		m.Sink.Close(protocol.CloseSlowConsumer, "slow consumer")

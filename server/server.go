@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"sync"
 	"time"
@@ -52,6 +53,7 @@ type Config struct {
 	IdleTimeout  time.Duration
 	WriteTimeout time.Duration
 	Grace        time.Duration // shutdown grace period (default 10 s)
+	DebugAddr    string        // pprof listener, off when empty
 	Logger       *slog.Logger
 
 	// Observers for metrics; nil means none.
@@ -68,6 +70,7 @@ type Server struct {
 	hub   *actors.Hub
 	edge  *transport.Server
 	http  *http.Server
+	debug *http.Server
 	ln    net.Listener
 	log   *slog.Logger
 
@@ -173,7 +176,27 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.ln = ln
+	if s.cfg.DebugAddr != "" {
+		dl, err := net.Listen("tcp", s.cfg.DebugAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("debug listener on %s: %w", s.cfg.DebugAddr, err)
+		}
+		s.debug = &http.Server{Handler: debugMux(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = s.debug.Serve(dl) }()
+	}
 	return nil
+}
+
+// debugMux serves pprof on its own listener, never on the public one.
+func debugMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // URL is the base URL clients use.
@@ -215,6 +238,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	_ = s.http.Shutdown(ctx)
+	if s.debug != nil {
+		_ = s.debug.Close()
+	}
 	if err := s.store.Sync(); err != nil {
 		errs = append(errs, fmt.Errorf("sync store: %w", err))
 	}

@@ -97,6 +97,7 @@ func New(o Options) *Server {
 	s := &Server{opts: o, log: o.Logger, mux: http.NewServeMux()}
 	s.upgrader = gws.NewUpgrader(events{s}, &gws.ServerOption{
 		ReadMaxPayloadSize: o.ReadLimit,
+		ReadBufferSize:     1 << 10, // chat frames are small; gws keeps this buffer per connection
 		CheckUtf8Enabled:   true,
 		Recovery:           gws.Recovery,
 		Logger:             gwsLogger{o.Logger},

@@ -457,6 +457,11 @@ func TestBrowser(t *testing.T) {
 		for i := 1; i <= n; i++ {
 			c.Send(map[string]any{"text": true, "content": fmt.Sprintf("history %d", i)})
 		}
+		time.Sleep(2 * time.Second)
+		t.Logf("DEBUG pending %d closed %v", c.Pending(), c.IsClosed())
+		for c.Pending() > 1 {
+			c.NextChat()
+		}
 		for {
 			m := c.NextChat()
 			if m.Type != "user" {

@@ -67,6 +67,7 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	dur(&cfg.IdleTimeout, "idle-timeout", "PANDA_IDLE_TIMEOUT", 75*time.Second, "close a connection with no traffic for this long")
 	dur(&cfg.WriteTimeout, "write-timeout", "PANDA_WRITE_TIMEOUT", 10*time.Second, "drop a peer that reads nothing for this long")
 	dur(&cfg.Grace, "grace", "PANDA_GRACE", 10*time.Second, "shutdown grace period")
+	str(&cfg.DebugAddr, "debug-addr", "PANDA_DEBUG_ADDR", "", "serve Go pprof profiles on this separate address, e.g. 127.0.0.1:6060 (off when empty)")
 	str(&x.logFormat, "log-format", "PANDA_LOG_FORMAT", "text", "log format: text or json")
 	str(&x.logLevel, "log-level", "PANDA_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&x.metrics, "metrics", true, "serve Prometheus metrics at GET /metrics (keep it off the public side of a proxy)")
