@@ -18,7 +18,8 @@ type conn struct {
 	room    *actor.PID
 	stash   []*inbound // frames that arrived before the room answered the join
 	limiter *rate.Limiter
-	strikes int // refused frames in a row
+	strikes int  // refused frames in a row
+	refused bool // closed for flooding: ignore whatever is still in the mailbox
 }
 
 // maxStash bounds what a client may send before its join completes.
@@ -44,8 +45,12 @@ func (c *conn) Receive(ctx actor.Context) {
 		}
 		c.stash = nil
 	case *inbound:
+		if c.refused {
+			return
+		}
 		if c.room == nil {
 			if len(c.stash) >= maxStash {
+				c.refused, c.stash = true, nil // nothing of a refused connection is posted
 				c.member.Sink.Close(protocol.ClosePolicy, "too many frames before the room answered")
 				return
 			}
@@ -85,6 +90,7 @@ func (c *conn) receive(ctx actor.Context, in *inbound) {
 	if !allowed {
 		c.strikes++
 		if c.strikes >= c.hub.opts.floodStrikes() {
+			c.refused = true
 			c.hub.obs.RateLimited(true)
 			c.member.Sink.Close(protocol.ClosePolicy, "rate limit exceeded")
 			return

@@ -63,16 +63,17 @@ func (r Rate) withDefaults() Rate {
 
 // Options configure the hub. Zero values are sensible defaults.
 type Options struct {
-	Store       persistence.Store // required
-	IdleRoom    time.Duration     // an empty room stops after this (default 30 s)
-	ReplayLimit int               // most messages replayed on a reconnect with since (default 1000)
-	TailSize    int               // newest messages kept in memory per room for replay (default 1024)
-	Retention   int               // messages kept per room (default 10 000; negative keeps all)
-	MaxContent  int               // characters per text message (default 2000)
-	Rate        Rate
-	Observer    Observer
-	Logger      *slog.Logger
-	Now         func() time.Time
+	Store        persistence.Store // required
+	IdleRoom     time.Duration     // an empty room stops after this (default 30 s)
+	ReplayLimit  int               // most messages replayed on a reconnect with since (default 1000)
+	TailSize     int               // newest messages kept in memory per room for replay (default 1024)
+	Retention    int               // messages kept per room (default 10 000; negative keeps all)
+	MaxContent   int               // characters per text message (default 2000)
+	PingInterval time.Duration     // rooms ping their members this often (default 30 s)
+	Rate         Rate
+	Observer     Observer
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 func (o Options) floodStrikes() int {
@@ -103,6 +104,9 @@ func NewHub(o Options) *Hub {
 	}
 	if o.Retention == 0 {
 		o.Retention = 10000
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 30 * time.Second
 	}
 	if o.MaxContent <= 0 {
 		o.MaxContent = protocol.DefaultMaxContent

@@ -64,3 +64,9 @@ type roomStats struct{}
 
 // RoomStats is the answer to roomStats.
 type RoomStats struct{ Rooms int }
+
+// pingTick makes the room ping all its members: one shared frame, one timer per
+// room instead of one per connection. It does not count as activity.
+type pingTick struct{}
+
+func (pingTick) NotInfluenceReceiveTimeout() {}

@@ -27,6 +27,7 @@ type room struct {
 	flushing bool
 	tail     tail
 
+	pinger    *time.Timer
 	trimming  bool
 	trimmedTo uint64 // ids below this are gone from the store
 	closing   bool
@@ -66,9 +67,13 @@ func (r *room) Receive(ctx actor.Context) {
 		r.idle(ctx)
 	case trimmed:
 		r.trimming = false
+	case pingTick:
+		r.ping(ctx)
+		r.armPing(ctx)
 	case closeRoom:
 		r.close(ctx)
 	case *actor.Stopped:
+		r.pinger.Stop()
 		r.hub.obs.RoomStopped()
 	}
 }
@@ -82,6 +87,7 @@ func (r *room) start(ctx actor.Context) {
 	}
 	r.lastID, r.stored = last, last
 	ctx.SetReceiveTimeout(r.hub.opts.IdleRoom)
+	r.armPing(ctx)
 }
 
 func (r *room) join(ctx actor.Context, m *join) {
@@ -268,6 +274,25 @@ func (r *room) remove(ctx actor.Context, m *Member, why string) {
 	r.presence(m, "leave")
 	if len(r.members) == 0 {
 		ctx.SetReceiveTimeout(r.hub.opts.IdleRoom)
+	}
+}
+
+// armPing schedules the next ping tick; the timer is only touched by the room.
+func (r *room) armPing(ctx actor.Context) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	r.pinger = time.AfterFunc(r.hub.opts.PingInterval, func() { root.Send(self, pingTick{}) })
+}
+
+// ping sends every member a ping frame; a member whose queue is full is slow.
+func (r *room) ping(ctx actor.Context) {
+	var slow []*Member
+	for _, m := range r.members {
+		if !m.Sink.Send(protocol.PingFrame) {
+			slow = append(slow, m)
+		}
+	}
+	for _, m := range slow {
+		r.remove(ctx, m, "slow")
 	}
 }
 

@@ -3,9 +3,9 @@ package actors
 // tail keeps the room's newest stored messages in memory so a reconnect with
 // `since` is served without reading the store.
 type tail struct {
-	buf   []tailMsg
-	start int // index of the oldest
-	n     int
+	buf   []tailMsg // grows to size, then wraps
+	size  int
+	start int // index of the oldest once full
 }
 
 type tailMsg struct {
@@ -14,25 +14,24 @@ type tailMsg struct {
 	uid  string
 }
 
-func newTail(size int) tail { return tail{buf: make([]tailMsg, 0, size)} }
+// newTail allocates nothing until messages arrive: most rooms are quiet.
+func newTail(size int) tail { return tail{size: size} }
 
 func (t *tail) push(m tailMsg) {
-	c := cap(t.buf)
-	if c == 0 {
+	if t.size <= 0 {
 		return
 	}
-	if len(t.buf) < c {
+	if len(t.buf) < t.size {
 		t.buf = append(t.buf, m)
-		t.n++
 		return
 	}
 	t.buf[t.start] = m
-	t.start = (t.start + 1) % c
+	t.start = (t.start + 1) % t.size
 }
 
 // from returns the messages with id ≥ id in order, if the tail still holds id.
 func (t *tail) from(id uint64) ([]tailMsg, bool) {
-	if t.n == 0 {
+	if len(t.buf) == 0 {
 		return nil, false
 	}
 	oldest := t.buf[t.start].id

@@ -119,14 +119,15 @@ func New(cfg Config) (*Server, error) {
 		wx = &wechat.Client{BaseURL: cfg.WXAPI, AppID: cfg.WXAppID, Secret: cfg.WXSecret, Timeout: cfg.WXTimeout}
 	}
 	s.hub = actors.NewHub(actors.Options{
-		Store:       store,
-		IdleRoom:    cfg.IdleRoom,
-		ReplayLimit: cfg.ReplayLimit,
-		Retention:   cfg.Retention,
-		MaxContent:  cfg.MaxContent,
-		Rate:        cfg.Rate,
-		Observer:    cfg.ActorObserver,
-		Logger:      log,
+		Store:        store,
+		IdleRoom:     cfg.IdleRoom,
+		ReplayLimit:  cfg.ReplayLimit,
+		Retention:    cfg.Retention,
+		MaxContent:   cfg.MaxContent,
+		Rate:         cfg.Rate,
+		PingInterval: cfg.PingInterval,
+		Observer:     cfg.ActorObserver,
+		Logger:       log,
 	})
 	m := &media.Service{
 		Dir:          filepath.Join(cfg.DataDir, "media"),
@@ -154,7 +155,6 @@ func New(cfg Config) (*Server, error) {
 		ReadLimit:    cfg.ReadLimit,
 		Outbox:       cfg.Outbox,
 		WriteTimeout: cfg.WriteTimeout,
-		PingInterval: cfg.PingInterval,
 		IdleTimeout:  cfg.IdleTimeout,
 		HistoryLimit: cfg.HistoryLimit,
 		Logger:       log,

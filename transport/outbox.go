@@ -76,9 +76,6 @@ func (o *outbox) gone() {
 func (o *outbox) kick() {
 	if !o.running {
 		o.running = true
-		if o.wake == nil {
-			o.wake = make(chan struct{}, 1)
-		}
 		go o.run()
 		return
 	}
@@ -93,8 +90,9 @@ func (o *outbox) kick() {
 
 func (o *outbox) run() {
 	var (
-		buf   []byte
-		timer *time.Timer
+		buf     []byte
+		timer   *time.Timer
+		batches int // written in this run of the writer
 	)
 	defer func() {
 		if timer != nil {
@@ -118,9 +116,20 @@ func (o *outbox) run() {
 				o.closeFn(code, reason)
 				return
 			}
-			// Linger a little before exiting: a busy room keeps its writers warm,
-			// an idle connection holds no goroutine.
+			// A one-off write (a join answer, a quiet room) ends the writer at once;
+			// a writer that found more work lingers, so a busy room keeps it warm
+			// while an idle connection holds no goroutine.
+			if batches < 2 {
+				o.running = false
+				o.q, o.spare = nil, nil
+				o.mu.Unlock()
+				return
+			}
 			o.waiting = true
+			if o.wake == nil { // only lingering writers need a wake-up channel
+				o.wake = make(chan struct{}, 1)
+			}
+			wake := o.wake
 			o.mu.Unlock()
 			if timer == nil {
 				timer = time.NewTimer(o.linger)
@@ -128,15 +137,14 @@ func (o *outbox) run() {
 				timer.Reset(o.linger)
 			}
 			select {
-			case <-o.wake:
+			case <-wake:
 				continue
 			case <-timer.C:
 			}
 			o.mu.Lock()
 			if len(o.q) == 0 && !o.closing && !o.dead {
 				o.running, o.waiting = false, false
-				o.spare = nil // give the buffers back while idle
-				o.q = nil
+				o.spare, o.q, o.wake = nil, nil, nil // give everything back while idle
 				o.mu.Unlock()
 				return
 			}
@@ -144,6 +152,7 @@ func (o *outbox) run() {
 			o.mu.Unlock()
 			continue
 		}
+		batches++
 		batch := o.q
 		o.q, o.spare = o.spare[:0], nil
 		o.qBytes = 0

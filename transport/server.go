@@ -48,8 +48,7 @@ type Options struct {
 	Outbox       int           // queued writes per connection (default 1024)
 	OutboxBytes  int           // queued bytes per connection (default 8 MiB)
 	WriteTimeout time.Duration // a stuck peer is dropped after this (default 10 s)
-	PingInterval time.Duration // default 30 s
-	IdleTimeout  time.Duration // no traffic for this long → closed (default 75 s)
+	IdleTimeout  time.Duration // no traffic for this long → closed (default 75 s); rooms send the pings
 	HistoryLimit int           // largest /history page (default 100)
 	Logger       *slog.Logger
 }
@@ -78,9 +77,6 @@ func New(o Options) *Server {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
-	}
-	if o.PingInterval <= 0 {
-		o.PingInterval = 30 * time.Second
 	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 75 * time.Second

@@ -17,9 +17,7 @@ type socket struct {
 	ws        *gws.Conn
 	out       *outbox
 	conn      *actors.Conn
-	ping      *time.Timer
 	idle      time.Duration
-	interval  time.Duration
 	closed    atomic.Bool
 	opened    time.Time
 	uid, room string
@@ -44,7 +42,6 @@ func (e events) OnClose(c *gws.Conn, err error) {
 	if st == nil || !st.closed.CompareAndSwap(false, true) {
 		return
 	}
-	st.ping.Stop()
 	st.out.gone()
 	st.conn.Closed()
 	e.s.opts.Observer.ConnClosed()
@@ -80,18 +77,6 @@ func (e events) OnMessage(c *gws.Conn, m *gws.Message) {
 // touch moves the idle deadline: any traffic from the peer proves it alive.
 func (st *socket) touch() {
 	_ = st.ws.NetConn().SetReadDeadline(time.Now().Add(st.idle))
-}
-
-// heartbeat pings the peer through the outbox, then schedules itself again.
-func (st *socket) heartbeat() {
-	if st.closed.Load() {
-		return
-	}
-	if !st.out.Send(protocol.PingFrame) {
-		st.out.Close(protocol.CloseSlowConsumer, "slow consumer")
-		return
-	}
-	st.ping.Reset(st.interval)
 }
 
 func closeReason(err error) string {

@@ -52,7 +52,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 
 	base := s.baseURL(r)
 	st := &socket{
-		ws: ws, idle: s.opts.IdleTimeout, interval: s.opts.PingInterval,
+		ws: ws, idle: s.opts.IdleTimeout,
 		opened: time.Now(), uid: u.UID, room: room, remote: clientAddr(r),
 	}
 	st.out = &outbox{
@@ -84,7 +84,6 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	st.conn = s.opts.Hub.Connect(spec)
 	st.touch()
-	st.ping = time.AfterFunc(s.opts.PingInterval, st.heartbeat)
 	s.log.Info("connection opened", "uid", u.UID, "room", room, "remote", st.remote)
 	go ws.ReadLoop()
 }

@@ -3,7 +3,6 @@ package web_test
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"image/color"
 	"io"
 	"mime/multipart"
@@ -36,7 +35,7 @@ func TestScreenshot(t *testing.T) {
 	cb := env.Dial(bob, "room=lobby")
 	cm := env.Dial(mei, "room=lobby")
 
-	a := newTab(t, browser, "Alice", 980, 760)
+	a := newTab(t, browser, "Alice", 980, 840)
 	a.signIn(env.URL, "lobby", "Alice")
 	a.until("three online", `document.getElementById('online-count').textContent === '3'`)
 
@@ -130,6 +129,6 @@ func setAvatar(t *testing.T, env *chattest.Env, s chattest.Session, nick, path s
 	t.Helper()
 	url := upload(t, env, s, path)
 	if code := env.Do(s, "POST", "/profile", map[string]string{"nickName": nick, "avatarUrl": url}, nil); code != 200 {
-		t.Fatal(fmt.Sprintf("profile: HTTP %d", code))
+		t.Fatalf("profile: HTTP %d", code)
 	}
 }

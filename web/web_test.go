@@ -300,6 +300,18 @@ func TestBrowser(t *testing.T) {
 	a.until("online count 2", `document.getElementById('online-count').textContent === '2'`)
 	b.until("online count 2", `document.getElementById('online-count').textContent === '2'`)
 
+	// Someone outside the browser fills a room with more than two pages of
+	// history. (Seeded here: chattest helpers fail the test they were made with.)
+	const n = 75
+	carol := env.DevLogin("Carol")
+	c := env.Dial(carol, "room=history")
+	c.NextOfType("system") // the room has taken the connection in
+	for i := 1; i <= n; i++ {
+		c.Send(map[string]any{"text": true, "content": fmt.Sprintf("history %d", i)})
+	}
+	for c.NextChat().Content != fmt.Sprintf("history %d", n) {
+	}
+
 	t.Run("text", func(t *testing.T) {
 		on(t, a, b)
 		a.say("Hello Bob, welcome to the bamboo grove!")
@@ -450,27 +462,6 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("history", func(t *testing.T) {
 		on(t, a, b)
-		// Someone outside the browser fills a room with more than two pages.
-		const n = 75
-		carol := env.DevLogin("Carol")
-		c := env.Dial(carol, "room=history")
-		for i := 1; i <= n; i++ {
-			c.Send(map[string]any{"text": true, "content": fmt.Sprintf("history %d", i)})
-		}
-		time.Sleep(2 * time.Second)
-		t.Logf("DEBUG pending %d closed %v", c.Pending(), c.IsClosed())
-		for c.Pending() > 1 {
-			c.NextChat()
-		}
-		for {
-			m := c.NextChat()
-			if m.Type != "user" {
-				t.Logf("DEBUG %+v %s %s", m, m.Error, m.Content)
-			}
-			if m.Content == fmt.Sprintf("history %d", n) {
-				break
-			}
-		}
 		b.do(
 			chromedp.Click(chromedp.CSS("#room-btn")),
 			chromedp.WaitVisible(chromedp.CSS("#rooms-name")),
