@@ -149,6 +149,7 @@ func New(cfg Config) (*Server, error) {
 		Store:        store,
 		Media:        m,
 		DevLogin:     cfg.DevLogin,
+		TrustProxy:   cfg.TrustProxy,
 		Web:          web.Handler(),
 		Metrics:      cfg.Metrics,
 		Observer:     cfg.EdgeObserver,

@@ -40,9 +40,11 @@ type Options struct {
 	Store    persistence.Store // required (profiles, history)
 	Media    *media.Service    // uploads and media; nil disables images
 	DevLogin bool              // POST /login/dev
-	Web      http.Handler      // the browser client at /
-	Metrics  http.Handler      // GET /metrics
-	Observer Observer
+	// TrustProxy takes the client address from X-Real-IP (set it only behind a proxy).
+	TrustProxy bool
+	Web        http.Handler // the browser client at /
+	Metrics    http.Handler // GET /metrics
+	Observer   Observer
 
 	ReadLimit    int           // bytes per frame (default 64 KiB; above → close 1009)
 	Outbox       int           // queued writes per connection (default 1024)

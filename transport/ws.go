@@ -53,7 +53,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	base := s.baseURL(r)
 	st := &socket{
 		ws: ws, idle: s.opts.IdleTimeout,
-		opened: time.Now(), uid: u.UID, room: room, remote: clientAddr(r),
+		opened: time.Now(), uid: u.UID, room: room, remote: s.clientAddr(r),
 	}
 	st.out = &outbox{
 		conn:         ws.NetConn(),
@@ -88,10 +88,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	go ws.ReadLoop()
 }
 
-// clientAddr is the peer address; behind a proxy, the one it forwarded.
-func clientAddr(r *http.Request) string {
-	if v := r.Header.Get("X-Real-IP"); v != "" {
-		return v
+// clientAddr is the peer address; behind a trusted proxy, the one it forwarded.
+func (s *Server) clientAddr(r *http.Request) string {
+	if s.opts.TrustProxy {
+		if v := r.Header.Get("X-Real-IP"); v != "" {
+			return v
+		}
 	}
 	return r.RemoteAddr
 }

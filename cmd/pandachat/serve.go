@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -174,6 +175,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "pandachat serve: %v (see pandachat serve --help)\n", err)
 		return 2
+	}
+	if _, ok := lookupEnv("GOGC"); !ok {
+		// Most of the heap is long-lived connection state; a lower GC target keeps
+		// RSS near the live heap for little CPU (docs/operations.md, "Sizing").
+		debug.SetGCPercent(50)
 	}
 	srv, err := server.New(cfg)
 	if err == nil {
