@@ -70,10 +70,14 @@ type Options struct {
 	Retention    int               // messages kept per room (default 10 000; negative keeps all)
 	MaxContent   int               // characters per text message (default 2000)
 	PingInterval time.Duration     // rooms ping their members this often (default 30 s)
-	Rate         Rate
-	Observer     Observer
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// FlushWindow caps the time between two batches of a busy room (default 20 ms;
+	// negative: flush at once). A quiet room's message goes out at once; a busy
+	// room's wait at most 15 µs per member, up to this, and share one write per member.
+	FlushWindow time.Duration
+	Rate        Rate
+	Observer    Observer
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 func (o Options) floodStrikes() int {
@@ -104,6 +108,9 @@ func NewHub(o Options) *Hub {
 	}
 	if o.Retention == 0 {
 		o.Retention = 10000
+	}
+	if o.FlushWindow == 0 {
+		o.FlushWindow = 20 * time.Millisecond
 	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = 30 * time.Second

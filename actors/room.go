@@ -21,11 +21,12 @@ type room struct {
 	index   map[string]int // Member.ID → position in members
 	joins   uint64         // joins handled, to agree with the registry on idleness
 
-	pending  []pendingMsg
-	spare    []pendingMsg // the other half of the double buffer
-	batch    []persistence.Message
-	flushing bool
-	tail     tail
+	pending   []pendingMsg
+	spare     []pendingMsg // the other half of the double buffer
+	batch     []persistence.Message
+	flushing  bool
+	lastFlush time.Time
+	tail      tail
 
 	pinger    *time.Timer
 	trimming  bool
@@ -172,13 +173,33 @@ func (r *room) post(ctx actor.Context, p *post) {
 	r.pending = append(r.pending, pm)
 	if !r.flushing {
 		r.flushing = true
-		ctx.Send(ctx.Self(), flush{})
+		r.scheduleFlush(ctx)
 	}
 }
+
+// scheduleFlush flushes at once in a quiet room (the flush message queues behind
+// the posts already in the mailbox), and in a busy one at most once per window:
+// a batch of k messages costs each member one write instead of k. The window
+// grows with the room (a socket write costs microseconds, so a big room's
+// writes per second are what to bound), up to FlushWindow.
+func (r *room) scheduleFlush(ctx actor.Context) {
+	window := min(time.Duration(len(r.members))*flushPerMember, r.hub.opts.FlushWindow)
+	wait := window - time.Since(r.lastFlush)
+	if wait <= 0 {
+		ctx.Send(ctx.Self(), flush{})
+		return
+	}
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	time.AfterFunc(wait, func() { root.Send(self, flush{}) })
+}
+
+// flushPerMember is the window each member adds: 1 000 members → 15 ms.
+const flushPerMember = 15 * time.Microsecond
 
 // flush stores the pending batch in one transaction, then fans it out.
 func (r *room) flush(ctx actor.Context) {
 	r.flushing = false
+	r.lastFlush = time.Now()
 	if len(r.pending) == 0 {
 		return
 	}

@@ -50,7 +50,13 @@ func ParseFrame(b []byte) Frame {
 		f.Kind = KindBad
 		return f
 	}
-	if i := bytes.Index(b, keyType); i >= 0 && i+len(keyType) < len(b) {
+	ti := -1
+	if bytes.HasPrefix(b[1:], keyType) { // the usual layout: "type" first
+		ti = 1
+	} else {
+		ti = bytes.Index(b, keyType)
+	}
+	if i := ti; i >= 0 && i+len(keyType) < len(b) {
 		switch b[i+len(keyType)] {
 		case 's':
 			f.Kind = KindSystem
@@ -71,7 +77,10 @@ func ParseFrame(b []byte) Frame {
 			f.Num = int64(n)
 		}
 	case KindUser, KindRemote:
-		i := bytes.Index(b, keyID)
+		i := bytes.Index(b[ti:], keyID) // "id" follows "type"
+		if i >= 0 {
+			i += ti
+		}
 		if i < 0 {
 			f.Kind = KindBad
 			return f
@@ -82,7 +91,7 @@ func ParseFrame(b []byte) Frame {
 			return f
 		}
 		f.ID = id
-		if j := bytes.Index(b, keyContent); j >= 0 {
+		if j := bytes.LastIndex(b, keyContent); j >= 0 { // content comes last
 			f.Sent, f.Sender, f.Seq, f.Stamp = parseStamp(b[j+len(keyContent):])
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,12 +30,12 @@ type Result struct {
 }
 
 type runFlags struct {
-	server, baseline, store, out, runID string
-	pid, outbox, procs                  int
-	sync, jsonOut, suite, quick, child  bool
-	opt                                 Options
-	steps                               string
-	so                                  StepOptions
+	server, baseline, store, out, runID, cpuProfile string
+	pid, outbox, procs                              int
+	sync, jsonOut, suite, quick, child              bool
+	opt                                             Options
+	steps                                           string
+	so                                              StepOptions
 }
 
 func newFlagSet(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -76,6 +77,7 @@ Flags:
 	fs.StringVar(&f.out, "out", "docs/bench", "with --suite: directory for results.json, results.md and the SVG charts")
 	fs.StringVar(&f.runID, "run-id", "", "room and user name tag shared by cooperating generator processes (empty = from the clock)")
 	fs.BoolVar(&f.child, "child", false, "internal: run as one of --procs generator processes")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to this file (go tool pprof)")
 	return fs, f
 }
 
@@ -103,6 +105,17 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(pf)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "pandachat bench: --cpuprofile:", err)
+			return 2
+		}
+		defer func() { pprof.StopCPUProfile(); pf.Close() }()
 	}
 	res, err := run(ctx, f, stderr)
 	if err != nil {

@@ -49,6 +49,7 @@ type Config struct {
 	Retention    int
 	HistoryLimit int
 	IdleRoom     time.Duration
+	FlushWindow  time.Duration // 0: default 20 ms; negative: flush at once
 	PingInterval time.Duration
 	IdleTimeout  time.Duration
 	WriteTimeout time.Duration
@@ -126,6 +127,7 @@ func New(cfg Config) (*Server, error) {
 		MaxContent:   cfg.MaxContent,
 		Rate:         cfg.Rate,
 		PingInterval: cfg.PingInterval,
+		FlushWindow:  cfg.FlushWindow,
 		Observer:     cfg.ActorObserver,
 		Logger:       log,
 	})

@@ -64,6 +64,7 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	num(&cfg.Retention, "retention", "PANDA_RETENTION", 10000, "messages kept per room (older ones are deleted; -1 keeps all)")
 	num(&cfg.HistoryLimit, "history-limit", "PANDA_HISTORY_LIMIT", 100, "largest /history page")
 	dur(&cfg.IdleRoom, "room-idle", "PANDA_ROOM_IDLE", 30*time.Second, "an empty room stops after this")
+	dur(&cfg.FlushWindow, "flush-window", "PANDA_FLUSH_WINDOW", 20*time.Millisecond, "longest wait of a busy room's batch (15µs per member up to this); its messages then share one write per member (0: flush at once)")
 	dur(&cfg.PingInterval, "ping-interval", "PANDA_PING_INTERVAL", 30*time.Second, "server ping interval")
 	dur(&cfg.IdleTimeout, "idle-timeout", "PANDA_IDLE_TIMEOUT", 75*time.Second, "close a connection with no traffic for this long")
 	dur(&cfg.WriteTimeout, "write-timeout", "PANDA_WRITE_TIMEOUT", 10*time.Second, "drop a peer that reads nothing for this long")
@@ -131,6 +132,9 @@ func parseServe(args []string, lookup func(string) (string, bool), out, logs io.
 				cfg.AllowedHosts = append(cfg.AllowedHosts, h)
 			}
 		}
+	}
+	if cfg.FlushWindow == 0 {
+		cfg.FlushWindow = -1 // "0: flush at once" on the command line
 	}
 	if cfg.Outbox <= 0 {
 		return cfg, "", errors.New("--outbox must be positive")
