@@ -256,3 +256,51 @@ func TestRefusedSockets(t *testing.T) {
 		}
 	})
 }
+
+// A profile change shows in /me and in the next message; stored messages keep
+// the profile they were sent with.
+func TestProfileChange(t *testing.T) {
+	env := chattest.Start(t, noLimit())
+	a, b := env.DevLogin("before"), env.DevLogin("reader")
+	ca, cb := env.Dial(a, "room=prof"), env.Dial(b, "room=prof")
+	ca.NextOfType("system")
+	cb.NextOfType("system")
+	ca.Send(map[string]any{"text": true, "content": "old name"})
+	ca.NextChat()
+	cb.NextChat()
+
+	avatar := uploadPNG(t, env, a)
+	var me map[string]any
+	if st := env.Do(a, "POST", "/profile", map[string]any{"nickName": "  after ", "avatarUrl": avatar}, &me); st != 200 || me["nickName"] != "after" || me["avatarUrl"] != avatar {
+		t.Fatalf("profile: %d %v", st, me)
+	}
+	env.Do(a, "GET", "/me", nil, &me)
+	if me["nickName"] != "after" || me["avatarUrl"] != avatar || me["uid"] != a.UserInfo["uid"] {
+		t.Errorf("/me = %v", me)
+	}
+	ca.Send(map[string]any{"text": true, "content": "new name"})
+	if m := cb.NextChat(); m.NickName != "after" || m.AvatarURL != avatar {
+		t.Errorf("next message carries %q %q", m.NickName, m.AvatarURL)
+	}
+	var hist []chattest.Chat
+	env.Do(b, "GET", "/history?room=prof", nil, &hist)
+	if len(hist) != 2 || hist[0].NickName != "before" || hist[1].NickName != "after" {
+		t.Errorf("history: %+v", hist)
+	}
+	for _, bad := range []map[string]any{
+		{"nickName": ""},
+		{"nickName": strings.Repeat("x", 33)},
+		{"avatarUrl": "https://evil.example/a.png"},
+		{"avatarUrl": "/media/" + strings.Repeat("0", 64)},
+		{},
+	} {
+		var e map[string]any
+		if st := env.Do(a, "POST", "/profile", bad, &e); st != 400 {
+			t.Errorf("profile %v: HTTP %d %v, want 400", bad, st, e)
+		}
+	}
+	var e map[string]any
+	if st := env.Do(chattest.Session{ID: "x", Skey: "y"}, "GET", "/me", nil, &e); st != 401 {
+		t.Errorf("/me without a session: %d", st)
+	}
+}
