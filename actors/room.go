@@ -68,6 +68,7 @@ func (r *room) Receive(ctx actor.Context) {
 		r.idle(ctx)
 	case trimmed:
 		r.trimming = false
+		r.maybeTrim(ctx) // catch up with what was stored meanwhile
 	case pingTick:
 		r.ping(ctx)
 		r.armPing(ctx)

@@ -77,9 +77,11 @@ func ParseFrame(b []byte) Frame {
 			f.Num = int64(n)
 		}
 	case KindUser, KindRemote:
-		i := bytes.Index(b[ti:], keyID) // "id" follows "type"
+		i := bytes.Index(b[ti:], keyID) // "id" usually follows "type"
 		if i >= 0 {
 			i += ti
+		} else {
+			i = bytes.Index(b, keyID)
 		}
 		if i < 0 {
 			f.Kind = KindBad
