@@ -4,34 +4,19 @@ package deploy_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"image"
-	"image/png"
 	"io"
 	"log/slog"
-	"math/big"
-	"mime/multipart"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/lxzan/gws"
 
 	"github.com/pandachat/pandachat/internal/chattest"
 	"github.com/pandachat/pandachat/server"
@@ -49,35 +34,36 @@ func TestNginxInFront(t *testing.T) {
 		}
 		t.Skipf("%s not installed (apt-get install nginx); skipping the reverse-proxy test", nginxBin)
 	}
-	log := &syncBuffer{}
+	log := &chattest.SyncBuffer{}
 	env := chattest.Start(t, server.Config{
 		DevLogin: true, TrustProxy: true,
 		Logger: slog.New(slog.NewTextHandler(log, nil)),
 	})
 	origin := startNginx(t, strings.TrimPrefix(env.URL, "http://"))
-	p := newPeer(origin.https, origin.pool)
+	p := chattest.RemoteTLS(t, origin.https, origin.pool)
 
 	// https login and wss chat between two clients.
-	alice, bob := p.devLogin(t, "alice"), p.devLogin(t, "bob")
-	a, b := p.dial(t, alice, "room=proxied"), p.dial(t, bob, "room=proxied")
-	a.next(t, "system")
-	b.next(t, "system")
-	a.send(t, map[string]any{"text": true, "content": "through nginx"})
-	if f := b.next(t, "remote"); f["content"] != "through nginx" || f["nickName"] != "alice" {
+	alice, bob := p.DevLogin("alice"), p.DevLogin("bob")
+	a, b := p.Dial(alice, "room=proxied"), p.Dial(bob, "room=proxied")
+	a.NextOfType("system")
+	b.NextOfType("system")
+	a.Send(map[string]any{"text": true, "content": "through nginx"})
+	if f := b.NextOfType("remote"); f["content"] != "through nginx" || f["nickName"] != "alice" {
 		t.Fatalf("bob got %v", f)
 	}
-	b.send(t, map[string]any{"text": true, "content": "and back"})
-	if f := a.next(t, "remote"); f["content"] != "and back" {
+	b.Send(map[string]any{"text": true, "content": "and back"})
+	if f := a.NextOfType("remote"); f["content"] != "and back" {
 		t.Fatalf("alice got %v", f)
 	}
 
 	// An upload gets an absolute URL on the nginx https origin, and downloads through it.
-	img := pngBytes(t, 4, 3, png.BestSpeed)
-	u := p.upload(t, alice, img)
-	if !strings.HasPrefix(u, origin.https+"/media/") {
-		t.Fatalf("media URL %s, want it under %s", u, origin.https)
+	img := chattest.PNG(4, 3)
+	code, ans := p.Upload(alice, "photo.png", img)
+	u, _ := ans["url"].(string)
+	if code != 200 || !strings.HasPrefix(u, origin.https+"/media/") {
+		t.Fatalf("upload: HTTP %d %v, want a media URL under %s", code, ans, origin.https)
 	}
-	resp, err := p.http.Get(u)
+	resp, err := p.HTTP.Get(u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,26 +73,26 @@ func TestNginxInFront(t *testing.T) {
 		t.Fatalf("download: HTTP %d %s, %d bytes, want %d", resp.StatusCode, resp.Header.Get("Content-Type"), len(got), len(img))
 	}
 	// The image message broadcast carries the same https URL.
-	a.send(t, map[string]any{"gallery": true, "url": u})
-	if f := b.next(t, "remote"); f["url"] != u {
+	a.Send(map[string]any{"gallery": true, "url": u})
+	if f := b.NextOfType("remote"); f["url"] != u {
 		t.Fatalf("gallery url %v, want %s", f["url"], u)
 	}
 
 	// An image of almost the full 10 MiB limit passes nginx's body limit...
-	big := pngBytes(t, 1600, 1600, png.NoCompression)
+	big := chattest.PNG(1600, 1600)
 	if len(big) < 10<<20-300<<10 || len(big) > 10<<20 {
 		t.Fatalf("test image is %d bytes, want just under 10 MiB", len(big))
 	}
-	if code, body := p.postFile(t, alice, big); code != 200 {
-		t.Fatalf("upload of %d bytes through nginx: HTTP %d %s", len(big), code, body)
+	if code, body := p.Upload(alice, "photo.png", big); code != 200 {
+		t.Fatalf("upload of %d bytes through nginx: HTTP %d %v", len(big), code, body)
 	}
 	// ... and a body above it is refused by nginx before the server reads it.
-	if code, _ := p.postFile(t, alice, make([]byte, 12<<20)); code != http.StatusRequestEntityTooLarge {
+	if code, _ := p.Upload(alice, "photo.png", make([]byte, 12<<20)); code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("12 MiB upload: HTTP %d, want 413", code)
 	}
 
 	// /metrics is not public; plain http redirects to https.
-	if resp, err := p.http.Get(origin.https + "/metrics"); err != nil || resp.StatusCode != 404 {
+	if resp, err := p.HTTP.Get(origin.https + "/metrics"); err != nil || resp.StatusCode != 404 {
 		t.Fatalf("/metrics through nginx: %v %v, want 404", resp, err)
 	} else {
 		resp.Body.Close()
@@ -146,7 +132,7 @@ type nginxOrigin struct {
 func startNginx(t *testing.T, upstream string) nginxOrigin {
 	t.Helper()
 	prefix := t.TempDir()
-	cert, key, pool := selfSigned(t, prefix)
+	cert, key, pool := chattest.SelfSigned(t, prefix)
 	httpsPort, httpPort := freePort(t), freePort(t)
 	site, err := os.ReadFile("nginx.conf")
 	if err != nil {
@@ -197,7 +183,7 @@ http {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
 	cmd := exec.Command(nginxBin, args...)
-	var out syncBuffer
+	var out chattest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -245,181 +231,4 @@ func freePort(t *testing.T) string {
 	defer ln.Close()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
-}
-
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "chat.example.com"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"chat.example.com"},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
-// pngBytes makes a w×h PNG; with NoCompression and noisy pixels its size is
-// about 4·w·h bytes.
-func pngBytes(t *testing.T, w, h int, level png.CompressionLevel) []byte {
-	t.Helper()
-	img := image.NewNRGBA(image.Rect(0, 0, w, h))
-	rand.Read(img.Pix)
-	var buf bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: level}).Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-type session struct{ ID, Skey string }
-
-// peer talks to one origin over https and wss, trusting pool.
-type peer struct {
-	base string
-	tls  *tls.Config
-	http *http.Client
-}
-
-func newPeer(base string, pool *x509.CertPool) *peer {
-	cfg := &tls.Config{RootCAs: pool}
-	return &peer{base: base, tls: cfg, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}}
-}
-
-func (p *peer) devLogin(t *testing.T, nick string) session {
-	t.Helper()
-	resp, err := p.http.Post(p.base+"/login/dev", "application/json", strings.NewReader(`{"nickName":"`+nick+`"}`))
-	if err != nil {
-		t.Fatalf("dev login: %v", err)
-	}
-	defer resp.Body.Close()
-	var ans struct {
-		Session session `json:"session"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil || resp.StatusCode != 200 || ans.Session.ID == "" {
-		t.Fatalf("dev login: HTTP %d, %v", resp.StatusCode, err)
-	}
-	return ans.Session
-}
-
-// postFile sends data as the multipart field "file" of POST /upload.
-func (p *peer) postFile(t *testing.T, s session, data []byte) (int, []byte) {
-	t.Helper()
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	fw, _ := mw.CreateFormFile("file", "photo.png")
-	fw.Write(data)
-	mw.Close()
-	req, _ := http.NewRequest("POST", p.base+"/upload", &body)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("X-WX-Id", s.ID)
-	req.Header.Set("X-WX-Skey", s.Skey)
-	resp, err := p.http.Do(req)
-	if err != nil {
-		t.Fatalf("upload: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
-func (p *peer) upload(t *testing.T, s session, img []byte) string {
-	t.Helper()
-	code, b := p.postFile(t, s, img)
-	var ans struct{ URL string }
-	if code != 200 || json.Unmarshal(b, &ans) != nil {
-		t.Fatalf("upload: HTTP %d %s", code, b)
-	}
-	return ans.URL
-}
-
-type wsClient struct {
-	gws.BuiltinEventHandler
-	conn   *gws.Conn
-	frames chan map[string]any
-}
-
-func (c *wsClient) OnMessage(_ *gws.Conn, m *gws.Message) {
-	var v map[string]any
-	json.Unmarshal(m.Bytes(), &v)
-	m.Close()
-	c.frames <- v
-}
-
-func (c *wsClient) OnClose(*gws.Conn, error) { close(c.frames) }
-
-func (p *peer) dial(t *testing.T, s session, query string) *wsClient {
-	t.Helper()
-	u := "wss" + strings.TrimPrefix(p.base, "https") + "/ws?X-WX-Id=" + url.QueryEscape(s.ID) + "&X-WX-Skey=" + url.QueryEscape(s.Skey) + "&" + query
-	c := &wsClient{frames: make(chan map[string]any, 1000)}
-	conn, _, err := gws.NewClient(c, &gws.ClientOption{Addr: u, TlsConfig: p.tls})
-	if err != nil {
-		t.Fatalf("dial %s: %v", u, err)
-	}
-	c.conn = conn
-	go conn.ReadLoop()
-	t.Cleanup(func() { conn.WriteClose(1000, nil) })
-	return c
-}
-
-func (c *wsClient) send(t *testing.T, v any) {
-	t.Helper()
-	b, _ := json.Marshal(v)
-	if err := c.conn.WriteMessage(gws.OpcodeText, b); err != nil {
-		t.Fatalf("send: %v", err)
-	}
-}
-
-func (c *wsClient) next(t *testing.T, typ string) map[string]any {
-	t.Helper()
-	timeout := time.After(chattest.Wait)
-	for {
-		select {
-		case f, ok := <-c.frames:
-			if !ok {
-				t.Fatalf("connection closed while waiting for a %q frame", typ)
-			}
-			if f["type"] == typ {
-				return f
-			}
-		case <-timeout:
-			t.Fatalf("no %q frame within %s", typ, chattest.Wait)
-		}
-	}
 }

@@ -2,13 +2,9 @@ package metrics_test
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"image"
-	"image/png"
 	"io"
-	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -207,8 +203,8 @@ func TestMetricsThroughARealServer(t *testing.T) {
 	}
 
 	// An upload counts its bytes.
-	img := pngBytes(t)
-	if code := upload(t, env.URL, alice, img); code != 200 {
+	img := chattest.PNG(3, 2)
+	if code, _ := env.Upload(alice, "x.png", img); code != 200 {
 		t.Fatalf("upload: HTTP %d", code)
 	}
 	// A refused login is counted by result.
@@ -248,31 +244,4 @@ func TestRateLimitMetrics(t *testing.T) {
 		`pandachat_rate_limited_total{action="closed"}`:  1,
 		"pandachat_connections":                          0,
 	})
-}
-
-func pngBytes(t *testing.T) []byte {
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, image.NewRGBA(image.Rect(0, 0, 3, 2))); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func upload(t *testing.T, base string, s chattest.Session, img []byte) int {
-	t.Helper()
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	fw, _ := mw.CreateFormFile("file", "x.png")
-	fw.Write(img)
-	mw.Close()
-	req, _ := http.NewRequest("POST", base+"/upload", &body)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("X-WX-Id", s.ID)
-	req.Header.Set("X-WX-Skey", s.Skey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
 }

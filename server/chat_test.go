@@ -1,14 +1,8 @@
 package server_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
-	"mime/multipart"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -24,29 +18,12 @@ import (
 // uploadPNG uploads a small real PNG and returns its media URL.
 func uploadPNG(t *testing.T, env *chattest.Env, s chattest.Session) string {
 	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, 3, 2))
-	img.Set(1, 1, color.RGBA{200, 10, 10, 255})
-	var pic bytes.Buffer
-	_ = png.Encode(&pic, img)
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	fw, _ := mw.CreateFormFile("file", "pic.png")
-	fw.Write(pic.Bytes())
-	mw.Close()
-	req, _ := http.NewRequest("POST", env.URL+"/upload", &body)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("X-WX-Id", s.ID)
-	req.Header.Set("X-WX-Skey", s.Skey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	code, ans := env.Upload(s, "pic.png", chattest.PNG(3, 2))
+	u, _ := ans["url"].(string)
+	if code != 200 || !strings.HasPrefix(u, env.URL+"/media/") {
+		t.Fatalf("upload: HTTP %d url %q", code, u)
 	}
-	defer resp.Body.Close()
-	var ans struct{ URL string }
-	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&ans) != nil || !strings.HasPrefix(ans.URL, env.URL+"/media/") {
-		t.Fatalf("upload: HTTP %d url %q", resp.StatusCode, ans.URL)
-	}
-	return ans.URL
+	return u
 }
 
 func noLimit() server.Config { return server.Config{DevLogin: true, Rate: actors.Rate{Off: true}} }

@@ -1,12 +1,7 @@
 package web_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"image/color"
-	"io"
-	"mime/multipart"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -103,26 +98,12 @@ func upload(t *testing.T, env *chattest.Env, s chattest.Session, path string) st
 	if err != nil {
 		t.Fatal(err)
 	}
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	fw, _ := mw.CreateFormFile("file", filepath.Base(path))
-	_, _ = fw.Write(data)
-	_ = mw.Close()
-	req, _ := http.NewRequest("POST", env.URL+"/upload", &body)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("X-WX-Id", s.ID)
-	req.Header.Set("X-WX-Skey", s.Skey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	code, ans := env.Upload(s, filepath.Base(path), data)
+	u, _ := ans["url"].(string)
+	if code != 200 || u == "" {
+		t.Fatalf("upload: HTTP %d %v", code, ans)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var ans struct{ URL string }
-	if resp.StatusCode != 200 || json.Unmarshal(b, &ans) != nil || ans.URL == "" {
-		t.Fatalf("upload: HTTP %d %s", resp.StatusCode, b)
-	}
-	return ans.URL
+	return u
 }
 
 func setAvatar(t *testing.T, env *chattest.Env, s chattest.Session, nick, path string) {

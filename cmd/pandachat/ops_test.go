@@ -3,59 +3,25 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"image"
-	"image/png"
 	"io"
-	"math/big"
-	"mime/multipart"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/lxzan/gws"
 
 	"github.com/pandachat/pandachat/internal/chattest"
 	"github.com/pandachat/pandachat/server"
 )
 
-// syncBuffer collects a command's output while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // cliServer is "pandachat serve" running in this process, as an operator starts it.
 type cliServer struct {
 	url    string
-	log    *syncBuffer
+	log    *chattest.SyncBuffer
 	cancel context.CancelFunc
 	code   chan int
 }
@@ -63,7 +29,7 @@ type cliServer struct {
 func startCLI(t *testing.T, args ...string) *cliServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &cliServer{log: &syncBuffer{}, cancel: cancel, code: make(chan int, 1)}
+	c := &cliServer{log: &chattest.SyncBuffer{}, cancel: cancel, code: make(chan int, 1)}
 	args = append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)
 	go func() { c.code <- run(ctx, args, c.log, c.log) }()
 	deadline := time.Now().Add(chattest.Wait)
@@ -101,207 +67,42 @@ func (c *cliServer) stop(t *testing.T) int {
 	}
 }
 
-// selfSigned makes a certificate for 127.0.0.1 and localhost, writes it and its
-// key as PEM files and returns their paths and a pool that trusts it.
-func selfSigned(t testing.TB) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "pandachat test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost"},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
-type session struct{ ID, Skey string }
-
-// peer is one user talking to a server at base over HTTP(S) and WS(S).
-type peer struct {
-	base string
-	tls  *tls.Config
-	http *http.Client
-}
-
-func newPeer(base string, pool *x509.CertPool) *peer {
-	p := &peer{base: base, http: &http.Client{Timeout: chattest.Wait}}
-	if pool != nil {
-		p.tls = &tls.Config{RootCAs: pool}
-		p.http.Transport = &http.Transport{TLSClientConfig: p.tls}
-	}
-	return p
-}
-
-func (p *peer) devLogin(t *testing.T, nick string) session {
-	t.Helper()
-	resp, err := p.http.Post(p.base+"/login/dev", "application/json", strings.NewReader(`{"nickName":"`+nick+`"}`))
-	if err != nil {
-		t.Fatalf("dev login: %v", err)
-	}
-	defer resp.Body.Close()
-	var ans struct {
-		Session session `json:"session"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil || resp.StatusCode != 200 || ans.Session.ID == "" {
-		t.Fatalf("dev login: HTTP %d, %v", resp.StatusCode, err)
-	}
-	return ans.Session
-}
-
-// do sends an authenticated request and returns the status and body.
-func (p *peer) do(t *testing.T, s session, method, path, ctype string, body io.Reader) (int, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(method, p.base+path, body)
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	req.Header.Set("X-WX-Id", s.ID)
-	req.Header.Set("X-WX-Skey", s.Skey)
-	resp, err := p.http.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
-func (p *peer) upload(t *testing.T, s session, img []byte) (mediaURL string) {
-	t.Helper()
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	fw, _ := mw.CreateFormFile("file", "a.png")
-	fw.Write(img)
-	mw.Close()
-	code, b := p.do(t, s, "POST", "/upload", mw.FormDataContentType(), &body)
-	var ans struct{ URL string }
-	if code != 200 || json.Unmarshal(b, &ans) != nil {
-		t.Fatalf("upload: HTTP %d %s", code, b)
-	}
-	return ans.URL
-}
-
-// wsClient records the frames of one WebSocket connection.
-type wsClient struct {
-	gws.BuiltinEventHandler
-	conn   *gws.Conn
-	frames chan map[string]any
-}
-
-func (c *wsClient) OnMessage(_ *gws.Conn, m *gws.Message) {
-	var v map[string]any
-	json.Unmarshal(m.Bytes(), &v)
-	m.Close()
-	c.frames <- v
-}
-
-func (c *wsClient) OnClose(*gws.Conn, error) { close(c.frames) }
-
-func (p *peer) dial(t *testing.T, s session, query string) *wsClient {
-	t.Helper()
-	u := "ws" + strings.TrimPrefix(p.base, "http") + "/ws?X-WX-Id=" + url.QueryEscape(s.ID) + "&X-WX-Skey=" + url.QueryEscape(s.Skey)
-	if query != "" {
-		u += "&" + query
-	}
-	c := &wsClient{frames: make(chan map[string]any, 1000)}
-	conn, _, err := gws.NewClient(c, &gws.ClientOption{Addr: u, TlsConfig: p.tls})
-	if err != nil {
-		t.Fatalf("dial %s: %v", u, err)
-	}
-	c.conn = conn
-	go conn.ReadLoop()
-	t.Cleanup(func() { conn.WriteClose(1000, nil) })
-	return c
-}
-
-func (c *wsClient) send(t *testing.T, v any) {
-	t.Helper()
-	b, _ := json.Marshal(v)
-	if err := c.conn.WriteMessage(gws.OpcodeText, b); err != nil {
-		t.Fatalf("send: %v", err)
-	}
-}
-
-// next skips frames until one of the given type arrives.
-func (c *wsClient) next(t *testing.T, typ string) map[string]any {
-	t.Helper()
-	timeout := time.After(chattest.Wait)
-	for {
-		select {
-		case f, ok := <-c.frames:
-			if !ok {
-				t.Fatalf("connection closed while waiting for a %q frame", typ)
-			}
-			if f["type"] == typ {
-				return f
-			}
-		case <-timeout:
-			t.Fatalf("no %q frame within %s", typ, chattest.Wait)
-		}
-	}
-}
-
-func pngBytes(t *testing.T) []byte {
-	var buf bytes.Buffer
-	img := image.NewRGBA(image.Rect(0, 0, 4, 3))
-	img.Pix[0] = 200 // content-addressed: make it differ from other tests' images
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 // chat has a say "hello" to b through the server and checks both see it.
-func chat(t *testing.T, p *peer, room string) {
+func chat(t *testing.T, env *chattest.Env, room string) {
 	t.Helper()
-	alice, bob := p.devLogin(t, "alice"), p.devLogin(t, "bob")
-	a, b := p.dial(t, alice, "room="+room), p.dial(t, bob, "room="+room)
-	a.next(t, "system")
-	b.next(t, "system")
-	a.send(t, map[string]any{"text": true, "content": "hello over " + room})
-	if f := b.next(t, "remote"); f["content"] != "hello over "+room || f["nickName"] != "alice" {
+	alice, bob := env.DevLogin("alice"), env.DevLogin("bob")
+	a, b := env.Dial(alice, "room="+room), env.Dial(bob, "room="+room)
+	a.NextOfType("system")
+	b.NextOfType("system")
+	a.Send(map[string]any{"text": true, "content": "hello over " + room})
+	if f := b.NextOfType("remote"); f["content"] != "hello over "+room || f["nickName"] != "alice" {
 		t.Fatalf("bob got %v", f)
 	}
-	if f := a.next(t, "user"); f["content"] != "hello over "+room {
+	if f := a.NextOfType("user"); f["content"] != "hello over "+room {
 		t.Fatalf("alice got %v", f)
 	}
 }
 
+// upload posts a picture and returns its media URL.
+func upload(t *testing.T, env *chattest.Env, s chattest.Session, img []byte) string {
+	t.Helper()
+	code, ans := env.Upload(s, "a.png", img)
+	u, _ := ans["url"].(string)
+	if code != 200 || u == "" {
+		t.Fatalf("upload: HTTP %d %v", code, ans)
+	}
+	return u
+}
+
 func TestDirectTLS(t *testing.T) {
-	cert, key, pool := selfSigned(t)
+	cert, key, pool := chattest.SelfSigned(t, t.TempDir())
 	srv := startCLI(t, "--data", t.TempDir(), "--dev-login=true", "--tls-cert", cert, "--tls-key", key)
 	if !strings.HasPrefix(srv.url, "https://") {
 		t.Fatalf("server URL %s, want https", srv.url)
 	}
-	p := newPeer(srv.url, pool)
-	chat(t, p, "tls")
-	s := p.devLogin(t, "carol")
-	img := pngBytes(t)
-	u := p.upload(t, s, img)
+	env := chattest.RemoteTLS(t, srv.url, pool)
+	chat(t, env, "tls")
+	u := upload(t, env, env.DevLogin("carol"), chattest.PNG(4, 3))
 	if !strings.HasPrefix(u, srv.url+"/media/") {
 		t.Fatalf("media URL %s, want it under %s", u, srv.url)
 	}
@@ -322,15 +123,15 @@ func TestLogsOneLinePerConnectionWithoutSecrets(t *testing.T) {
 	const secret = "app-secret-never-logged-0123456789"
 	srv := startCLI(t, "--data", t.TempDir(), "--dev-login=true", "--log-format=json",
 		"--wx-appid", "wx0123456789", "--wx-secret", secret, "--wx-api", "http://127.0.0.1:1")
-	p := newPeer(srv.url, nil)
-	s := p.devLogin(t, "dora")
-	c := p.dial(t, s, "room=logs")
-	c.next(t, "system")
-	c.send(t, map[string]any{"text": true, "content": "hi"})
-	c.next(t, "user")
+	env := chattest.Remote(t, srv.url)
+	s := env.DevLogin("dora")
+	c := env.Dial(s, "room=logs")
+	c.NextOfType("system")
+	c.Send(map[string]any{"text": true, "content": "hi"})
+	c.NextOfType("user")
 	// A refused login must not log what it was given either.
-	p.do(t, session{ID: s.ID, Skey: "wrong-skey-0123456789"}, "GET", "/login", "", nil)
-	c.conn.WriteClose(1000, []byte("bye"))
+	env.Do(chattest.Session{ID: s.ID, Skey: "wrong-skey-0123456789"}, "GET", "/login", nil, nil)
+	c.Conn.WriteClose(1000, []byte("bye"))
 	if code := srv.stop(t); code != 0 {
 		t.Fatalf("serve exit %d", code)
 	}
@@ -433,18 +234,18 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	dataA := t.TempDir()
 	os.WriteFile(filepath.Join(dataA, adminSocket), nil, 0o600) // left by a killed server: replaced
 	srv := startCLI(t, "--data", dataA, "--dev-login=true")
-	p := newPeer(srv.url, nil)
-	alice := p.devLogin(t, "alice")
-	img := pngBytes(t)
-	mediaURL := p.upload(t, alice, img)
-	c := p.dial(t, alice, "room=saved")
-	c.next(t, "system")
+	remote := chattest.Remote(t, srv.url)
+	alice := remote.DevLogin("alice")
+	img := chattest.PNG(4, 3)
+	mediaURL := upload(t, remote, alice, img)
+	c := remote.Dial(alice, "room=saved")
+	c.NextOfType("system")
 	for i := range 3 {
-		c.send(t, map[string]any{"text": true, "content": fmt.Sprint("message ", i+1)})
-		c.next(t, "user")
+		c.Send(map[string]any{"text": true, "content": fmt.Sprint("message ", i+1)})
+		c.NextOfType("user")
 	}
-	c.send(t, map[string]any{"gallery": true, "url": mediaURL})
-	c.next(t, "user")
+	c.Send(map[string]any{"gallery": true, "url": mediaURL})
+	c.NextOfType("user")
 
 	if fi, err := os.Stat(filepath.Join(dataA, adminSocket)); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("admin socket: %v %v, want a socket with mode 0600", fi, err)
@@ -461,8 +262,8 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 		t.Fatalf("archive: %v %v, want mode 0600", fi, err)
 	}
 	// The server keeps serving while and after the backup runs.
-	c.send(t, map[string]any{"text": true, "content": "after the backup"})
-	c.next(t, "user")
+	c.Send(map[string]any{"text": true, "content": "after the backup"})
+	c.NextOfType("user")
 	if code := srv.stop(t); code != 0 {
 		t.Fatalf("serve exit %d:\n%s", code, srv.log)
 	}
@@ -482,12 +283,11 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	}
 
 	env := chattest.Start(t, server.Config{DataDir: dataB, DevLogin: true})
-	old := chattest.Session{ID: alice.ID, Skey: alice.Skey}
 	var me map[string]any
-	if code := env.Do(old, "GET", "/me", nil, &me); code != 200 || me["nickName"] != "alice" {
+	if code := env.Do(alice, "GET", "/me", nil, &me); code != 200 || me["nickName"] != "alice" {
 		t.Fatalf("session after restore: HTTP %d %v", code, me)
 	}
-	r := env.Dial(old, "room=saved&since=0")
+	r := env.Dial(alice, "room=saved&since=0")
 	r.NextOfType("system")
 	for i := range 3 {
 		if m := r.NextChat(); m.ID != uint64(i+1) || m.Content != fmt.Sprint("message ", i+1) {

@@ -5,6 +5,7 @@ package chattest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,10 +31,12 @@ const Wait = 10 * time.Second
 
 // Env is a running server.
 type Env struct {
-	URL string
-	Srv *server.Server
-	Cfg server.Config
-	t   testing.TB
+	URL  string
+	Srv  *server.Server
+	Cfg  server.Config
+	HTTP *http.Client // what DevLogin, Do and Upload send with
+	tls  *tls.Config  // for wss:// dials; nil for ws://
+	t    testing.TB
 }
 
 // Start runs a server with cfg on 127.0.0.1:0; DataDir defaults to a temp dir.
@@ -55,7 +58,7 @@ func Start(t testing.TB, cfg server.Config) *Env {
 		t.Fatalf("listen: %v", err)
 	}
 	go func() { _ = srv.Serve() }()
-	e := &Env{URL: srv.URL(), Srv: srv, Cfg: cfg, t: t}
+	e := &Env{URL: srv.URL(), Srv: srv, Cfg: cfg, HTTP: http.DefaultClient, t: t}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 	return e
 }
@@ -75,7 +78,7 @@ type Session struct {
 func (e *Env) DevLogin(nick string) Session {
 	e.t.Helper()
 	body, _ := json.Marshal(map[string]string{"nickName": nick})
-	resp, err := http.Post(e.URL+"/login/dev", "application/json", bytes.NewReader(body))
+	resp, err := e.HTTP.Post(e.URL+"/login/dev", "application/json", bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatalf("dev login: %v", err)
 	}
@@ -102,7 +105,7 @@ func (e *Env) Do(s Session, method, path string, body any, out any) int {
 	req, _ := http.NewRequest(method, e.URL+path, rd)
 	req.Header.Set("X-WX-Id", s.ID)
 	req.Header.Set("X-WX-Skey", s.Skey)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.HTTP.Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -158,7 +161,7 @@ func (e *Env) TryDial(s Session, query string) (*Client, error) {
 	h.Set("X-WX-Id", s.ID)
 	h.Set("X-WX-Skey", s.Skey)
 	c := &Client{closed: make(chan struct{}), ready: make(chan struct{}, 1), t: e.t}
-	conn, _, err := gws.NewClient(c, &gws.ClientOption{Addr: u, RequestHeader: h, ReadMaxPayloadSize: 16 << 20})
+	conn, _, err := gws.NewClient(c, &gws.ClientOption{Addr: u, RequestHeader: h, ReadMaxPayloadSize: 16 << 20, TlsConfig: e.tls.Clone()})
 	if err != nil {
 		return nil, err
 	}
@@ -343,4 +346,4 @@ func (m Chat) String() string { return fmt.Sprintf("%s#%d %q", m.Type, m.ID, m.C
 const Magic = protocol.Magic
 
 // Remote wraps a server running elsewhere (a child process) at url.
-func Remote(t testing.TB, url string) *Env { return &Env{URL: url, t: t} }
+func Remote(t testing.TB, url string) *Env { return &Env{URL: url, HTTP: http.DefaultClient, t: t} }
