@@ -88,11 +88,8 @@ func (s *Service) LoginCode(ctx context.Context, code, encryptedData, iv string)
 	if u.UnionID == "" {
 		u.UnionID = ws.UnionID
 	}
-	if err := s.Store.PutUser(u); err != nil {
-		return persistence.Session{}, persistence.User{}, err
-	}
-	sess, err := s.newSession(u.UID, ws.SessionKey, s.WeChat.AppID+s.WeChat.Secret)
-	return sess, u, err
+	sess := s.newSession(u.UID, ws.SessionKey, s.WeChat.AppID+s.WeChat.Secret)
+	return sess, u, s.Store.PutLogin(u, sess)
 }
 
 // LoginDev creates a new user with the given nickname and a session for it.
@@ -104,11 +101,8 @@ func (s *Service) LoginDev(nickName string) (persistence.Session, persistence.Us
 	u := persistence.User{UID: newUID(), Created: s.now()}
 	u.Profile = defaultProfile(u.UID)
 	u.Profile.NickName = nick
-	if err := s.Store.PutUser(u); err != nil {
-		return persistence.Session{}, persistence.User{}, err
-	}
-	sess, err := s.newSession(u.UID, randomHex(16), "dev")
-	return sess, u, err
+	sess := s.newSession(u.UID, randomHex(16), "dev")
+	return sess, u, s.Store.PutLogin(u, sess)
 }
 
 // Check returns the session and its user for a valid id/skey pair.
@@ -134,7 +128,7 @@ func (s *Service) Check(id, skey string) (persistence.Session, persistence.User,
 }
 
 // newSession: id = 32 random bytes as hex; skey = hex(sha1(appId + appSecret + session_key)) as wafer does.
-func (s *Service) newSession(uid, sessionKey, salt string) (persistence.Session, error) {
+func (s *Service) newSession(uid, sessionKey, salt string) persistence.Session {
 	sum := sha1.Sum([]byte(salt + sessionKey))
 	sess := persistence.Session{
 		ID:         randomHex(32),
@@ -143,7 +137,7 @@ func (s *Service) newSession(uid, sessionKey, salt string) (persistence.Session,
 		SessionKey: sessionKey,
 		Expires:    s.now().Add(s.ttl()),
 	}
-	return sess, s.Store.PutSession(sess)
+	return sess
 }
 
 // CleanNickName trims a nickname and checks its length.

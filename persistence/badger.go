@@ -128,12 +128,21 @@ func (s *Badger) getJSON(key []byte, v any) error {
 }
 
 func (s *Badger) PutSession(sess Session) error {
-	b, err := json.Marshal(sess)
+	if !sess.Expires.After(time.Now()) { // stored until the past: nothing left to keep
+		return s.DeleteSession(sess.ID)
+	}
+	e, err := sessionEntry(sess)
 	if err != nil {
 		return err
 	}
-	if !sess.Expires.After(time.Now()) { // stored until the past: nothing left to keep
-		return s.DeleteSession(sess.ID)
+	return s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) })
+}
+
+// sessionEntry is a session's key and value with its Badger expiry.
+func sessionEntry(sess Session) (*badger.Entry, error) {
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return nil, err
 	}
 	// Badger expires keys at whole unix seconds; round up so the key outlives
 	// sess.Expires (Session checks Expires itself) instead of vanishing up to 1 s early.
@@ -142,7 +151,28 @@ func (s *Badger) PutSession(sess Session) error {
 	if sess.Expires.Nanosecond() > 0 {
 		e.ExpiresAt++
 	}
-	return s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) })
+	return e, nil
+}
+
+// PutLogin stores a user and its new session in one transaction.
+func (s *Badger) PutLogin(u User, sess Session) error {
+	if !sess.Expires.After(time.Now()) {
+		return errors.New("session already expired")
+	}
+	e, err := sessionEntry(sess)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(txn *badger.Txn) error {
+		if err := setUser(txn, u, b); err != nil {
+			return err
+		}
+		return txn.SetEntry(e)
+	})
 }
 
 func (s *Badger) Session(id string) (Session, error) {
@@ -195,14 +225,17 @@ func (s *Badger) PutUser(u User) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(txn *badger.Txn) error {
-		if u.OpenID != "" {
-			if err := txn.Set(openIDKey(u.OpenID), []byte(u.UID)); err != nil {
-				return err
-			}
+	return s.db.Update(func(txn *badger.Txn) error { return setUser(txn, u, b) })
+}
+
+// setUser writes a user (encoded as b) and its openId binding.
+func setUser(txn *badger.Txn, u User, b []byte) error {
+	if u.OpenID != "" {
+		if err := txn.Set(openIDKey(u.OpenID), []byte(u.UID)); err != nil {
+			return err
 		}
-		return txn.Set(userKey(u.UID), b)
-	})
+	}
+	return txn.Set(userKey(u.UID), b)
 }
 
 func (s *Badger) AppendMessages(room string, msgs []Message) error {

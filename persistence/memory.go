@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -90,6 +91,20 @@ func (m *Memory) PutUser(u User) error {
 	if u.OpenID != "" {
 		m.openIDs[u.OpenID] = u.UID
 	}
+	return nil
+}
+
+func (m *Memory) PutLogin(u User, s Session) error {
+	if !s.Expires.After(time.Now()) {
+		return errors.New("session already expired")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users[u.UID] = u
+	if u.OpenID != "" {
+		m.openIDs[u.OpenID] = u.UID
+	}
+	m.sessions[s.ID] = s
 	return nil
 }
 

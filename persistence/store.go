@@ -24,6 +24,8 @@ type Store interface {
 	User(uid string) (User, error)
 	// PutUser creates or replaces a user (and its openId binding, if any).
 	PutUser(u User) error
+	// PutLogin stores a user and a new session of it in one transaction.
+	PutLogin(u User, s Session) error
 
 	// AppendMessages stores a room's batch and its new last id in one transaction.
 	AppendMessages(room string, msgs []Message) error

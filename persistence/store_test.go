@@ -49,6 +49,7 @@ func TestStore(t *testing.T) {
 				{"TrimMessages", testTrimMessages},
 				{"LargeBatch", testLargeBatch},
 				{"Media", testMedia},
+				{"Login", testLogin},
 			} {
 				t.Run(c.name, func(t *testing.T) { c.run(t, impl.open(t)) })
 			}
@@ -446,5 +447,26 @@ func BenchmarkAppendMessages(b *testing.B) {
 				b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "msgs/s")
 			})
 		}
+	}
+}
+
+func testLogin(t *testing.T, s persistence.Store) {
+	u := persistence.User{UID: "u-login", OpenID: "o-login", Profile: persistence.Profile{NickName: "Mei"}}
+	sess := persistence.Session{ID: "sess-login", Skey: "k", UID: u.UID, Expires: future(time.Hour)}
+	if err := s.PutLogin(u, sess); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Session(sess.ID); err != nil || got.UID != u.UID || got.Skey != "k" {
+		t.Errorf("session = %+v, %v", got, err)
+	}
+	if got, err := s.UserByOpenID("o-login"); err != nil || got.Profile.NickName != "Mei" {
+		t.Errorf("user by openId = %+v, %v", got, err)
+	}
+	expired := persistence.Session{ID: "sess-old", UID: u.UID, Expires: future(-time.Second)}
+	if err := s.PutLogin(u, expired); err == nil {
+		t.Error("PutLogin stored an expired session")
+	}
+	if _, err := s.Session("sess-old"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("expired login session: %v", err)
 	}
 }

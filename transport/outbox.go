@@ -90,9 +90,10 @@ func (o *outbox) kick() {
 
 func (o *outbox) run() {
 	var (
-		buf     []byte
-		timer   *time.Timer
-		batches int // written in this run of the writer
+		buf         []byte
+		timer       *time.Timer
+		batches     int       // written in this run of the writer
+		deadlineSet time.Time // when the write deadline was last moved
 	)
 	defer func() {
 		if timer != nil {
@@ -168,7 +169,13 @@ func (o *outbox) run() {
 			}
 			out = buf
 		}
-		_ = o.conn.SetWriteDeadline(time.Now().Add(o.writeTimeout))
+		// Move the deadline only when half of it is used up: a busy writer then
+		// touches the poller's timer rarely, and a stuck peer is still cut off
+		// between writeTimeout/2 and writeTimeout after its last progress.
+		if now := time.Now(); now.After(deadlineSet.Add(o.writeTimeout / 2)) {
+			_ = o.conn.SetWriteDeadline(now.Add(o.writeTimeout))
+			deadlineSet = now
+		}
 		_, err := o.conn.Write(out)
 		clear(batch)
 		if cap(buf) > 1<<20 {
