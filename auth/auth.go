@@ -110,21 +110,17 @@ func (s *Service) Check(id, skey string) (persistence.Session, persistence.User,
 	if id == "" || skey == "" || len(id) > 128 || len(skey) > 128 {
 		return persistence.Session{}, persistence.User{}, ErrInvalidSession
 	}
-	sess, err := s.Store.Session(id)
+	sess, u, err := s.Store.SessionUser(id)
 	if errors.Is(err, persistence.ErrNotFound) {
-		return sess, persistence.User{}, ErrInvalidSession
+		return persistence.Session{}, persistence.User{}, ErrInvalidSession
 	}
 	if err != nil {
-		return sess, persistence.User{}, err
+		return persistence.Session{}, persistence.User{}, err
 	}
 	if subtle.ConstantTimeCompare([]byte(sess.Skey), []byte(skey)) != 1 || !sess.Expires.After(s.now()) {
 		return persistence.Session{}, persistence.User{}, ErrInvalidSession
 	}
-	u, err := s.Store.User(sess.UID)
-	if errors.Is(err, persistence.ErrNotFound) {
-		return persistence.Session{}, persistence.User{}, ErrInvalidSession
-	}
-	return sess, u, err
+	return sess, u, nil
 }
 
 // newSession: id = 32 random bytes as hex; skey = hex(sha1(appId + appSecret + session_key)) as wafer does.

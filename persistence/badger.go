@@ -115,16 +115,19 @@ func (s *Badger) gcLoop() {
 }
 
 func (s *Badger) getJSON(key []byte, v any) error {
-	return s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
-	})
+	return s.db.View(func(txn *badger.Txn) error { return txnJSON(txn, key, v) })
+}
+
+// txnJSON decodes the value at key, or returns ErrNotFound.
+func txnJSON(txn *badger.Txn, key []byte, v any) error {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
 }
 
 func (s *Badger) PutSession(sess Session) error {
@@ -184,6 +187,26 @@ func (s *Badger) Session(id string) (Session, error) {
 		return Session{}, ErrNotFound
 	}
 	return sess, nil
+}
+
+func (s *Badger) SessionUser(id string) (Session, User, error) {
+	var (
+		sess Session
+		u    User
+	)
+	err := s.db.View(func(txn *badger.Txn) error {
+		if err := txnJSON(txn, sessionKey(id), &sess); err != nil {
+			return err
+		}
+		if !sess.Expires.After(time.Now()) {
+			return ErrNotFound
+		}
+		return txnJSON(txn, userKey(sess.UID), &u)
+	})
+	if err != nil {
+		return Session{}, User{}, err
+	}
+	return sess, u, nil
 }
 
 func (s *Badger) DeleteSession(id string) error {

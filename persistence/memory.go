@@ -53,6 +53,20 @@ func (m *Memory) Session(id string) (Session, error) {
 	return s, nil
 }
 
+func (m *Memory) SessionUser(id string) (Session, User, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	s, ok := m.sessions[id]
+	if !ok || !s.Expires.After(time.Now()) {
+		return Session{}, User{}, ErrNotFound
+	}
+	u, ok := m.users[s.UID]
+	if !ok {
+		return Session{}, User{}, ErrNotFound
+	}
+	return s, u, nil
+}
+
 func (m *Memory) DeleteSession(id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -17,6 +17,8 @@ type Store interface {
 	// Session returns an unexpired session or ErrNotFound.
 	Session(id string) (Session, error)
 	DeleteSession(id string) error
+	// SessionUser returns an unexpired session and its user in one read, or ErrNotFound.
+	SessionUser(id string) (Session, User, error)
 
 	// UserByOpenID returns the user bound to a WeChat openId or ErrNotFound.
 	UserByOpenID(openID string) (User, error)

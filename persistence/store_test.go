@@ -462,6 +462,19 @@ func testLogin(t *testing.T, s persistence.Store) {
 	if got, err := s.UserByOpenID("o-login"); err != nil || got.Profile.NickName != "Mei" {
 		t.Errorf("user by openId = %+v, %v", got, err)
 	}
+	if gs, gu, err := s.SessionUser(sess.ID); err != nil || gs.Skey != "k" || gu.UID != u.UID || gu.Profile.NickName != "Mei" {
+		t.Errorf("SessionUser = %+v %+v %v", gs, gu, err)
+	}
+	if _, _, err := s.SessionUser("unknown"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("SessionUser of an unknown id: %v", err)
+	}
+	orphan := persistence.Session{ID: "sess-orphan", UID: "nobody", Expires: future(time.Hour)}
+	if err := s.PutSession(orphan); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.SessionUser(orphan.ID); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("SessionUser of a session without its user: %v", err)
+	}
 	expired := persistence.Session{ID: "sess-old", UID: u.UID, Expires: future(-time.Second)}
 	if err := s.PutLogin(u, expired); err == nil {
 		t.Error("PutLogin stored an expired session")

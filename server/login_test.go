@@ -93,13 +93,16 @@ func TestOriginalClientFlow(t *testing.T) {
 	_, ansB := login(t, env, map[string]string{"X-WX-Code": "codeB", "X-WX-Encrypted-Data": encB, "X-WX-IV": ivB}, "")
 	b := sessionOf(t, ansB)
 
-	ca, ca2, cb := env.Dial(a, ""), env.Dial(a, ""), env.Dial(b, "")
+	// Joins are asynchronous: wait for each system frame before the next dial.
+	ca := env.Dial(a, "")
 	if n := ca.NextChat(); n.Type != "system" || n.Num != 1 {
 		t.Fatalf("first frame %+v, want system num 1", n)
 	}
+	ca2 := env.Dial(a, "")
 	if n := ca2.NextChat(); n.Type != "system" || n.Num != 2 {
 		t.Fatalf("second connection: %+v, want system num 2", n)
 	}
+	cb := env.Dial(b, "")
 	if n := cb.NextChat(); n.Type != "system" || n.Num != 3 {
 		t.Fatalf("third connection: %+v, want system num 3", n)
 	}
