@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/pandachat/pandachat/persistence"
@@ -23,7 +24,7 @@ import (
 var ErrInvalidSession = errors.New("invalid or expired session")
 
 // ErrBadNickName refuses an empty or too long nickname.
-var ErrBadNickName = fmt.Errorf("nickName must be 1 to %d characters", protocol.DefaultMaxNickName)
+var ErrBadNickName = fmt.Errorf("nickName must be 1 to %d characters on one line", protocol.DefaultMaxNickName)
 
 // Service logs people in. WeChat may be nil when no app is configured.
 type Service struct {
@@ -140,6 +141,9 @@ func (s *Service) newSession(uid, sessionKey, salt string) persistence.Session {
 func CleanNickName(n string) (string, error) {
 	n = strings.TrimSpace(n)
 	if c := utf8.RuneCountInString(n); c == 0 || c > protocol.DefaultMaxNickName || !utf8.ValidString(n) {
+		return "", ErrBadNickName
+	}
+	if strings.IndexFunc(n, unicode.IsControl) >= 0 { // a nickname is one line of text
 		return "", ErrBadNickName
 	}
 	return n, nil

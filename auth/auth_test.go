@@ -256,6 +256,8 @@ func TestLoginDev(t *testing.T) {
 		{"empty", "", ""},
 		{"blank", " \t\u3000\n", ""},
 		{"invalid UTF-8", "Pan\xffda", ""},
+		{"a line break inside", "Pan\nda", ""},
+		{"a control character", "Pan\x07da", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			forEachStore(t, func(t *testing.T, svc *auth.Service, _ *wechattest.Server) {
