@@ -1,0 +1,75 @@
+package actors
+
+import (
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pandachat/pandachat/persistence"
+)
+
+// captureSink keeps every frame's payload, decoded.
+type captureSink struct {
+	mu     sync.Mutex
+	frames []map[string]any
+}
+
+func (s *captureSink) Send(b []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(b) >= 2 {
+		l, h := int(b[1]&0x7f), 2
+		if l == 126 {
+			l, h = int(b[2])<<8|int(b[3]), 4
+		}
+		var m map[string]any
+		_ = json.Unmarshal(b[h:h+l], &m)
+		s.frames = append(s.frames, m)
+		b = b[h+l:]
+	}
+	return true
+}
+
+func (s *captureSink) Close(int, string) {}
+
+func (s *captureSink) all() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]map[string]any(nil), s.frames...)
+}
+
+// When the store refuses a batch, its senders are told and nobody receives
+// it; the ids are handed out again, so no id is skipped.
+func TestStoreFailureLosesNothing(t *testing.T) {
+	bs, err := persistence.OpenBadger(t.TempDir(), persistence.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := NewHub(Options{Store: bs, Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	a, b := &captureSink{}, &captureSink{}
+	ca := hub.Connect(ConnSpec{UID: "ua", NickName: "a", Room: "r", Sink: a})
+	waitFor(t, func() bool { return len(a.all()) == 1 })
+	hub.Connect(ConnSpec{UID: "ub", NickName: "b", Room: "r", Sink: b})
+	waitFor(t, func() bool { return len(b.all()) == 1 })
+
+	ca.Receive([]byte(`{"text":true,"content":"stored","cid":"1"}`), false)
+	waitFor(t, func() bool { return len(b.all()) == 2 })
+	if got := b.all()[1]; got["id"] != float64(1) || got["content"] != "stored" {
+		t.Fatalf("first message: %v", got)
+	}
+
+	if err := bs.Close(); err != nil { // from now on every write fails
+		t.Fatal(err)
+	}
+	ca.Receive([]byte(`{"text":true,"content":"not stored","cid":"2"}`), false)
+	waitFor(t, func() bool { return len(a.all()) == 3 })
+	if got := a.all()[2]; got["type"] != "error" || got["error"] != "ERR_UNAVAILABLE" || got["cid"] != "2" {
+		t.Errorf("sender got %v, want ERR_UNAVAILABLE with its cid", got)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(b.all()); n != 2 {
+		t.Errorf("the other member got %d frames; an unstored message must reach nobody", n)
+	}
+}
