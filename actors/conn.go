@@ -2,6 +2,7 @@ package actors
 
 import (
 	"strings"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"golang.org/x/time/rate"
@@ -12,14 +13,15 @@ import (
 // conn is the actor of one WebSocket connection: it validates and rate-limits
 // what the client sends and posts it to its room.
 type conn struct {
-	hub     *Hub
-	spec    ConnSpec
-	member  *Member
-	room    *actor.PID
-	stash   []*inbound // frames that arrived before the room answered the join
-	limiter *rate.Limiter
-	strikes int  // refused frames in a row
-	refused bool // closed for flooding: ignore whatever is still in the mailbox
+	hub      *Hub
+	spec     ConnSpec
+	member   *Member
+	room     *actor.PID
+	stash    []*inbound // frames that arrived before the room answered the join
+	limiter  *rate.Limiter
+	strikes  int          // refused frames in a row
+	inflight atomic.Int32 // frames sent by the read loop and not yet handled
+	refused  bool         // closed for flooding: ignore whatever is still in the mailbox
 }
 
 // maxStash bounds what a client may send before its join completes.
@@ -45,6 +47,7 @@ func (c *conn) Receive(ctx actor.Context) {
 		}
 		c.stash = nil
 	case *inbound:
+		c.inflight.Add(-1)
 		if c.refused {
 			return
 		}

@@ -133,9 +133,12 @@ func NewHub(o Options) *Hub {
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLog }),
 		actor.WithDeadLetterRequestLogging(false),
 	)
+	// The registry's strategy decides what happens to a room that panics: stop
+	// it (its members are closed with 1011 and reconnect) rather than restart
+	// it with empty state.
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &registry{hub: h, rooms: map[string]*roomRef{}, names: map[string]string{}}
-	})
+	}, actor.WithSupervisor(stopOnPanic(h)))
 	pid, err := h.system.Root.SpawnNamed(props, "rooms")
 	if err != nil { // a fresh system has no actor of that name
 		panic(err)
@@ -163,9 +166,14 @@ type ConnSpec struct {
 
 // Conn is the transport's handle on a connection's actor.
 type Conn struct {
-	pid  *actor.PID
-	root *actor.RootContext
+	pid   *actor.PID
+	root  *actor.RootContext
+	actor *conn
 }
+
+// maxInflight bounds the frames a client may have waiting in its actor's
+// mailbox: the read loop never blocks, so a flood must be cut off here.
+const maxInflight = 256
 
 // Connect spawns the connection's actor, which joins its room.
 func (h *Hub) Connect(spec ConnSpec) *Conn {
@@ -179,11 +187,17 @@ func (h *Hub) Connect(spec ConnSpec) *Conn {
 	// then costs a few words instead of a ring buffer.
 	props := actor.PropsFromProducer(func() actor.Actor { return c }, actor.WithMailbox(actor.UnboundedLockfree()))
 	pid := h.system.Root.SpawnPrefix(props, "conn-")
-	return &Conn{pid: pid, root: h.system.Root}
+	return &Conn{pid: pid, root: h.system.Root, actor: c}
 }
 
-// Receive hands a client frame to the actor; data is copied.
+// Receive hands a client frame to the actor; data is copied. A client that
+// keeps maxInflight frames waiting is closed with 1008.
 func (c *Conn) Receive(data []byte, binary bool) {
+	if c.actor.inflight.Add(1) > maxInflight {
+		c.actor.inflight.Add(-1)
+		c.actor.member.Sink.Close(protocol.ClosePolicy, "too many frames; slow down")
+		return
+	}
 	c.root.Send(c.pid, &inbound{Data: append([]byte(nil), data...), Binary: binary})
 }
 

@@ -60,8 +60,7 @@ func (g *registry) join(ctx actor.Context, m *join) {
 	ref := g.rooms[m.Room]
 	if ref == nil {
 		name := m.Room
-		props := actor.PropsFromProducer(func() actor.Actor { return newRoom(name, g.hub) },
-			actor.WithSupervisor(stopOnPanic(g.hub)))
+		props := actor.PropsFromProducer(func() actor.Actor { return newRoom(name, g.hub) })
 		pid := ctx.SpawnPrefix(props, "room-"+name+"-")
 		ref = &roomRef{pid: pid}
 		g.rooms[name] = ref

@@ -105,7 +105,6 @@ func (r *room) join(ctx actor.Context, m *join) {
 	r.index[mem.ID] = len(r.members)
 	r.members = append(r.members, mem)
 	ctx.CancelReceiveTimeout()
-	ctx.Send(m.PID, &joined{Room: ctx.Self()})
 
 	// The first frame is the system frame; replay follows in the same write, and
 	// anything stored later is fanned out to this member too: no gap, no duplicate.
@@ -117,10 +116,18 @@ func (r *room) join(ctx actor.Context, m *join) {
 		r.remove(ctx, mem, "slow")
 		return
 	}
+	// Only now may the conn actor answer its client (error frames): the system
+	// frame is already first in the queue.
+	ctx.Send(m.PID, &joined{Room: ctx.Self()})
 	r.presence(mem, "join")
 }
 
-// replay appends the stored messages with id > since (the newest ReplayLimit of them).
+// maxReplayBytes bounds one replay so that it always fits a connection's queue;
+// a client that needs more pages the rest with /history.
+const maxReplayBytes = 4 << 20
+
+// replay appends the stored messages with id > since (the newest ReplayLimit of
+// them, and no more than maxReplayBytes: the newest are kept).
 func (r *room) replay(b []byte, since uint64, uid string) []byte {
 	if since >= r.stored {
 		return b
@@ -129,27 +136,37 @@ func (r *room) replay(b []byte, since uint64, uid string) []byte {
 	if limit := uint64(r.hub.opts.ReplayLimit); r.stored-since > limit {
 		from = r.stored - limit + 1
 	}
-	if msgs, ok := r.tail.from(from); ok {
-		for _, m := range msgs {
-			b = appendChatFrame(b, m.data, m.uid == uid, nil)
+	var msgs []tailMsg
+	if tm, ok := r.tail.from(from); ok {
+		msgs = tm
+	} else {
+		stored, err := r.hub.store.MessagesAfter(r.name, from-1, int(r.stored-from+1))
+		if err != nil {
+			r.hub.log.Error("replay read failed", "room", r.name, "err", err)
+			return b
 		}
-		return b
-	}
-	msgs, err := r.hub.store.MessagesAfter(r.name, from-1, int(r.stored-from+1))
-	if err != nil {
-		r.hub.log.Error("replay read failed", "room", r.name, "err", err)
-		return b
-	}
-	for _, m := range msgs {
-		if m.ID > r.stored {
-			break
+		for _, m := range stored {
+			if m.ID > r.stored {
+				break
+			}
+			msgs = append(msgs, tailMsg{id: m.ID, data: m.Data, uid: uidOf(m.Data)})
 		}
-		b = appendChatFrame(b, m.Data, uidOf(m.Data) == uid, nil)
+	}
+	first, size := len(msgs), 0
+	for first > 0 && size+len(msgs[first-1].data)+32 <= maxReplayBytes {
+		first--
+		size += len(msgs[first].data) + 32
+	}
+	for _, m := range msgs[first:] {
+		b = appendChatFrame(b, m.data, m.uid == uid, nil)
 	}
 	return b
 }
 
 func (r *room) post(ctx actor.Context, p *post) {
+	if _, ok := r.index[p.From.ID]; !ok {
+		return // dropped (slow consumer) or gone: its socket is closing
+	}
 	if r.broken != nil || r.closing {
 		r.refuse(p.From, p.Msg.CID, p.Msg.HasCID, "room unavailable, message not stored")
 		return
@@ -214,7 +231,11 @@ func (r *room) flush(ctx actor.Context) {
 	err := r.hub.store.AppendMessages(r.name, r.batch)
 	r.hub.obs.StoreWrite(time.Since(start), err)
 	if err != nil {
-		// Nobody has seen these ids: hand them out again rather than leave a hole.
+		// Nobody has seen these ids: hand them out again rather than leave a hole
+		// (unless part of a very large batch was committed: never reuse those).
+		if last, lerr := r.hub.store.LastID(r.name); lerr == nil && last > r.stored {
+			r.stored = last
+		}
 		r.lastID = r.stored
 		r.hub.log.Error("storing messages failed; senders told, nothing delivered", "room", r.name, "count", len(batch), "err", err)
 		for _, pm := range batch {

@@ -3,6 +3,7 @@ package actors
 import (
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,4 +73,44 @@ func TestStoreFailureLosesNothing(t *testing.T) {
 	if n := len(b.all()); n != 2 {
 		t.Errorf("the other member got %d frames; an unstored message must reach nobody", n)
 	}
+}
+
+// panickyStore panics on its first write, as a bug in a room's path would.
+type panickyStore struct {
+	*persistence.Memory
+	once sync.Once
+}
+
+func (p *panickyStore) AppendMessages(room string, msgs []persistence.Message) error {
+	p.once.Do(func() { panic("boom") })
+	return p.Memory.AppendMessages(room, msgs)
+}
+
+// closeSink records the close code it is given.
+type closeSink struct {
+	countSink
+	code atomic.Int32
+}
+
+func (s *closeSink) Close(code int, _ string) { s.code.Store(int32(code)) }
+
+// A room that fails is stopped, not restarted empty: its members are closed
+// with 1011 so that they reconnect, and the next join gets a fresh room.
+func TestFailedRoomClosesItsMembers(t *testing.T) {
+	hub := NewHub(Options{Store: &panickyStore{Memory: persistence.NewMemory()}, Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	a, b := &closeSink{}, &closeSink{}
+	ca := hub.Connect(ConnSpec{UID: "ua", Room: "fragile", Sink: a})
+	waitFor(t, func() bool { return a.frames.Load() == 1 })
+	hub.Connect(ConnSpec{UID: "ub", Room: "fragile", Sink: b})
+	waitFor(t, func() bool { return b.frames.Load() == 1 })
+	ca.Receive([]byte(`{"text":true,"content":"boom"}`), false)
+	waitFor(t, func() bool { return a.code.Load() == 1011 && b.code.Load() == 1011 })
+	waitFor(t, func() bool { return hub.Rooms() == 0 })
+
+	c := &closeSink{}
+	cc := hub.Connect(ConnSpec{UID: "uc", Room: "fragile", Sink: c})
+	waitFor(t, func() bool { return c.frames.Load() == 1 })
+	cc.Receive([]byte(`{"text":true,"content":"after"}`), false)
+	waitFor(t, func() bool { return c.frames.Load() == 2 })
 }

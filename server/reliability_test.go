@@ -462,3 +462,51 @@ func (s *stuckClient) closeCode() int {
 		}
 	}
 }
+
+// A client that talks at once, while its replay is read from the store, still
+// gets the system frame first.
+func TestSystemFrameFirst(t *testing.T) {
+	cfg := noLimit()
+	cfg.ReplayLimit = 2000 // since=0 then reaches below the in-memory tail
+	env := chattest.Start(t, cfg)
+	a := env.DevLogin("writer")
+	c := env.Dial(a, "room=first")
+	c.NextOfType("system")
+	c.Discard()
+	for i := 0; i < 1100; i++ { // more than the in-memory tail: replay from the store
+		_ = c.Conn.WriteMessage(gws.OpcodeText, fmt.Appendf(nil, `{"text":true,"content":"m%d"}`, i))
+		for i%100 == 99 && c.Received() < int64(i+2) { // in steps, within the in-flight bound
+			time.Sleep(time.Millisecond)
+		}
+	}
+	deadline := time.Now().Add(chattest.Wait)
+	for c.Received() < 1101 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of 1100 messages came back", c.Received()-1)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := 0; i < 10; i++ {
+		r := env.Dial(a, "room=first&since=0")
+		r.SendRaw(gws.OpcodeText, []byte("not json"))
+		if m := r.Next(); m["type"] != "system" {
+			t.Fatalf("attempt %d: first frame %v, want the system frame", i, m)
+		}
+		_ = r.Conn.WriteClose(1000, nil)
+	}
+}
+
+// A close frame gws writes itself (here 1009) still goes out long after the
+// connection's last message: no stale write deadline is left on the socket.
+func TestLateCloseFrame(t *testing.T) {
+	cfg := noLimit()
+	cfg.WriteTimeout = 200 * time.Millisecond
+	env := chattest.Start(t, cfg)
+	c := env.Dial(env.DevLogin("late"), "")
+	c.NextOfType("system")
+	time.Sleep(3 * cfg.WriteTimeout) // well past any deadline the writer set
+	_ = c.Conn.WriteMessage(gws.OpcodeText, []byte(`{"text":true,"content":"`+strings.Repeat("x", 65<<10)+`"}`))
+	if code := c.Closed(); code != 1009 {
+		t.Errorf("close code %d, want 1009", code)
+	}
+}

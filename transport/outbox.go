@@ -48,6 +48,23 @@ func (o *outbox) Send(frames []byte) bool {
 	return true
 }
 
+// writeChunk is how much is written under one deadline: the timeout then
+// measures a peer's progress, not the size of a replay.
+const writeChunk = 64 << 10
+
+// write writes b whole; a peer that takes no chunk within writeTimeout is cut off.
+func (o *outbox) write(b []byte) error {
+	for len(b) > 0 {
+		n := min(len(b), writeChunk)
+		_ = o.conn.SetWriteDeadline(time.Now().Add(o.writeTimeout))
+		if _, err := o.conn.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
 // Close sends a close frame behind what is queued; the writer then closes the socket.
 func (o *outbox) Close(code int, reason string) {
 	o.mu.Lock()
@@ -90,16 +107,18 @@ func (o *outbox) kick() {
 
 func (o *outbox) run() {
 	var (
-		buf         []byte
-		timer       *time.Timer
-		batches     int       // written in this run of the writer
-		deadlineSet time.Time // when the write deadline was last moved
+		buf     []byte
+		timer   *time.Timer
+		batches int // written in this run of the writer
 	)
 	defer func() {
 		if timer != nil {
 			timer.Stop()
 		}
 	}()
+	// An idle socket must not keep a stale deadline: gws writes its own close
+	// frames (1009, 1007, close echoes) later, and they would fail at once.
+	defer func() { _ = o.conn.SetWriteDeadline(time.Time{}) }()
 	for {
 		o.mu.Lock()
 		if o.dead {
@@ -169,14 +188,7 @@ func (o *outbox) run() {
 			}
 			out = buf
 		}
-		// Move the deadline only when half of it is used up: a busy writer then
-		// touches the poller's timer rarely, and a stuck peer is still cut off
-		// between writeTimeout/2 and writeTimeout after its last progress.
-		if now := time.Now(); now.After(deadlineSet.Add(o.writeTimeout / 2)) {
-			_ = o.conn.SetWriteDeadline(now.Add(o.writeTimeout))
-			deadlineSet = now
-		}
-		_, err := o.conn.Write(out)
+		err := o.write(out)
 		clear(batch)
 		if cap(buf) > 1<<20 {
 			buf = nil // don't keep a replay-sized buffer around

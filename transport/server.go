@@ -62,6 +62,7 @@ type Server struct {
 	upgrader *gws.Upgrader
 	mux      *http.ServeMux
 	conns    sync.WaitGroup // open sockets, for draining
+	admit    sync.Mutex     // orders conns.Add against the start of Drain
 	open     atomic.Int64
 	draining atomic.Bool
 }
@@ -135,7 +136,9 @@ func (s *Server) Open() int64 { return s.open.Load() }
 // Drain refuses new sockets, runs closeAll (the hub's shutdown, which sends
 // every socket 1001), and waits until every open socket has closed or ctx ends.
 func (s *Server) Drain(ctx context.Context, closeAll func() error) error {
-	s.draining.Store(true)
+	s.admit.Lock()
+	s.draining.Store(true) // from here no socket is added to conns
+	s.admit.Unlock()
 	err := closeAll()
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()

@@ -63,8 +63,15 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeTimeout: s.opts.WriteTimeout,
 		linger:       2 * time.Second,
 	}
-	ws.Session().Store("", st)
+	s.admit.Lock()
+	if s.draining.Load() { // shutdown began during the upgrade
+		s.admit.Unlock()
+		_ = ws.WriteClose(protocol.CloseGoingAway, []byte("server shutting down"))
+		return
+	}
 	s.conns.Add(1)
+	s.admit.Unlock()
+	ws.Session().Store("", st)
 	s.open.Add(1)
 	s.opts.Observer.ConnOpened()
 

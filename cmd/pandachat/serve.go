@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -240,6 +241,9 @@ func startupLines(w io.Writer, cfg server.Config, url string) {
 	if cfg.DevLogin {
 		fmt.Fprintf(w, "pandachat: WARNING: dev login is on — anyone can sign in with just a nickname at POST /login/dev\n")
 	}
+	if cfg.PublicURL == "" && !loopback(cfg.Addr) {
+		fmt.Fprintf(w, "pandachat: WARNING: no --public-url: media URLs follow each client's Host header; set it when others can reach this server\n")
+	}
 	fmt.Fprintf(w, "pandachat: rate limit %s per connection; browser client at %s/\n", cfg.Rate, url)
 }
 
@@ -260,4 +264,17 @@ func (f rateFlag) Set(s string) error {
 	}
 	*f.r = r
 	return nil
+}
+
+// loopback reports whether addr only listens on this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
