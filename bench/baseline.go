@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
+
+	"github.com/pandachat/pandachat/protocol"
 )
 
 // Baseline modes.
@@ -252,7 +253,7 @@ func (h baseHandler) OnMessage(socket *gws.Conn, message *gws.Message) {
 		_ = bc.Close()
 		return
 	}
-	f := serverFrame(p)
+	f := protocol.TextFrame(p)
 	for o := range r.members {
 		o.enqueue(f)
 	}
@@ -264,28 +265,7 @@ func (m *baseMember) send(p []byte) {
 		m.conn.WriteAsync(gws.OpcodeText, p, nil)
 		return
 	}
-	m.enqueue(serverFrame(p))
-}
-
-// serverFrame builds an unmasked final text frame around p.
-func serverFrame(p []byte) []byte {
-	n := len(p)
-	var f []byte
-	switch {
-	case n < 126:
-		f = make([]byte, 2, 2+n)
-		f[1] = byte(n)
-	case n <= 0xffff:
-		f = make([]byte, 4, 4+n)
-		f[1] = 126
-		binary.BigEndian.PutUint16(f[2:], uint16(n))
-	default:
-		f = make([]byte, 10, 10+n)
-		f[1] = 127
-		binary.BigEndian.PutUint64(f[2:], uint64(n))
-	}
-	f[0] = 0x80 | byte(gws.OpcodeText)
-	return append(f, p...)
+	m.enqueue(protocol.TextFrame(p))
 }
 
 // enqueue never blocks: a full outbox closes the connection with 1013.

@@ -16,7 +16,7 @@ import (
 
 // tcpPair returns both ends of a loopback TCP connection; rcvbuf > 0 shrinks
 // the client's receive buffer so that a peer that does not read fills up fast.
-func tcpPair(t *testing.T, rcvbuf int) (server, client net.Conn) {
+func tcpPair(t testing.TB, rcvbuf int) (server, client net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -184,16 +184,7 @@ func TestOutboxGone(t *testing.T) {
 func BenchmarkOutbox(b *testing.B) {
 	const conns = 100
 	frame := protocol.TextFrame(make([]byte, 128))
-	var boxes []*outbox
-	var done sync.WaitGroup
-	for i := 0; i < conns; i++ {
-		srv, cli := tcpPair(&testing.T{}, 0)
-		o, _ := newTestOutbox(srv, 1<<20)
-		boxes = append(boxes, o)
-		done.Add(1)
-		go func() { defer done.Done(); _, _ = io.Copy(io.Discard, cli) }()
-		defer cli.Close()
-	}
+	boxes, done := broadcastRig(b, conns)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(frame) * conns))
 	b.ResetTimer()
@@ -204,10 +195,7 @@ func BenchmarkOutbox(b *testing.B) {
 			}
 		}
 	}
-	for _, o := range boxes { // wait until everything is written
-		o.Close(protocol.CloseNormal, "")
-	}
-	done.Wait()
+	done()
 }
 
 // BenchmarkOutboxPaced broadcasts one frame to 100 sockets every 500 µs — a busy
@@ -216,16 +204,7 @@ func BenchmarkOutbox(b *testing.B) {
 func BenchmarkOutboxPaced(b *testing.B) {
 	const conns = 100
 	frame := protocol.TextFrame(make([]byte, 128))
-	var boxes []*outbox
-	var done sync.WaitGroup
-	for i := 0; i < conns; i++ {
-		srv, cli := tcpPair(&testing.T{}, 0)
-		o, _ := newTestOutbox(srv, 1<<20)
-		boxes = append(boxes, o)
-		done.Add(1)
-		go func() { defer done.Done(); _, _ = io.Copy(io.Discard, cli) }()
-		defer cli.Close()
-	}
+	boxes, done := broadcastRig(b, conns)
 	cpu := func() time.Duration {
 		var ru syscall.Rusage
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -244,9 +223,25 @@ func BenchmarkOutboxPaced(b *testing.B) {
 			}
 		}
 	}
-	for _, o := range boxes {
-		o.Close(protocol.CloseNormal, "")
-	}
-	done.Wait()
+	done()
 	b.ReportMetric(float64(cpu()-start)/float64(b.N*conns), "cpu-ns/frame")
+}
+
+// broadcastRig opens conns loopback sockets with an outbox each and readers
+// that drain them; done closes the outboxes and waits until all was read.
+func broadcastRig(b *testing.B, conns int) (boxes []*outbox, done func()) {
+	var readers sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		srv, cli := tcpPair(b, 0)
+		o, _ := newTestOutbox(srv, 1<<20)
+		boxes = append(boxes, o)
+		readers.Add(1)
+		go func() { defer readers.Done(); _, _ = io.Copy(io.Discard, cli) }()
+	}
+	return boxes, func() {
+		for _, o := range boxes {
+			o.Close(protocol.CloseNormal, "")
+		}
+		readers.Wait()
+	}
 }
