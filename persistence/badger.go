@@ -30,6 +30,9 @@ type Badger struct {
 	db   *badger.DB
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	mu    sync.Mutex
+	first map[string]uint64 // room → lowest id still stored, once known
 }
 
 var _ Store = (*Badger)(nil)
@@ -67,7 +70,7 @@ func OpenBadger(dir string, o Options) (s *Badger, err error) {
 		}
 		return nil, fmt.Errorf("open store in %s: %w", dir, err)
 	}
-	s = &Badger{db: db, stop: make(chan struct{})}
+	s = &Badger{db: db, stop: make(chan struct{}), first: map[string]uint64{}}
 	s.wg.Add(1)
 	go s.gcLoop()
 	return s, nil
@@ -362,32 +365,61 @@ func readMessage(item *badger.Item) (Message, error) {
 	return Message{ID: idOf(item.Key()), Data: b}, err
 }
 
+// TrimMessages deletes ids [first live, keepFrom). A room's ids are contiguous,
+// so after the first trim no key needs to be read: the store remembers where
+// each room's history now starts, and a scan over old tombstones is avoided.
 func (s *Badger) TrimMessages(room string, keepFrom uint64) (int, error) {
-	var keys [][]byte
+	first, err := s.firstLive(room)
+	if err != nil {
+		return 0, err
+	}
+	last, err := s.LastID(room)
+	if err != nil {
+		return 0, err
+	}
+	end := min(keepFrom, last+1)
+	if first >= end {
+		return 0, nil
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for id := first; id < end; id++ {
+		if err := wb.Delete(messageKey(room, id)); err != nil {
+			return 0, err
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	s.first[room] = end
+	s.mu.Unlock()
+	return int(end - first), nil
+}
+
+// firstLive is the lowest stored id of room (last+1 when empty), from memory
+// after the first look.
+func (s *Badger) firstLive(room string) (uint64, error) {
+	s.mu.Lock()
+	id, ok := s.first[room]
+	s.mu.Unlock()
+	if ok {
+		return id, nil
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		prefix := messagePrefix(room)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
-		for it.Rewind(); it.ValidForPrefix(prefix); it.Next() {
-			k := it.Item().KeyCopy(nil)
-			if idOf(k) >= keepFrom {
-				break
-			}
-			keys = append(keys, k)
+		it.Rewind()
+		if it.ValidForPrefix(prefix) {
+			id = idOf(it.Item().Key())
+			return nil
 		}
-		return nil
+		last, err := s.LastID(room)
+		id = last + 1
+		return err
 	})
-	if err != nil || len(keys) == 0 {
-		return 0, err
-	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range keys {
-		if err := wb.Delete(k); err != nil {
-			return 0, err
-		}
-	}
-	return len(keys), wb.Flush()
+	return id, err
 }
 
 func (s *Badger) PutMedia(m Media) error {
