@@ -119,9 +119,9 @@ func (c *conn) receive(ctx actor.Context, in *inbound) {
 	if u, err := c.hub.store.User(c.spec.UID); err == nil { // profile changes apply to the next message
 		nick, avatar = u.Profile.NickName, u.Profile.AvatarURL
 	}
-	if strings.HasPrefix(avatar, "/") { // the default avatar is a path of this server
-		avatar = c.spec.Base + avatar
-	}
+	// Paths of this server stay paths in the store; every recipient gets them
+	// absolute with its own base, so no client's Host header reaches another.
+	avatar = strings.TrimPrefix(avatar, c.spec.Base)
 	ctx.Send(c.room, &post{From: c.member, NickName: nick, AvatarURL: avatar, Msg: msg})
 }
 

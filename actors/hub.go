@@ -178,7 +178,7 @@ const maxInflight = 256
 // Connect spawns the connection's actor, which joins its room.
 func (h *Hub) Connect(spec ConnSpec) *Conn {
 	c := &conn{hub: h, spec: spec}
-	c.member = &Member{UID: spec.UID, NickName: spec.NickName, Sink: spec.Sink, Presence: spec.Presence}
+	c.member = &Member{UID: spec.UID, NickName: spec.NickName, Sink: spec.Sink, Presence: spec.Presence, Base: spec.Base}
 	if r := h.opts.Rate; !r.Off {
 		r = r.withDefaults()
 		c.limiter = rate.NewLimiter(rate.Every(r.Per/time.Duration(r.Messages)), r.Messages)

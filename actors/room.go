@@ -110,7 +110,7 @@ func (r *room) join(ctx actor.Context, m *join) {
 	// anything stored later is fanned out to this member too: no gap, no duplicate.
 	frames := protocol.TextFrame(protocol.System(len(r.members)))
 	if m.HasSince {
-		frames = r.replay(frames, m.Since, mem.UID)
+		frames = r.replay(frames, m.Since, mem.UID, mem.Base)
 	}
 	if !mem.Sink.Send(frames) {
 		r.remove(ctx, mem, "slow")
@@ -128,7 +128,7 @@ const maxReplayBytes = 4 << 20
 
 // replay appends the stored messages with id > since (the newest ReplayLimit of
 // them, and no more than maxReplayBytes: the newest are kept).
-func (r *room) replay(b []byte, since uint64, uid string) []byte {
+func (r *room) replay(b []byte, since uint64, uid, base string) []byte {
 	if since >= r.stored {
 		return b
 	}
@@ -158,7 +158,7 @@ func (r *room) replay(b []byte, since uint64, uid string) []byte {
 		size += len(msgs[first].data) + 32
 	}
 	for _, m := range msgs[first:] {
-		b = appendChatFrame(b, m.data, m.uid == uid, nil)
+		b = appendChatFrame(b, m.data, m.uid == uid, nil, base)
 	}
 	return b
 }
@@ -260,23 +260,28 @@ func (r *room) flush(ctx actor.Context) {
 }
 
 // fanout sends a stored batch to every member. Frames are encoded once per
-// variant; members who sent nothing in the batch share one buffer of all of it.
+// variant and per base URL members see the server at (usually one); members
+// who sent nothing in the batch share one buffer of all of it.
 func (r *room) fanout(ctx actor.Context, batch []pendingMsg) int {
-	var remote []byte
-	for _, pm := range batch {
-		remote = appendChatFrame(remote, pm.data, false, nil)
-	}
+	remote := map[string][]byte{}
 	var slow []*Member
 	for _, m := range r.members {
-		frames := remote
+		var frames []byte
 		if sentIn(batch, m.UID) {
-			frames = nil
 			for _, pm := range batch {
 				var cid *string
 				if pm.from == m {
 					cid = pm.cid
 				}
-				frames = appendChatFrame(frames, pm.data, pm.from.UID == m.UID, cid)
+				frames = appendChatFrame(frames, pm.data, pm.from.UID == m.UID, cid, m.Base)
+			}
+		} else {
+			var ok bool
+			if frames, ok = remote[m.Base]; !ok {
+				for _, pm := range batch {
+					frames = appendChatFrame(frames, pm.data, false, nil, m.Base)
+				}
+				remote[m.Base] = frames
 			}
 		}
 		if !m.Sink.Send(frames) {
@@ -404,9 +409,9 @@ func (r *room) close(ctx actor.Context) {
 }
 
 // appendChatFrame appends one complete text frame for a stored message.
-func appendChatFrame(b, stored []byte, own bool, cid *string) []byte {
+func appendChatFrame(b, stored []byte, own bool, cid *string, base string) []byte {
 	b, start := protocol.BeginFrame(b)
-	b = protocol.AppendChat(b, stored, own, cid)
+	b = protocol.AppendChat(b, stored, own, cid, base)
 	return protocol.EndFrame(b, start)
 }
 

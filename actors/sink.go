@@ -16,5 +16,6 @@ type Member struct {
 	UID      string
 	NickName string
 	Sink     Sink
-	Presence bool // wants presence frames
+	Presence bool   // wants presence frames
+	Base     string // scheme://host this member sees the server at: makes stored paths absolute
 }

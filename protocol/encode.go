@@ -49,21 +49,48 @@ const (
 )
 
 // AppendChat appends a chat payload built from a stored object: the object with
-// "type" first and, when cid is given, "cid" last. own selects "user" over "remote".
-func AppendChat(b, stored []byte, own bool, cid *string) []byte {
+// "type" first and, when cid is given, "cid" last. own selects "user" over
+// "remote". URLs stored as paths of this server ("/media/…") are made absolute
+// with base, the recipient's view of this server.
+func AppendChat(b, stored []byte, own bool, cid *string, base string) []byte {
 	if own {
 		b = append(b, userPrefix...)
 	} else {
 		b = append(b, remotePrefix...)
 	}
 	body := stored[1:] // drop the stored object's '{'
-	if cid == nil {
-		return append(b, body...)
+	if cid != nil {
+		body = body[:len(body)-1]
 	}
-	b = append(b, body[:len(body)-1]...)
+	b = appendBased(b, body, base)
+	if cid == nil {
+		return b
+	}
 	b = append(b, `,"cid":`...)
 	b = AppendString(b, *cid)
 	return append(b, '}')
+}
+
+// urlKeys are the stored fields that may hold a path of this server. Inside
+// string values quotes are escaped, so these byte sequences only match keys.
+var urlKeys = [][]byte{[]byte(`"avatarUrl":"/`), []byte(`"url":"/`)}
+
+// appendBased appends body, putting base in front of each stored path.
+func appendBased(b, body []byte, base string) []byte {
+	for _, key := range urlKeys {
+		i := bytes.Index(body, key)
+		if i < 0 {
+			continue
+		}
+		at := i + len(key) - 1 // the path's leading '/'
+		if at+1 < len(body) && body[at+1] == '/' {
+			continue // protocol-relative: not ours
+		}
+		b = append(b, body[:at]...)
+		b = append(b, base...)
+		body = body[at:]
+	}
+	return append(b, body...)
 }
 
 // System is the first frame of every connection.

@@ -124,7 +124,7 @@ func TestAppendRecordAndChat(t *testing.T) {
 					w["cid"] = *c.cid
 				}
 				o := append(append([]string{"type"}, order...), c.tail...)
-				frame := protocol.AppendChat([]byte("x"), stored, c.own, c.cid)
+				frame := protocol.AppendChat([]byte("x"), stored, c.own, c.cid, "")
 				checkObject(t, "AppendChat", frame[1:], w, o)
 			}
 		})
@@ -274,7 +274,7 @@ func BenchmarkAppendChatFrame(b *testing.B) {
 			for b.Loop() {
 				var start int
 				buf, start = protocol.BeginFrame(buf[:0])
-				buf = protocol.AppendChat(buf, stored, bm.own, bm.cid)
+				buf = protocol.AppendChat(buf, stored, bm.own, bm.cid, "")
 				buf = protocol.EndFrame(buf, start)
 			}
 			b.SetBytes(int64(len(buf)))
@@ -285,7 +285,47 @@ func BenchmarkAppendChatFrame(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			stored = protocol.AppendRecord(stored[:0], &rec)
-			buf = protocol.TextFrame(protocol.AppendChat(buf[:0], stored, false, nil))
+			buf = protocol.TextFrame(protocol.AppendChat(buf[:0], stored, false, nil, ""))
 		}
 	})
+}
+
+// Paths of this server stored in a message become absolute with the reader's
+// base; other URLs and the text itself are left alone.
+func TestAppendChatBase(t *testing.T) {
+	rows := []struct {
+		rec         protocol.Record
+		avatar, url string
+	}{
+		{protocol.Record{ID: 1, UID: "u", AvatarURL: "/avatar/default.png", Kind: protocol.KindText, Content: `"url":"/x" and "avatarUrl":"/y"`},
+			"https://chat.example.com/avatar/default.png", ""},
+		{protocol.Record{ID: 2, UID: "u", AvatarURL: "/media/ab", Kind: protocol.KindGallery, URL: "/media/cd"},
+			"https://chat.example.com/media/ab", "https://chat.example.com/media/cd"},
+		{protocol.Record{ID: 3, UID: "u", AvatarURL: "https://wx.qlogo.cn/a", Kind: protocol.KindGallery, URL: "https://img.example.org/p.png"},
+			"https://wx.qlogo.cn/a", "https://img.example.org/p.png"},
+		{protocol.Record{ID: 4, UID: "u", AvatarURL: "//cdn.example/a", Kind: protocol.KindText, Content: "x"},
+			"//cdn.example/a", ""},
+	}
+	for _, r := range rows {
+		stored := protocol.AppendRecord(nil, &r.rec)
+		cid := "c1"
+		for _, c := range []*string{nil, &cid} {
+			var m map[string]any
+			if err := json.Unmarshal(protocol.AppendChat(nil, stored, false, c, "https://chat.example.com"), &m); err != nil {
+				t.Fatalf("id %d: %v", r.rec.ID, err)
+			}
+			if m["avatarUrl"] != r.avatar {
+				t.Errorf("id %d: avatarUrl %v, want %s", r.rec.ID, m["avatarUrl"], r.avatar)
+			}
+			if r.url != "" && m["url"] != r.url {
+				t.Errorf("id %d: url %v, want %s", r.rec.ID, m["url"], r.url)
+			}
+			if r.rec.Kind == protocol.KindText && m["content"] != r.rec.Content {
+				t.Errorf("id %d: content changed to %v", r.rec.ID, m["content"])
+			}
+			if c != nil && m["cid"] != cid {
+				t.Errorf("id %d: cid %v", r.rec.ID, m["cid"])
+			}
+		}
+	}
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -279,5 +280,43 @@ func TestProfileChange(t *testing.T) {
 	var e map[string]any
 	if st := env.Do(chattest.Session{ID: "x", Skey: "y"}, "GET", "/me", nil, &e); st != 401 {
 		t.Errorf("/me without a session: %d", st)
+	}
+}
+
+// A client's Host header never reaches other users: media of this server is
+// stored as a path and made absolute with each reader's own base.
+func TestHostHeaderStaysWithItsClient(t *testing.T) {
+	env := chattest.Start(t, noLimit())
+	a, b := env.DevLogin("mallory"), env.DevLogin("reader")
+	pic := uploadPNG(t, env, a)
+	path := pic[len(env.URL):]
+
+	body := strings.NewReader(`{"avatarUrl":"` + path + `"}`)
+	req, _ := http.NewRequest("POST", env.URL+"/profile", body)
+	req.Host = "evil.example"
+	req.Header.Set("X-WX-Id", a.ID)
+	req.Header.Set("X-WX-Skey", a.Skey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var me map[string]any
+	json.NewDecoder(resp.Body).Decode(&me)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || me["avatarUrl"] != "http://evil.example"+path {
+		t.Fatalf("profile through another host: %d %v", resp.StatusCode, me) // its own view uses its own host
+	}
+
+	ca, cb := env.Dial(a, "room=host"), env.Dial(b, "room=host")
+	ca.NextOfType("system")
+	cb.NextOfType("system")
+	ca.Send(map[string]any{"gallery": true, "url": path})
+	if m := cb.NextChat(); m.AvatarURL != env.URL+path || m.URL != env.URL+path {
+		t.Errorf("reader got avatar %q url %q, want both on %s", m.AvatarURL, m.URL, env.URL)
+	}
+	var hist []chattest.Chat
+	env.Do(b, "GET", "/history?room=host", nil, &hist)
+	if len(hist) != 1 || hist[0].AvatarURL != env.URL+path || hist[0].URL != env.URL+path {
+		t.Errorf("history: %+v", hist)
 	}
 }

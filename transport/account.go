@@ -60,7 +60,7 @@ func (s *Server) handleProfile(w http.ResponseWriter, r *http.Request) {
 				apiError(w, http.StatusBadRequest, "ERR_BAD_REQUEST", "avatarUrl must be a media URL of this server: "+err.Error())
 				return
 			}
-			u.Profile.AvatarURL = abs
+			u.Profile.AvatarURL = strings.TrimPrefix(abs, base) // ours: a path, absolute per reader
 		}
 	}
 	if err := s.opts.Store.PutUser(u); err != nil {

@@ -42,6 +42,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		}
 		before = n
 	}
+	base := s.baseURL(r)
 	msgs, err := s.opts.Store.MessagesBefore(room, before, limit)
 	if err != nil {
 		s.log.Error("history read failed", "room", room, "err", err)
@@ -54,7 +55,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = protocol.AppendChat(b, m.Data, protocol.StoredUID(m.Data) == u.UID, nil)
+		b = protocol.AppendChat(b, m.Data, protocol.StoredUID(m.Data) == u.UID, nil, base)
 	}
 	b = append(b, ']', '\n')
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")

@@ -3,6 +3,7 @@ package transport
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -78,7 +79,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	spec := actors.ConnSpec{
 		UID:       u.UID,
 		NickName:  u.Profile.NickName,
-		AvatarURL: absolute(u.Profile.AvatarURL, base),
+		AvatarURL: u.Profile.AvatarURL,
 		Room:      room,
 		Since:     since,
 		HasSince:  hasSince,
@@ -87,7 +88,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		Base:      base,
 	}
 	if m := s.opts.Media; m != nil {
-		spec.Resolve = func(raw string) (string, error) { return m.Resolve(raw, base) }
+		// Our own media is kept as a path: recipients make it absolute with their base.
+		spec.Resolve = func(raw string) (string, error) {
+			abs, err := m.Resolve(raw, base)
+			return strings.TrimPrefix(abs, base), err
+		}
 	}
 	st.conn = s.opts.Hub.Connect(spec)
 	st.touch()

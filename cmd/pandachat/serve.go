@@ -242,7 +242,7 @@ func startupLines(w io.Writer, cfg server.Config, url string) {
 		fmt.Fprintf(w, "pandachat: WARNING: dev login is on — anyone can sign in with just a nickname at POST /login/dev\n")
 	}
 	if cfg.PublicURL == "" && !loopback(cfg.Addr) {
-		fmt.Fprintf(w, "pandachat: WARNING: no --public-url: media URLs follow each client's Host header; set it when others can reach this server\n")
+		fmt.Fprintf(w, "pandachat: WARNING: no --public-url: each client gets media URLs built from its own Host header; set it behind a proxy or for mini-programs\n")
 	}
 	fmt.Fprintf(w, "pandachat: rate limit %s per connection; browser client at %s/\n", cfg.Rate, url)
 }
