@@ -75,8 +75,12 @@ func BenchmarkRoom_Broadcast(b *testing.B) {
 				msg := []byte(`{"text":true,"content":"` + string(make([]byte, 0)) + `hello, this is a chat message of about one hundred bytes in total length!"}`)
 				b.ReportAllocs()
 				b.ResetTimer()
+				const depth = 128 // below the in-flight bound of a connection
 				for i := 0; i < b.N; i++ {
 					sender.Receive(msg, false)
+					if i%depth == depth-1 {
+						waitFrames(b, sinks[0], int64(i+1-depth/2)+1)
+					}
 				}
 				waitFrames(b, last, int64(b.N)+1)
 				b.StopTimer()
