@@ -84,11 +84,9 @@ func (c *conn) receive(ctx actor.Context, in *inbound) {
 		return
 	}
 	msg, bad := protocol.ParseClientMessage(in.Data, c.hub.opts.MaxContent)
-	var cid *string
-	if bad != nil && bad.HasCID {
-		cid = &bad.CID
-	} else if bad == nil && msg.HasCID {
-		cid = &msg.CID
+	cid := msg.CIDRef()
+	if bad != nil {
+		cid = bad.CIDRef()
 	}
 	if !allowed {
 		c.strikes++

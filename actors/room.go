@@ -168,7 +168,7 @@ func (r *room) post(ctx actor.Context, p *post) {
 		return // dropped (slow consumer) or gone: its socket is closing
 	}
 	if r.broken != nil || r.closing {
-		r.refuse(p.From, p.Msg.CID, p.Msg.HasCID, "room unavailable, message not stored")
+		r.refuse(p.From, p.Msg.CIDRef(), "room unavailable, message not stored")
 		return
 	}
 	r.lastID++
@@ -183,11 +183,7 @@ func (r *room) post(ctx actor.Context, p *post) {
 		Content:   p.Msg.Content,
 		URL:       p.Msg.URL,
 	}
-	pm := pendingMsg{id: rec.ID, data: protocol.AppendRecord(nil, &rec), from: p.From}
-	if p.Msg.HasCID {
-		cid := p.Msg.CID
-		pm.cid = &cid
-	}
+	pm := pendingMsg{id: rec.ID, data: protocol.AppendRecord(nil, &rec), from: p.From, cid: p.Msg.CIDRef()}
 	r.pending = append(r.pending, pm)
 	if !r.flushing {
 		r.flushing = true
@@ -239,11 +235,7 @@ func (r *room) flush(ctx actor.Context) {
 		r.lastID = r.stored
 		r.hub.log.Error("storing messages failed; senders told, nothing delivered", "room", r.name, "count", len(batch), "err", err)
 		for _, pm := range batch {
-			cid := ""
-			if pm.cid != nil {
-				cid = *pm.cid
-			}
-			r.refuse(pm.from, cid, pm.cid != nil, "message not stored: the server cannot write right now")
+			r.refuse(pm.from, pm.cid, "message not stored: the server cannot write right now")
 		}
 		clear(batch)
 		return
@@ -358,12 +350,8 @@ func (r *room) presence(who *Member, event string) {
 	}
 }
 
-func (r *room) refuse(m *Member, cid string, hasCID bool, why string) {
-	var c *string
-	if hasCID {
-		c = &cid
-	}
-	m.Sink.Send(protocol.TextFrame(protocol.ErrorFrame(protocol.ErrUnavailable, why, c)))
+func (r *room) refuse(m *Member, cid *string, why string) {
+	m.Sink.Send(protocol.TextFrame(protocol.ErrorFrame(protocol.ErrUnavailable, why, cid)))
 }
 
 func (r *room) idle(ctx actor.Context) {

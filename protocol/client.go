@@ -43,6 +43,19 @@ type BadMessage struct {
 
 func (e *BadMessage) Error() string { return e.Reason }
 
+// CIDRef is the cid to echo with the refusal, nil when there was none.
+func (e *BadMessage) CIDRef() *string { return cidRef(e.CID, e.HasCID) }
+
+// CIDRef is the cid to echo to the sender, nil when there was none.
+func (m ClientMessage) CIDRef() *string { return cidRef(m.CID, m.HasCID) }
+
+func cidRef(cid string, ok bool) *string {
+	if !ok {
+		return nil
+	}
+	return &cid
+}
+
 // ParseClientMessage validates one text frame. maxContent is in characters (runes).
 func ParseClientMessage(data []byte, maxContent int) (ClientMessage, *BadMessage) {
 	if maxContent <= 0 {
