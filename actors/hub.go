@@ -152,6 +152,8 @@ func (h *Hub) now() time.Time { return h.opts.Now() }
 // ConnSpec describes an authenticated connection joining a room.
 type ConnSpec struct {
 	UID       string
+	SessionID string    // the login behind the socket: its logout or expiry closes it
+	Expires   time.Time // when that session ends (zero: never)
 	NickName  string // profile at connect time, used when the store cannot say
 	AvatarURL string
 	Room      string
@@ -203,6 +205,13 @@ func (c *Conn) Receive(data []byte, binary bool) {
 
 // Closed tells the actor its socket is gone; the room sees it terminate.
 func (c *Conn) Closed() { c.root.Stop(c.pid) }
+
+// EndSession closes every open socket of a session (logout): each gets the
+// invalid-session error frame and close 1008, behind what is already queued.
+func (h *Hub) EndSession(sessionID string) {
+	// Filled in by the per-user actor.
+	_ = sessionID
+}
 
 // Rooms reports how many rooms are running.
 func (h *Hub) Rooms() int {

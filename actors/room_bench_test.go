@@ -15,7 +15,16 @@ type countSink struct {
 	closed atomic.Bool
 }
 
-func (s *countSink) Send(b []byte) bool {
+func (s *countSink) Send(frames ...[]byte) bool {
+	n := int64(0)
+	for _, b := range frames {
+		n += countFrames(b)
+	}
+	s.frames.Add(n)
+	return true
+}
+
+func countFrames(b []byte) int64 {
 	n := int64(0)
 	for len(b) >= 2 { // walk the frame headers: a batch may hold many frames
 		l, h := int(b[1]&0x7f), 2
@@ -28,8 +37,7 @@ func (s *countSink) Send(b []byte) bool {
 		b = b[h+l:]
 		n++
 	}
-	s.frames.Add(n)
-	return true
+	return n
 }
 
 func (s *countSink) Close(int, string) { s.closed.Store(true) }

@@ -16,9 +16,16 @@ type captureSink struct {
 	frames []map[string]any
 }
 
-func (s *captureSink) Send(b []byte) bool {
+func (s *captureSink) Send(frames ...[]byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, b := range frames {
+		s.decode(b)
+	}
+	return true
+}
+
+func (s *captureSink) decode(b []byte) {
 	for len(b) >= 2 {
 		l, h := int(b[1]&0x7f), 2
 		if l == 126 {
@@ -29,7 +36,6 @@ func (s *captureSink) Send(b []byte) bool {
 		s.frames = append(s.frames, m)
 		b = b[h+l:]
 	}
-	return true
 }
 
 func (s *captureSink) Close(int, string) {}

@@ -3,9 +3,10 @@ package actors
 // Sink is a connection's outbound side, implemented by the transport.
 // Both methods are called from actors and must never block.
 type Sink interface {
-	// Send queues one or more complete WebSocket frames; false means the queue
-	// is full or closed, and the caller treats the connection as gone.
-	Send(frames []byte) bool
+	// Send queues complete WebSocket frames, all or none; false means the queue
+	// is full or closed, and the caller treats the connection as gone. The
+	// slices are shared with other sinks: a sink reads them and never writes them.
+	Send(frames ...[]byte) bool
 	// Close sends a close frame behind what is already queued, then closes.
 	Close(code int, reason string)
 }

@@ -13,6 +13,8 @@ const (
 	ErrBadMessage     = "ERR_BAD_MESSAGE"
 	ErrRateLimited    = "ERR_RATE_LIMITED"
 	ErrUnavailable    = "ERR_UNAVAILABLE" // the store refused a write; nothing was delivered
+	ErrTooManyConns   = "ERR_TOO_MANY_CONNECTIONS"
+	ErrQuota          = "ERR_QUOTA"
 )
 
 // WebSocket close codes the server uses, side by side.

@@ -32,18 +32,22 @@ type outbox struct {
 	dead    bool // the socket is gone; drop everything
 }
 
-// Send queues frames; false when the queue is full or the connection is closing.
-func (o *outbox) Send(frames []byte) bool {
+// Send queues frames, all or none; false when the queue is full or the connection is closing.
+func (o *outbox) Send(frames ...[]byte) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closing || o.dead {
 		return false
 	}
-	if len(o.q) >= o.maxFrames || o.qBytes+len(frames) > o.maxBytes {
+	n := 0
+	for _, f := range frames {
+		n += len(f)
+	}
+	if len(o.q)+len(frames) > o.maxFrames || o.qBytes+n > o.maxBytes {
 		return false
 	}
-	o.q = append(o.q, frames)
-	o.qBytes += len(frames)
+	o.q = append(o.q, frames...)
+	o.qBytes += n
 	o.kick()
 	return true
 }

@@ -20,7 +20,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var refusal []byte
-	_, u, err := s.opts.Auth.Check(Param(r, paramID), Param(r, paramSkey))
+	sess, u, err := s.opts.Auth.Check(Param(r, paramID), Param(r, paramSkey))
 	q := r.URL.Query()
 	room := q.Get("room")
 	if room == "" {
@@ -78,6 +78,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 
 	spec := actors.ConnSpec{
 		UID:       u.UID,
+		SessionID: sess.ID,
+		Expires:   sess.Expires,
 		NickName:  u.Profile.NickName,
 		AvatarURL: u.Profile.AvatarURL,
 		Room:      room,
