@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -271,14 +272,14 @@ func (s *Badger) AppendMessages(room string, msgs []Message) error {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	for i, m := range msgs {
-		err := txn.Set(messageKey(room, m.ID), m.Data)
+		err := txn.Set(messageKey(room, m.ID), messageValue(m))
 		if errors.Is(err, badger.ErrTxnTooBig) && i > 0 { // commit what fits, in order, then go on
 			if err := s.commitLast(txn, room, msgs[i-1].ID); err != nil {
 				return err
 			}
 			txn = s.db.NewTransaction(true)
 			defer txn.Discard()
-			err = txn.Set(messageKey(room, m.ID), m.Data)
+			err = txn.Set(messageKey(room, m.ID), messageValue(m))
 		}
 		if err != nil {
 			return err
@@ -360,9 +361,25 @@ func (s *Badger) MessagesBefore(room string, before uint64, limit int) ([]Messag
 	return out, err
 }
 
+// messageValue is the JSON object, then a NUL and the cid when there is one:
+// JSON text never holds a raw NUL, and values without one read as before.
+func messageValue(m Message) []byte {
+	if m.CID == "" {
+		return m.Data
+	}
+	v := make([]byte, 0, len(m.Data)+1+len(m.CID))
+	v = append(v, m.Data...)
+	v = append(v, 0)
+	return append(v, m.CID...)
+}
+
 func readMessage(item *badger.Item) (Message, error) {
 	b, err := item.ValueCopy(nil)
-	return Message{ID: idOf(item.Key()), Data: b}, err
+	m := Message{ID: idOf(item.Key()), Data: b}
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		m.Data, m.CID = b[:i:i], string(b[i+1:])
+	}
+	return m, err
 }
 
 // TrimMessages deletes ids [first live, keepFrom). A room's ids are contiguous,

@@ -78,10 +78,12 @@ type Profile struct {
 	Language  string `json:"language,omitempty"`
 }
 
-// Message is one stored chat message: its id and its JSON object as the room encoded it.
+// Message is one stored chat message: its id, its JSON object as the room
+// encoded it, and the sender's cid (kept apart: only the sender may see it).
 type Message struct {
 	ID   uint64
 	Data []byte
+	CID  string
 }
 
 // Media is the metadata of an uploaded file; the bytes live on disk.

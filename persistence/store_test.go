@@ -48,6 +48,7 @@ func TestStore(t *testing.T) {
 				{"RoomsNeverMix", testRoomsNeverMix},
 				{"TrimMessages", testTrimMessages},
 				{"LargeBatch", testLargeBatch},
+				{"MessageCIDs", testMessageCIDs},
 				{"Media", testMedia},
 				{"Login", testLogin},
 			} {
@@ -481,5 +482,35 @@ func testLogin(t *testing.T, s persistence.Store) {
 	}
 	if _, err := s.Session("sess-old"); !errors.Is(err, persistence.ErrNotFound) {
 		t.Errorf("expired login session: %v", err)
+	}
+}
+
+// A message's cid comes back with it, apart from its JSON; a message without one reads as before.
+func testMessageCIDs(t *testing.T, s persistence.Store) {
+	in := []persistence.Message{
+		{ID: 1, Data: []byte(`{"id":1}`), CID: "c-1"},
+		{ID: 2, Data: []byte(`{"id":2}`)},
+		{ID: 3, Data: []byte(`{"id":3,"content":"ä\u0000"}`), CID: "ünï"},
+	}
+	if err := s.AppendMessages("cids", in); err != nil {
+		t.Fatal(err)
+	}
+	after, err := s.MessagesAfter("cids", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.MessagesBefore("cids", 4, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range [][]persistence.Message{after, before} {
+		if len(got) != len(in) {
+			t.Fatalf("got %d messages, want %d", len(got), len(in))
+		}
+		for i := range in {
+			if got[i].ID != in[i].ID || string(got[i].Data) != string(in[i].Data) || got[i].CID != in[i].CID {
+				t.Errorf("message %d: got {%d %s %q}, want {%d %s %q}", i, got[i].ID, got[i].Data, got[i].CID, in[i].ID, in[i].Data, in[i].CID)
+			}
+		}
 	}
 }
