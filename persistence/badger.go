@@ -34,6 +34,8 @@ type Badger struct {
 
 	mu    sync.Mutex
 	first map[string]uint64 // room → lowest id still stored, once known
+
+	uploadMu sync.Mutex // AddUpload reads, then writes one key: held around its transaction
 }
 
 var _ Store = (*Badger)(nil)
@@ -451,6 +453,77 @@ func (s *Badger) Media(id string) (Media, error) {
 	var m Media
 	err := s.getJSON(mediaKey(id), &m)
 	return m, err
+}
+
+func (s *Badger) AddUpload(uid string, at time.Time, n int64, forget time.Time) error {
+	s.uploadMu.Lock()
+	defer s.uploadMu.Unlock()
+	return s.db.Update(func(txn *badger.Txn) error {
+		prefix := uploadPrefix(uid)
+		var stale [][]byte
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		for it.Rewind(); it.ValidForPrefix(prefix); it.Next() {
+			k := it.Item().Key()
+			if len(k) != len(prefix)+8 { // a longer uid that starts with this one and '/'
+				continue
+			}
+			if !uploadTime(k).Before(forget) {
+				break
+			}
+			stale = append(stale, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for _, k := range stale {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		key := uploadKey(uid, at)
+		var sum int64
+		item, err := txn.Get(key)
+		switch {
+		case err == nil:
+			if sum, err = uploadBytes(item); err != nil {
+				return err
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		return txn.Set(key, binary.BigEndian.AppendUint64(nil, uint64(sum+n)))
+	})
+}
+
+func (s *Badger) Uploads(uid string, since time.Time) ([]Upload, error) {
+	var out []Upload
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := uploadPrefix(uid)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
+		defer it.Close()
+		for it.Seek(uploadKey(uid, since)); it.ValidForPrefix(prefix); it.Next() {
+			k := it.Item().Key()
+			if len(k) != len(prefix)+8 {
+				continue
+			}
+			n, err := uploadBytes(it.Item())
+			if err != nil {
+				return err
+			}
+			out = append(out, Upload{At: uploadTime(k), Bytes: n})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func uploadBytes(item *badger.Item) (n int64, err error) {
+	err = item.Value(func(b []byte) error {
+		if len(b) != 8 {
+			return fmt.Errorf("corrupt upload record %q", item.Key())
+		}
+		n = int64(binary.BigEndian.Uint64(b))
+		return nil
+	})
+	return n, err
 }
 
 func (s *Badger) Sync() error { return s.db.Sync() }

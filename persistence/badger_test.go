@@ -35,7 +35,8 @@ func TestBadgerReopen(t *testing.T) {
 		media := persistence.Media{ID: "m1", Owner: "u1", MIME: "image/gif", Size: 10, Created: future(0)}
 		appendAll(t, s, "lobby", msgs("lobby", 1, 5), msgs("lobby", 6, 7))
 		appendAll(t, s, "lobby-2", msgs("lobby-2", 1, 2))
-		for _, err := range []error{s.PutSession(sess), s.PutUser(user), s.PutMedia(media), s.Sync()} {
+		at := time.Date(2024, 5, 6, 7, 8, 0, 0, time.UTC)
+		for _, err := range []error{s.PutSession(sess), s.PutUser(user), s.PutMedia(media), s.AddUpload("u1", at, 1234, time.Time{}), s.Sync()} {
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,6 +64,9 @@ func TestBadgerReopen(t *testing.T) {
 		}
 		if got, err := s.Media("m1"); err != nil || !reflect.DeepEqual(got, media) {
 			t.Errorf("Media after reopen = %+v, %v; want %+v", got, err, media)
+		}
+		if got, err := s.Uploads("u1", time.Time{}); err != nil || len(got) != 1 || !got[0].At.Equal(at) || got[0].Bytes != 1234 {
+			t.Errorf("Uploads after reopen = %v, %v; want 1234 bytes at %v", got, err, at)
 		}
 		appendAll(t, s, "lobby", msgs("lobby", 8, 8))
 		got, _ = s.MessagesBefore("lobby", math.MaxUint64, 100)

@@ -1,6 +1,10 @@
 package persistence
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math"
+	"time"
+)
 
 // Key layout (one byte-ordered keyspace, prefix per kind):
 //
@@ -10,6 +14,7 @@ import "encoding/binary"
 //	m/<room>/<id, BE uint64>    → message JSON (byte order = id order)
 //	r/<room>                    → last id, BE uint64 (written with the batch)
 //	media/<id>                  → Media JSON
+//	q/<uid>/<at, BE unix ns>    → bytes uploaded, BE int64 (byte order = time order)
 const (
 	prefixSession = "s/"
 	prefixUser    = "u/"
@@ -17,6 +22,7 @@ const (
 	prefixMessage = "m/"
 	prefixRoom    = "r/"
 	prefixMedia   = "media/"
+	prefixUpload  = "q/"
 )
 
 func sessionKey(id string) []byte { return []byte(prefixSession + id) }
@@ -31,6 +37,37 @@ func messagePrefix(room string) []byte { return []byte(prefixMessage + room + "/
 func messageKey(room string, id uint64) []byte {
 	p := messagePrefix(room)
 	return binary.BigEndian.AppendUint64(p, id)
+}
+
+// uploadPrefix ends in '/'; a uid holding '/' cannot reach another's records,
+// because a record key is exactly the prefix and 8 bytes.
+func uploadPrefix(uid string) []byte { return []byte(prefixUpload + uid + "/") }
+
+// uploadKey orders records by time; the sign bit is flipped so that times
+// before 1970 sort first too.
+func uploadKey(uid string, at time.Time) []byte {
+	return binary.BigEndian.AppendUint64(uploadPrefix(uid), uint64(unixNano(at))^1<<63)
+}
+
+func uploadTime(key []byte) time.Time {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(key[len(key)-8:])^1<<63)).UTC()
+}
+
+var (
+	minNano = time.Unix(0, math.MinInt64)
+	maxNano = time.Unix(0, math.MaxInt64)
+)
+
+// unixNano is t.UnixNano clamped to what an int64 holds (years 1678 to 2262),
+// so the zero Time sorts first instead of wrapping around.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(minNano):
+		return math.MinInt64
+	case t.After(maxNano):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
 }
 
 func idOf(key []byte) uint64 { return binary.BigEndian.Uint64(key[len(key)-8:]) }

@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ type Memory struct {
 	openIDs  map[string]string
 	rooms    map[string]*memRoom
 	media    map[string]Media
+	uploads  map[string][]Upload // by uid, oldest first
 }
 
 type memRoom struct {
@@ -33,6 +35,7 @@ func NewMemory() *Memory {
 		openIDs:  map[string]string{},
 		rooms:    map[string]*memRoom{},
 		media:    map[string]Media{},
+		uploads:  map[string][]Upload{},
 	}
 }
 
@@ -201,6 +204,34 @@ func (m *Memory) Media(id string) (Media, error) {
 		return Media{}, ErrNotFound
 	}
 	return md, nil
+}
+
+func (m *Memory) AddUpload(uid string, at time.Time, n int64, forget time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	at = time.Unix(0, unixNano(at)).UTC() // what Badger keeps of it
+	us := m.uploads[uid]
+	i := sort.Search(len(us), func(i int) bool { return !us[i].At.Before(forget) })
+	us = append([]Upload(nil), us[i:]...)
+	j := sort.Search(len(us), func(j int) bool { return !us[j].At.Before(at) })
+	if j < len(us) && us[j].At.Equal(at) {
+		us[j].Bytes += n
+	} else {
+		us = slices.Insert(us, j, Upload{At: at, Bytes: n})
+	}
+	m.uploads[uid] = us
+	return nil
+}
+
+func (m *Memory) Uploads(uid string, since time.Time) ([]Upload, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	us := m.uploads[uid]
+	i := sort.Search(len(us), func(i int) bool { return !us[i].At.Before(since) })
+	if i == len(us) {
+		return nil, nil
+	}
+	return append([]Upload(nil), us[i:]...), nil
 }
 
 func (m *Memory) Sync() error  { return nil }

@@ -44,6 +44,13 @@ type Store interface {
 	// Media returns the metadata of a stored file or ErrNotFound.
 	Media(id string) (Media, error)
 
+	// AddUpload adds n bytes to uid's upload record at at (records of one user at the
+	// same instant add up; callers round at to the granularity they count in) and, in
+	// the same write, deletes uid's records from before forget.
+	AddUpload(uid string, at time.Time, n int64, forget time.Time) error
+	// Uploads returns uid's upload records at or after since, oldest first.
+	Uploads(uid string, since time.Time) ([]Upload, error)
+
 	// Sync flushes written data to stable storage.
 	Sync() error
 	Close() error
@@ -95,4 +102,10 @@ type Media struct {
 	Width   int       `json:"width"`
 	Height  int       `json:"height"`
 	Created time.Time `json:"created"`
+}
+
+// Upload is the bytes one user uploaded in the interval that starts at At.
+type Upload struct {
+	At    time.Time
+	Bytes int64
 }

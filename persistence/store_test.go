@@ -51,6 +51,7 @@ func TestStore(t *testing.T) {
 				{"MessageCIDs", testMessageCIDs},
 				{"Media", testMedia},
 				{"Login", testLogin},
+				{"Uploads", testUploads},
 			} {
 				t.Run(c.name, func(t *testing.T) { c.run(t, impl.open(t)) })
 			}
@@ -513,4 +514,64 @@ func testMessageCIDs(t *testing.T, s persistence.Store) {
 			}
 		}
 	}
+}
+
+func testUploads(t *testing.T, s persistence.Store) {
+	t0 := time.Date(2024, 5, 6, 7, 8, 0, 0, time.UTC)
+	min := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Minute) }
+	never := time.Time{} // forget nothing
+	check := func(uid string, since time.Time, want ...persistence.Upload) {
+		t.Helper()
+		got, err := s.Uploads(uid, since)
+		if err != nil {
+			t.Fatalf("Uploads(%s, %v): %v", uid, since, err)
+		}
+		ok := len(got) == len(want)
+		for i := 0; ok && i < len(got); i++ {
+			ok = got[i].At.Equal(want[i].At) && got[i].Bytes == want[i].Bytes
+		}
+		if !ok {
+			t.Errorf("Uploads(%s, %v) = %v, want %v", uid, since, got, want)
+		}
+	}
+	add := func(uid string, at time.Time, n int64, forget time.Time) {
+		t.Helper()
+		if err := s.AddUpload(uid, at, n, forget); err != nil {
+			t.Fatalf("AddUpload(%s, %v, %d): %v", uid, at, n, err)
+		}
+	}
+	check("u1", never)
+
+	// Records at one instant add up; they come back oldest first, whatever the order of writes.
+	add("u1", min(1), 10, never)
+	add("u1", min(0), 100, never)
+	add("u1", min(0), 50, never)
+	add("u1", min(2), 7, never)
+	// Other users, one of them named like a sub-path of u1, never mix with u1.
+	add("u2", min(0), 1000, never)
+	add("u1/x", min(0), 2000, never)
+	add("u", min(0), 3000, never)
+	check("u1", never, persistence.Upload{At: min(0), Bytes: 150}, persistence.Upload{At: min(1), Bytes: 10}, persistence.Upload{At: min(2), Bytes: 7})
+	check("u1", min(1), persistence.Upload{At: min(1), Bytes: 10}, persistence.Upload{At: min(2), Bytes: 7})
+	check("u1", min(1).Add(time.Nanosecond), persistence.Upload{At: min(2), Bytes: 7})
+	check("u1", min(3))
+	check("u1/x", never, persistence.Upload{At: min(0), Bytes: 2000})
+	check("u2", never, persistence.Upload{At: min(0), Bytes: 1000})
+
+	// forget deletes the user's records strictly before it, and only the user's.
+	add("u1", min(3), 1, min(1))
+	check("u1", never, persistence.Upload{At: min(1), Bytes: 10}, persistence.Upload{At: min(2), Bytes: 7}, persistence.Upload{At: min(3), Bytes: 1})
+	check("u1/x", never, persistence.Upload{At: min(0), Bytes: 2000})
+	check("u", never, persistence.Upload{At: min(0), Bytes: 3000})
+	// Forgetting past every record keeps only the one just written.
+	add("u1", min(9), 2, min(8))
+	check("u1", never, persistence.Upload{At: min(9), Bytes: 2})
+
+	// Times before 1970 sort before later ones; a negative record subtracts.
+	old := time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)
+	add("u3", t0, 5, never)
+	add("u3", old, 4, never)
+	add("u3", t0, -5, never)
+	check("u3", never, persistence.Upload{At: old, Bytes: 4}, persistence.Upload{At: t0, Bytes: 0})
+	check("u3", old.Add(time.Second), persistence.Upload{At: t0, Bytes: 0})
 }
