@@ -35,6 +35,12 @@ type Badger struct {
 	mu    sync.Mutex
 	first map[string]uint64 // room → lowest id still stored, once known
 
+	// rmw serialises the read-then-write transactions (logins by openId, ticket
+	// takes). Conflict detection is off (the hot paths have one writer per key)
+	// and the directory lock makes this process the store's only writer, so
+	// holding rmw around the transaction is what makes each of them atomic.
+	rmw sync.Mutex
+
 	uploadMu sync.Mutex // AddUpload reads, then writes one key: held around its transaction
 }
 
@@ -182,6 +188,129 @@ func (s *Badger) PutLogin(u User, sess Session) error {
 		}
 		return txn.SetEntry(e)
 	})
+}
+
+// LoginOpenID looks up or creates the openId's user and stores it with the
+// new session, all in one transaction under rmw.
+func (s *Badger) LoginOpenID(openID string, fresh User, edit func(*User), sess Session) (User, Session, error) {
+	if openID == "" {
+		return User{}, Session{}, errors.New("login without an openId")
+	}
+	if !sess.Expires.After(time.Now()) {
+		return User{}, Session{}, errors.New("session already expired")
+	}
+	s.rmw.Lock()
+	defer s.rmw.Unlock()
+	var u User
+	err := retryConflict(func() error {
+		return s.db.Update(func(txn *badger.Txn) error {
+			var err error
+			u, err = txnUserByOpenID(txn, openID)
+			if errors.Is(err, ErrNotFound) {
+				u, err = fresh, nil
+				u.OpenID = openID
+			}
+			if err != nil {
+				return err
+			}
+			if edit != nil {
+				edit(&u)
+			}
+			sess.UID = u.UID
+			e, err := sessionEntry(sess)
+			if err != nil {
+				return err
+			}
+			b, err := json.Marshal(u)
+			if err != nil {
+				return err
+			}
+			if err := setUser(txn, u, b); err != nil {
+				return err
+			}
+			return txn.SetEntry(e)
+		})
+	})
+	if err != nil {
+		return User{}, Session{}, err
+	}
+	return u, sess, nil
+}
+
+// txnUserByOpenID reads the openId's binding and its user in txn.
+func txnUserByOpenID(txn *badger.Txn, openID string) (User, error) {
+	item, err := txn.Get(openIDKey(openID))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, err
+	}
+	uid, err := item.ValueCopy(nil)
+	if err != nil {
+		return User{}, err
+	}
+	var u User
+	if err := txnJSON(txn, userKey(string(uid)), &u); err != nil {
+		return User{}, err
+	}
+	if u.OpenID != openID { // the user moved to another openId since
+		return User{}, ErrNotFound
+	}
+	return u, nil
+}
+
+// retryConflict runs a read-then-write transaction again when Badger reports
+// a conflict (only possible with conflict detection on; rmw prevents them here).
+func retryConflict(f func() error) error {
+	for i := 0; ; i++ {
+		err := f()
+		if !errors.Is(err, badger.ErrConflict) || i == 9 {
+			return err
+		}
+	}
+}
+
+// PutTicket stores t with a Badger TTL, so unused tickets vanish by themselves.
+func (s *Badger) PutTicket(t Ticket) error {
+	if !t.Expires.After(time.Now()) {
+		return errors.New("ticket already expired")
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	e := badger.NewEntry(ticketKey(t.ID), b)
+	e.ExpiresAt = uint64(t.Expires.Unix()) // whole seconds, rounded up: TakeTicket checks Expires itself
+	if t.Expires.Nanosecond() > 0 {
+		e.ExpiresAt++
+	}
+	return s.db.Update(func(txn *badger.Txn) error { return txn.SetEntry(e) })
+}
+
+// TakeTicket reads and deletes the ticket in one transaction under rmw.
+func (s *Badger) TakeTicket(id string) (Ticket, error) {
+	if id == "" {
+		return Ticket{}, ErrNotFound
+	}
+	s.rmw.Lock()
+	defer s.rmw.Unlock()
+	var t Ticket
+	err := retryConflict(func() error {
+		return s.db.Update(func(txn *badger.Txn) error {
+			if err := txnJSON(txn, ticketKey(id), &t); err != nil {
+				return err
+			}
+			return txn.Delete(ticketKey(id))
+		})
+	})
+	if err != nil {
+		return Ticket{}, err
+	}
+	if !t.Expires.After(time.Now()) {
+		return Ticket{}, ErrNotFound
+	}
+	return t, nil
 }
 
 func (s *Badger) Session(id string) (Session, error) {

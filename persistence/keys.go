@@ -15,6 +15,7 @@ import (
 //	r/<room>                    → last id, BE uint64 (written with the batch)
 //	media/<id>                  → Media JSON
 //	q/<uid>/<at, BE unix ns>    → bytes uploaded, BE int64 (byte order = time order)
+//	t/<ticket id>               → Ticket JSON, Badger TTL = expiry
 const (
 	prefixSession = "s/"
 	prefixUser    = "u/"
@@ -23,6 +24,7 @@ const (
 	prefixRoom    = "r/"
 	prefixMedia   = "media/"
 	prefixUpload  = "q/"
+	prefixTicket  = "t/"
 )
 
 func sessionKey(id string) []byte { return []byte(prefixSession + id) }
@@ -30,6 +32,7 @@ func userKey(uid string) []byte   { return []byte(prefixUser + uid) }
 func openIDKey(o string) []byte   { return []byte(prefixOpenID + o) }
 func roomKey(room string) []byte  { return []byte(prefixRoom + room) }
 func mediaKey(id string) []byte   { return []byte(prefixMedia + id) }
+func ticketKey(id string) []byte  { return []byte(prefixTicket + id) }
 
 // messagePrefix ends in '/' so room "a" never matches room "ab".
 func messagePrefix(room string) []byte { return []byte(prefixMessage + room + "/") }

@@ -18,6 +18,8 @@ type Memory struct {
 	rooms    map[string]*memRoom
 	media    map[string]Media
 	uploads  map[string][]Upload // by uid, oldest first
+	tickets  map[string]Ticket
+	sweepAt  int // len(tickets) at which PutTicket next drops expired ones
 }
 
 type memRoom struct {
@@ -36,6 +38,7 @@ func NewMemory() *Memory {
 		rooms:    map[string]*memRoom{},
 		media:    map[string]Media{},
 		uploads:  map[string][]Upload{},
+		tickets:  map[string]Ticket{},
 	}
 }
 
@@ -123,6 +126,61 @@ func (m *Memory) PutLogin(u User, s Session) error {
 	}
 	m.sessions[s.ID] = s
 	return nil
+}
+
+func (m *Memory) LoginOpenID(openID string, fresh User, edit func(*User), s Session) (User, Session, error) {
+	if openID == "" {
+		return User{}, Session{}, errors.New("login without an openId")
+	}
+	if !s.Expires.After(time.Now()) {
+		return User{}, Session{}, errors.New("session already expired")
+	}
+	m.mu.Lock() // lookup and create under one lock: one openId, one user
+	defer m.mu.Unlock()
+	uid, bound := m.openIDs[openID]
+	u, ok := m.users[uid]
+	if !bound || !ok || u.OpenID != openID {
+		u = fresh
+		u.OpenID = openID
+	}
+	if edit != nil {
+		edit(&u)
+	}
+	s.UID = u.UID
+	m.users[u.UID] = u
+	m.openIDs[openID] = u.UID
+	m.sessions[s.ID] = s
+	return u, s, nil
+}
+
+func (m *Memory) PutTicket(t Ticket) error {
+	if !t.Expires.After(time.Now()) {
+		return errors.New("ticket already expired")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.tickets) >= m.sweepAt { // unused tickets go, so the map stays as large as the live ones
+		now := time.Now()
+		for id, old := range m.tickets {
+			if !old.Expires.After(now) {
+				delete(m.tickets, id)
+			}
+		}
+		m.sweepAt = 2*len(m.tickets) + 64
+	}
+	m.tickets[t.ID] = t
+	return nil
+}
+
+func (m *Memory) TakeTicket(id string) (Ticket, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tickets[id]
+	delete(m.tickets, id)
+	if !ok || !t.Expires.After(time.Now()) {
+		return Ticket{}, ErrNotFound
+	}
+	return t, nil
 }
 
 func (m *Memory) AppendMessages(room string, msgs []Message) error {

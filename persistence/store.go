@@ -28,6 +28,17 @@ type Store interface {
 	PutUser(u User) error
 	// PutLogin stores a user and a new session of it in one transaction.
 	PutLogin(u User, s Session) error
+	// LoginOpenID stores a WeChat login in one atomic step: the user bound to
+	// openID (or fresh with that openId, when none is) goes through edit, is
+	// stored, and s is stored for it with s.UID set to its uid. Concurrent
+	// first logins of one openId end with one user. edit may run more than once.
+	LoginOpenID(openID string, fresh User, edit func(*User), s Session) (User, Session, error)
+
+	// PutTicket stores a one-time WebSocket ticket until t.Expires.
+	PutTicket(t Ticket) error
+	// TakeTicket returns an unexpired ticket and deletes it in one step: of
+	// concurrent callers with the same id one gets it, the others ErrNotFound.
+	TakeTicket(id string) (Ticket, error)
 
 	// AppendMessages stores a room's batch and its new last id in one transaction.
 	AppendMessages(room string, msgs []Message) error
@@ -63,6 +74,14 @@ type Session struct {
 	UID        string    `json:"uid"`
 	SessionKey string    `json:"sessionKey,omitempty"` // WeChat session_key: never logged, never sent
 	Expires    time.Time `json:"expires"`
+}
+
+// Ticket opens one WebSocket in place of the session it was issued from, so
+// that the session's skey stays out of URLs.
+type Ticket struct {
+	ID        string    `json:"id"`
+	SessionID string    `json:"sessionId"`
+	Expires   time.Time `json:"expires"`
 }
 
 // User is a person; OpenID is private, UID is what others see.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +54,10 @@ func TestStore(t *testing.T) {
 				{"Media", testMedia},
 				{"Login", testLogin},
 				{"Uploads", testUploads},
+				{"LoginOpenID", testLoginOpenID},
+				{"LoginOpenIDConcurrent", testLoginOpenIDConcurrent},
+				{"Tickets", testTickets},
+				{"TicketTakenOnce", testTicketTakenOnce},
 			} {
 				t.Run(c.name, func(t *testing.T) { c.run(t, impl.open(t)) })
 			}
@@ -512,6 +518,138 @@ func testMessageCIDs(t *testing.T, s persistence.Store) {
 			if got[i].ID != in[i].ID || string(got[i].Data) != string(in[i].Data) || got[i].CID != in[i].CID {
 				t.Errorf("message %d: got {%d %s %q}, want {%d %s %q}", i, got[i].ID, got[i].Data, got[i].CID, in[i].ID, in[i].Data, in[i].CID)
 			}
+		}
+	}
+}
+
+func testLoginOpenID(t *testing.T, s persistence.Store) {
+	fresh := persistence.User{UID: "u-first", Profile: persistence.Profile{NickName: "Panda-1"}}
+	sess := func(id string) persistence.Session {
+		return persistence.Session{ID: id, Skey: "k-" + id, UID: "ignored", Expires: future(time.Hour)}
+	}
+	u, s1, err := s.LoginOpenID("o-mei", fresh, nil, sess("s1"))
+	if err != nil || u.UID != "u-first" || u.OpenID != "o-mei" || s1.UID != "u-first" {
+		t.Fatalf("first login = %+v %+v %v; want the fresh user bound to o-mei", u, s1, err)
+	}
+	// A later login finds that user; edit sees the stored one, and its change is kept.
+	var seen string
+	edit := func(u *persistence.User) { seen = u.Profile.NickName; u.Profile.NickName = "Mei" }
+	u, s2, err := s.LoginOpenID("o-mei", persistence.User{UID: "u-second"}, edit, sess("s2"))
+	if err != nil || u.UID != "u-first" || s2.UID != "u-first" || seen != "Panda-1" {
+		t.Fatalf("second login = %+v %+v %v (edit saw %q); want u-first", u, s2, err, seen)
+	}
+	if got, err := s.UserByOpenID("o-mei"); err != nil || got.Profile.NickName != "Mei" {
+		t.Errorf("UserByOpenID after edit = %+v, %v", got, err)
+	}
+	for _, id := range []string{"s1", "s2"} {
+		if gs, gu, err := s.SessionUser(id); err != nil || gs.UID != "u-first" || gu.UID != "u-first" {
+			t.Errorf("SessionUser(%s) = %+v %+v %v", id, gs, gu, err)
+		}
+	}
+	if _, err := s.User("u-second"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("the unused fresh user was stored: %v", err)
+	}
+	// A stale binding (the user moved to another openId) makes a new user.
+	if err := s.PutUser(persistence.User{UID: "u-first", OpenID: "o-other"}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _, err := s.LoginOpenID("o-mei", persistence.User{UID: "u-third"}, nil, sess("s3")); err != nil || u.UID != "u-third" {
+		t.Errorf("login over a stale binding = %+v, %v; want u-third", u, err)
+	}
+	if _, _, err := s.LoginOpenID("o-mei", fresh, nil, persistence.Session{ID: "old", Expires: future(-time.Second)}); err == nil {
+		t.Error("LoginOpenID stored an expired session")
+	}
+	if _, _, err := s.LoginOpenID("", fresh, nil, sess("s4")); err == nil {
+		t.Error("LoginOpenID without an openId succeeded")
+	}
+}
+
+// Concurrent first logins of one openId end with one user.
+func testLoginOpenIDConcurrent(t *testing.T, s persistence.Store) {
+	const n = 50
+	uids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fresh := persistence.User{UID: fmt.Sprintf("u-%d", i)}
+			sess := persistence.Session{ID: fmt.Sprintf("s-%d", i), Expires: future(time.Hour)}
+			u, _, err := s.LoginOpenID("o-race", fresh, nil, sess)
+			if err != nil {
+				t.Error(err)
+			}
+			uids[i] = u.UID
+		}()
+	}
+	wg.Wait()
+	for i, uid := range uids {
+		if uid != uids[0] {
+			t.Fatalf("login %d got uid %s, login 0 got %s: one openId, two users", i, uid, uids[0])
+		}
+		if sess, err := s.Session(fmt.Sprintf("s-%d", i)); err != nil || sess.UID != uids[0] {
+			t.Errorf("session %d = %+v, %v", i, sess, err)
+		}
+	}
+}
+
+func testTickets(t *testing.T, s persistence.Store) {
+	tk := persistence.Ticket{ID: "t1", SessionID: "sess-1", Expires: future(30 * time.Second)}
+	if err := s.PutTicket(tk); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.TakeTicket("t1"); err != nil || !reflect.DeepEqual(got, tk) {
+		t.Errorf("TakeTicket = %+v, %v; want %+v", got, err, tk)
+	}
+	if got, err := s.TakeTicket("t1"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("second TakeTicket = %+v, %v; want ErrNotFound", got, err)
+	}
+	for _, id := range []string{"unknown", ""} {
+		if got, err := s.TakeTicket(id); !errors.Is(err, persistence.ErrNotFound) {
+			t.Errorf("TakeTicket(%q) = %+v, %v; want ErrNotFound", id, got, err)
+		}
+	}
+	if err := s.PutTicket(persistence.Ticket{ID: "old", Expires: future(-time.Second)}); err == nil {
+		t.Error("PutTicket stored an expired ticket")
+	}
+	// A ticket is good until its expiry and not after.
+	short := persistence.Ticket{ID: "short", SessionID: "sess-1", Expires: future(300 * time.Millisecond)}
+	if err := s.PutTicket(short); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if got, err := s.TakeTicket("short"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("TakeTicket after expiry = %+v, %v; want ErrNotFound", got, err)
+	}
+}
+
+// Of many concurrent takes of one ticket, exactly one succeeds.
+func testTicketTakenOnce(t *testing.T, s persistence.Store) {
+	for round := range 20 {
+		id := fmt.Sprintf("race-%d", round)
+		if err := s.PutTicket(persistence.Ticket{ID: id, SessionID: "sess", Expires: future(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		var (
+			wg  sync.WaitGroup
+			won atomic.Int32
+		)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := s.TakeTicket(id)
+				switch {
+				case err == nil:
+					won.Add(1)
+				case !errors.Is(err, persistence.ErrNotFound):
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if n := won.Load(); n != 1 {
+			t.Fatalf("round %d: %d takers got the ticket, want exactly 1", round, n)
 		}
 	}
 }
