@@ -69,28 +69,32 @@ func (s *Service) LoginCode(ctx context.Context, code, encryptedData, iv string)
 		}
 		info = &ui
 	}
-	u, err := s.Store.UserByOpenID(ws.OpenID)
-	switch {
-	case errors.Is(err, persistence.ErrNotFound):
-		u = persistence.User{UID: newUID(), OpenID: ws.OpenID, UnionID: ws.UnionID, Created: s.now()}
-		u.Profile = defaultProfile(u.UID)
-	case err != nil:
+	fresh := persistence.User{UID: newUID(), Created: s.now()}
+	fresh.Profile = defaultProfile(fresh.UID)
+	edit := func(u *persistence.User) { // runs on the stored user, or on fresh for a first login
+		if info != nil { // the old flow carries a real profile: take it
+			nick := u.Profile.NickName
+			if n, err := CleanNickName(info.NickName); err == nil {
+				nick = n // an unusable WeChat nickname leaves the one we have
+			}
+			u.Profile = persistence.Profile{
+				NickName: nick, AvatarURL: info.AvatarURL, Gender: info.Gender,
+				City: info.City, Province: info.Province, Country: info.Country, Language: info.Language,
+			}
+			if info.UnionID != "" {
+				u.UnionID = info.UnionID
+			}
+		}
+		if u.UnionID == "" {
+			u.UnionID = ws.UnionID
+		}
+	}
+	// Lookup and create in one step: two first logins of one openId make one user.
+	u, sess, err := s.Store.LoginOpenID(ws.OpenID, fresh, edit, s.newSession("", ws.SessionKey, s.WeChat.AppID+s.WeChat.Secret))
+	if err != nil {
 		return persistence.Session{}, persistence.User{}, err
 	}
-	if info != nil { // the old flow carries a real profile: take it
-		u.Profile = persistence.Profile{
-			NickName: info.NickName, AvatarURL: info.AvatarURL, Gender: info.Gender,
-			City: info.City, Province: info.Province, Country: info.Country, Language: info.Language,
-		}
-		if info.UnionID != "" {
-			u.UnionID = info.UnionID
-		}
-	}
-	if u.UnionID == "" {
-		u.UnionID = ws.UnionID
-	}
-	sess := s.newSession(u.UID, ws.SessionKey, s.WeChat.AppID+s.WeChat.Secret)
-	return sess, u, s.Store.PutLogin(u, sess)
+	return sess, u, nil
 }
 
 // LoginDev creates a new user with the given nickname and a session for it.
@@ -124,6 +128,51 @@ func (s *Service) Check(id, skey string) (persistence.Session, persistence.User,
 	return sess, u, nil
 }
 
+// Logout ends a session: Check refuses it from now on, and so do its tickets.
+func (s *Service) Logout(sessionID string) error { return s.Store.DeleteSession(sessionID) }
+
+// TicketTTL is how long a WebSocket ticket waits for its one use.
+const TicketTTL = 30 * time.Second
+
+// IssueTicket makes a one-time ticket that opens a WebSocket in place of sess.
+func (s *Service) IssueTicket(sess persistence.Session) (persistence.Ticket, error) {
+	t := persistence.Ticket{ID: randomHex(32), SessionID: sess.ID, Expires: s.now().Add(TicketTTL)}
+	if err := s.Store.PutTicket(t); err != nil {
+		return persistence.Ticket{}, err
+	}
+	return t, nil
+}
+
+// CheckTicket uses up a ticket and returns the session it stands for and its
+// user. A used, expired or unknown ticket, or one whose session has ended, is
+// ErrInvalidSession, like a bad id/skey pair.
+func (s *Service) CheckTicket(id string) (persistence.Session, persistence.User, error) {
+	if id == "" || len(id) > 128 {
+		return persistence.Session{}, persistence.User{}, ErrInvalidSession
+	}
+	t, err := s.Store.TakeTicket(id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return persistence.Session{}, persistence.User{}, ErrInvalidSession
+	}
+	if err != nil {
+		return persistence.Session{}, persistence.User{}, err
+	}
+	if !t.Expires.After(s.now()) {
+		return persistence.Session{}, persistence.User{}, ErrInvalidSession
+	}
+	sess, u, err := s.Store.SessionUser(t.SessionID)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return persistence.Session{}, persistence.User{}, ErrInvalidSession
+	}
+	if err != nil {
+		return persistence.Session{}, persistence.User{}, err
+	}
+	if !sess.Expires.After(s.now()) {
+		return persistence.Session{}, persistence.User{}, ErrInvalidSession
+	}
+	return sess, u, nil
+}
+
 // newSession: id = 32 random bytes as hex; skey = hex(sha1(appId + appSecret + session_key)) as wafer does.
 func (s *Service) newSession(uid, sessionKey, salt string) persistence.Session {
 	sum := sha1.Sum([]byte(salt + sessionKey))
@@ -137,16 +186,33 @@ func (s *Service) newSession(uid, sessionKey, salt string) persistence.Session {
 	return sess
 }
 
-// CleanNickName trims a nickname and checks its length.
+// CleanNickName removes characters that spoof names, trims the rest and checks
+// its length. What is empty then is refused.
 func CleanNickName(n string) (string, error) {
-	n = strings.TrimSpace(n)
-	if c := utf8.RuneCountInString(n); c == 0 || c > protocol.DefaultMaxNickName || !utf8.ValidString(n) {
+	if !utf8.ValidString(n) { // before strings.Map, which would turn bad bytes into U+FFFD
+		return "", ErrBadNickName
+	}
+	n = strings.TrimSpace(strings.Map(dropSpoofer, n))
+	if c := utf8.RuneCountInString(n); c == 0 || c > protocol.DefaultMaxNickName {
 		return "", ErrBadNickName
 	}
 	if strings.IndexFunc(n, unicode.IsControl) >= 0 { // a nickname is one line of text
 		return "", ErrBadNickName
 	}
 	return n, nil
+}
+
+// dropSpoofer removes bidirectional embeddings, overrides and isolates
+// (U+202A–U+202E, U+2066–U+2069: they reverse or reorder the text after them,
+// in the name and in what follows it on screen) and zero-width spaces (U+200B,
+// U+2060, U+FEFF: two names that look the same). The zero-width joiner U+200D
+// and variation selectors stay: emoji need them.
+func dropSpoofer(r rune) rune {
+	switch {
+	case r >= '\u202A' && r <= '\u202E', r >= '\u2066' && r <= '\u2069', r == '\u200B', r == '\u2060', r == '\uFEFF':
+		return -1
+	}
+	return r
 }
 
 // DefaultAvatarPath is served by the web package; transport makes it absolute.

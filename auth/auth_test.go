@@ -5,7 +5,9 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,6 +260,13 @@ func TestLoginDev(t *testing.T) {
 		{"invalid UTF-8", "Pan\xffda", ""},
 		{"a line break inside", "Pan\nda", ""},
 		{"a control character", "Pan\x07da", ""},
+		{"right-to-left override", "\u202Egnp.exe", "gnp.exe"},
+		{"every bidi control", "a\u202Ab\u202Bc\u202Cd\u202De\u202Ef\u2066g\u2067h\u2068i\u2069j", "abcdefghij"},
+		{"zero-width spaces", "Pa\u200Bn\u2060d\uFEFFa", "Panda"},
+		{"only invisible", "\u200B\u202E\uFEFF", ""},
+		{"invisible around blanks", "\u200B \u2066 ", ""},
+		{"at the limit once cleaned", max + "\u200B\u202E", max},
+		{"emoji joiner and variation selector stay", "👩\u200D💻 ❤\uFE0F", "👩\u200D💻 ❤\uFE0F"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			forEachStore(t, func(t *testing.T, svc *auth.Service, _ *wechattest.Server) {
@@ -385,4 +394,128 @@ func TestSessionSurvivesReopen(t *testing.T) {
 	if _, gu, err := (&auth.Service{Store: s}).Check(sess.ID, sess.Skey); err != nil || gu.UID != u.UID || gu.Profile != u.Profile {
 		t.Fatalf("Check after reopen = %+v, %v; want %+v", gu, err, u)
 	}
+}
+
+// A WeChat profile's nickname is cleaned too; one with nothing left keeps the
+// name the user had (here the default one).
+func TestLoginCodeCleansNickName(t *testing.T) {
+	forEachStore(t, func(t *testing.T, svc *auth.Service, wx *wechattest.Server) {
+		for _, tt := range []struct{ code, nick, want string }{
+			{"spoof", "\u202Emei\u200B", "mei"},
+			{"blank", "\u200B\u2060", "mei"},
+		} {
+			key := wechattest.NewSessionKey()
+			wx.AddCode(tt.code, "o-nick", key)
+			data, iv := wechattest.EncryptUserInfo(key, wechat.UserInfo{OpenID: "o-nick", NickName: tt.nick,
+				Watermark: wechat.Watermark{AppID: appID, Timestamp: time.Now().Unix()}})
+			_, u, err := svc.LoginCode(context.Background(), tt.code, data, iv)
+			if err != nil || u.Profile.NickName != tt.want {
+				t.Errorf("WeChat nickname %q: user %+v, %v; want nickName %q", tt.nick, u, err, tt.want)
+			}
+		}
+		key := wechattest.NewSessionKey()
+		wx.AddCode("first", "o-new", key)
+		data, iv := wechattest.EncryptUserInfo(key, wechat.UserInfo{OpenID: "o-new", NickName: "\uFEFF",
+			Watermark: wechat.Watermark{AppID: appID, Timestamp: time.Now().Unix()}})
+		_, u, err := svc.LoginCode(context.Background(), "first", data, iv)
+		if err != nil || !strings.HasPrefix(u.Profile.NickName, "Panda-") {
+			t.Errorf("first login with a blank WeChat nickname: %+v, %v; want the default nickname", u, err)
+		}
+	})
+}
+
+// Many first logins of one openId at once end with one user (on Badger: the
+// lookup and the create are one transaction).
+func TestLoginCodeConcurrentFirstLogins(t *testing.T) {
+	forEachStore(t, func(t *testing.T, svc *auth.Service, wx *wechattest.Server) {
+		for round := range 5 {
+			openID := fmt.Sprintf("o-race-%d", round)
+			const n = 20
+			for i := range n {
+				wx.AddCode(fmt.Sprintf("c-%d-%d", round, i), openID, wechattest.NewSessionKey())
+			}
+			wx.Gather(n) // the answers come back together, so the logins meet in the store
+			uids := make([]string, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					sess, u, err := svc.LoginCode(context.Background(), fmt.Sprintf("c-%d-%d", round, i), "", "")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if sess.UID != u.UID {
+						t.Errorf("session uid %s, user %s", sess.UID, u.UID)
+					}
+					uids[i] = u.UID
+				}()
+			}
+			wg.Wait()
+			stored, err := svc.Store.UserByOpenID(openID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, uid := range uids {
+				if uid != stored.UID {
+					t.Fatalf("round %d: login %d got uid %s, the openId is bound to %s", round, i, uid, stored.UID)
+				}
+			}
+		}
+	})
+}
+
+func TestTickets(t *testing.T) {
+	forEachStore(t, func(t *testing.T, svc *auth.Service, _ *wechattest.Server) {
+		sess, u, err := svc.LoginDev("ticketed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		issue := func() persistence.Ticket {
+			t.Helper()
+			tk, err := svc.IssueTicket(sess)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tk
+		}
+		tk := issue()
+		if !isHex(tk.ID, 32) || tk.SessionID != sess.ID || tk.ID == sess.ID || tk.ID == sess.Skey {
+			t.Errorf("ticket %+v: want 32 random bytes in hex standing for session %s", tk, sess.ID)
+		}
+		if d := time.Until(tk.Expires); d <= 25*time.Second || d > auth.TicketTTL {
+			t.Errorf("ticket expires in %s, want %s", d, auth.TicketTTL)
+		}
+		gs, gu, err := svc.CheckTicket(tk.ID)
+		if err != nil || gs.ID != sess.ID || gu.UID != u.UID {
+			t.Fatalf("CheckTicket = %+v %+v %v; want the session and its user", gs, gu, err)
+		}
+		if _, _, err := svc.CheckTicket(tk.ID); !errors.Is(err, auth.ErrInvalidSession) {
+			t.Errorf("second use: %v, want ErrInvalidSession", err)
+		}
+		for _, id := range []string{"", strings.Repeat("ab", 32), strings.Repeat("a", 129), sess.ID} {
+			if _, _, err := svc.CheckTicket(id); !errors.Is(err, auth.ErrInvalidSession) {
+				t.Errorf("CheckTicket(%q) = %v, want ErrInvalidSession", id, err)
+			}
+		}
+		// Expired: refused (the clock moves past the ticket's 30 s).
+		late := issue()
+		svc.Now = func() time.Time { return time.Now().Add(auth.TicketTTL + time.Second) }
+		if _, _, err := svc.CheckTicket(late.ID); !errors.Is(err, auth.ErrInvalidSession) {
+			t.Errorf("expired ticket: %v, want ErrInvalidSession", err)
+		}
+		svc.Now = nil
+		// A ticket of a session that ended is refused: logout ends its tickets too.
+		unused := issue()
+		if err := svc.Logout(sess.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := svc.CheckTicket(unused.ID); !errors.Is(err, auth.ErrInvalidSession) {
+			t.Errorf("ticket after logout: %v, want ErrInvalidSession", err)
+		}
+		if _, _, err := svc.Check(sess.ID, sess.Skey); !errors.Is(err, auth.ErrInvalidSession) {
+			t.Errorf("Check after logout: %v, want ErrInvalidSession", err)
+		}
+	})
 }

@@ -38,6 +38,8 @@ type Server struct {
 	codes  map[string]*login
 	fails  map[string]failure
 	unions map[string]string // openid -> unionid
+	gather int               // requests still to hold before the gate opens
+	gate   chan struct{}     // closed when the gathered requests may be answered
 }
 
 type login struct {
@@ -100,6 +102,14 @@ func (s *Server) SetMode(m Mode) {
 	s.mode = m
 }
 
+// Gather holds the next n requests until all n have arrived, then answers
+// them together, so that n concurrent logins reach the server's store at once.
+func (s *Server) Gather(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gather, s.gate = n, make(chan struct{})
+}
+
 // Calls is the number of requests to /sns/jscode2session so far.
 func (s *Server) Calls() int {
 	s.mu.Lock()
@@ -115,7 +125,24 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.calls++
 	mode := s.mode
+	var gate chan struct{}
+	if s.gather > 0 {
+		s.gather--
+		gate = s.gate
+		if s.gather == 0 {
+			close(gate)
+		}
+	}
 	s.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			panic(http.ErrAbortHandler)
+		}
+	}
 
 	switch mode {
 	case HTTP500:

@@ -137,3 +137,34 @@ func TestServerHangEndsWithTest(t *testing.T) {
 		t.Fatal("a hung request got an answer; want the connection dropped")
 	}
 }
+
+// Gather answers nothing until the n-th request has come, then all of them.
+func TestServerGather(t *testing.T) {
+	wx := wechattest.New(t, appID, secret)
+	wx.AddCode("a", "o-a", wechattest.NewSessionKey())
+	wx.AddCode("b", "o-b", wechattest.NewSessionKey())
+	wx.Gather(2)
+	got := make(chan int, 2)
+	go func() { s, _, _ := get(t, "GET", wx.URL+query(appID, secret, "a", "authorization_code")); got <- s }()
+	select {
+	case s := <-got:
+		t.Fatalf("the first request was answered (HTTP %d) before the second came", s)
+	case <-time.After(200 * time.Millisecond):
+	}
+	go func() { s, _, _ := get(t, "GET", wx.URL+query(appID, secret, "b", "authorization_code")); got <- s }()
+	for range 2 {
+		select {
+		case s := <-got:
+			if s != 200 {
+				t.Errorf("HTTP %d", s)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("gathered requests not answered")
+		}
+	}
+	// Later requests are answered at once.
+	wx.AddCode("c", "o-c", wechattest.NewSessionKey())
+	if s, _, m := get(t, "GET", wx.URL+query(appID, secret, "c", "authorization_code")); s != 200 || m["openid"] != "o-c" {
+		t.Errorf("after the gather: HTTP %d %v", s, m)
+	}
+}
