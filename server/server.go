@@ -62,6 +62,11 @@ type Config struct {
 	EdgeObserver  transport.Observer
 	Metrics       http.Handler
 	OnUpload      func(size int64) // told of each accepted upload
+
+	// WrapStore, when set, wraps the opened store and the server uses what it
+	// returns. It is for fault-injection tests (internal/faultstore), which run
+	// the real server over a real store that fails on command.
+	WrapStore func(persistence.Store) persistence.Store
 }
 
 // Server is a running Panda chat room.
@@ -112,6 +117,9 @@ func New(cfg Config) (*Server, error) {
 		store = persistence.NewMemory()
 	default:
 		return nil, fmt.Errorf("--store %q: want badger or memory", cfg.Store)
+	}
+	if cfg.WrapStore != nil {
+		store = cfg.WrapStore(store)
 	}
 
 	s := &Server{cfg: cfg, store: store, log: log}
