@@ -3,7 +3,9 @@ package persistence
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,8 +153,96 @@ func TestRestoreRejectsBadArchives(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
 			}
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				if e.Name() != "store" && e.Name() != "media" {
+					t.Errorf("%s written outside the store and media directories", e.Name())
+				}
+			}
 			if _, err := os.Stat(filepath.Join(dir, "evil")); err == nil {
 				t.Fatal("an entry was written outside the media directory")
+			}
+		})
+	}
+}
+
+// withManifest rewrites the manifest of archive with edit, keeping every other entry.
+func withManifest(t *testing.T, archive []byte, edit func(m map[string]any)) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tr := tar.NewReader(bytes.NewReader(archive))
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Name == backupManifest {
+			var m map[string]any
+			if err := json.Unmarshal(body, &m); err != nil {
+				t.Fatal(err)
+			}
+			edit(m)
+			body, _ = json.Marshal(m)
+			hdr.Size = int64(len(body))
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(body)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// An archive of a format this version does not know is refused before anything
+// is written; the manifest's media count is checked against the archive.
+func TestRestoreChecksTheManifest(t *testing.T) {
+	good := backupOf(t)
+	for _, tc := range []struct {
+		name string
+		edit func(m map[string]any)
+		want string // "" restores
+	}{
+		{"as written", func(map[string]any) {}, ""},
+		{"format 2", func(m map[string]any) { m["format"] = 2 }, "backup format 2; this version reads format 1"},
+		{"format 0", func(m map[string]any) { m["format"] = 0 }, "backup format 0"},
+		{"no format", func(m map[string]any) { delete(m, "format") }, "backup format 0"},
+		{"format as text", func(m map[string]any) { m["format"] = "1" }, "manifest"},
+		{"fewer media than the manifest says", func(m map[string]any) { m["media"] = 2 }, "manifest says 2"},
+		{"more media than the manifest says", func(m map[string]any) { delete(m, "media") }, "archive has 1 media files, manifest says 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			storeDir, mediaDir := filepath.Join(dir, "store"), filepath.Join(dir, "media")
+			man, err := RestoreBackup(bytes.NewReader(withManifest(t, good, tc.edit)), storeDir, mediaDir)
+			if tc.want == "" {
+				if err != nil || man.Format != 1 || man.Media != 1 {
+					t.Fatalf("restore: %+v, %v", man, err)
+				}
+				if _, err := os.Stat(filepath.Join(mediaDir, mediaID[:2], mediaID[2:])); err != nil {
+					t.Fatalf("media not restored: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+			if strings.Contains(tc.want, "format") || tc.want == "manifest" {
+				for _, d := range []string{storeDir, mediaDir} {
+					if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+						t.Errorf("%s created for a refused archive: %v", d, err)
+					}
+				}
 			}
 		})
 	}
