@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"golang.org/x/time/rate"
 
 	"github.com/pandachat/pandachat/persistence"
 	"github.com/pandachat/pandachat/protocol"
@@ -22,7 +21,8 @@ import (
 
 var errNoMedia = errors.New("image messages are not enabled")
 
-// Rate is a per-connection message rate limit; the zero value means 20 per 10 s.
+// Rate is a per-user message rate limit, shared by all of the user's
+// connections; the zero value means 20 per 10 s.
 type Rate struct {
 	Messages int
 	Per      time.Duration
@@ -75,20 +75,28 @@ type Options struct {
 	// room's wait at most 15 µs per member, up to this, and share one write per member.
 	FlushWindow time.Duration
 	Rate        Rate
+	// MaxConnsPerUser caps a user's open connections (default 16; negative: no cap).
+	MaxConnsPerUser int
+	// MaxInflight bounds the frames one connection has read and not yet had
+	// handled (default 256); the read loop then waits and TCP pushes back.
+	MaxInflight int
 	Observer    Observer
 	Logger      *slog.Logger
 	Now         func() time.Time
 }
 
-func (o Options) floodStrikes() int {
-	r := o.Rate.withDefaults()
-	return max(2*r.Messages, 10)
-}
+// Flooding is refused frames that keep coming for floodAfter with no pause of
+// floodPause between them; a single burst, however large, is not a flood.
+const (
+	floodAfter = 5 * time.Second
+	floodPause = time.Second
+)
 
 // Hub owns the actor system, the room registry and the store handle.
 type Hub struct {
 	system   *actor.ActorSystem
 	registry *actor.PID
+	users    *actor.PID
 	store    persistence.Store
 	opts     Options
 	obs      Observer
@@ -118,6 +126,12 @@ func NewHub(o Options) *Hub {
 	if o.MaxContent <= 0 {
 		o.MaxContent = protocol.DefaultMaxContent
 	}
+	if o.MaxConnsPerUser == 0 {
+		o.MaxConnsPerUser = 16
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = 256
+	}
 	if o.Observer == nil {
 		o.Observer = NopObserver{}
 	}
@@ -144,6 +158,12 @@ func NewHub(o Options) *Hub {
 		panic(err)
 	}
 	h.registry = pid
+	users := actor.PropsFromProducer(func() actor.Actor {
+		return &users{hub: h, byUID: map[string]*userState{}, sessions: map[string]map[*actor.PID]struct{}{}}
+	}, actor.WithSupervisor(stopOnPanic(h)))
+	if h.users, err = h.system.Root.SpawnNamed(users, "users"); err != nil {
+		panic(err)
+	}
 	return h
 }
 
@@ -173,44 +193,50 @@ type Conn struct {
 	actor *conn
 }
 
-// maxInflight bounds the frames a client may have waiting in its actor's
-// mailbox: the read loop never blocks, so a flood must be cut off here.
-const maxInflight = 256
-
-// Connect spawns the connection's actor, which joins its room.
-func (h *Hub) Connect(spec ConnSpec) *Conn {
-	c := &conn{hub: h, spec: spec}
-	c.member = &Member{UID: spec.UID, NickName: spec.NickName, Sink: spec.Sink, Presence: spec.Presence, Base: spec.Base}
-	if r := h.opts.Rate; !r.Off {
-		r = r.withDefaults()
-		c.limiter = rate.NewLimiter(rate.Every(r.Per/time.Duration(r.Messages)), r.Messages)
+// Connect admits the connection (ErrTooManyConnections at the user's cap) and
+// spawns its actor, which joins the room.
+func (h *Hub) Connect(spec ConnSpec) (*Conn, error) {
+	res, err := h.system.Root.RequestFuture(h.users, &admit{UID: spec.UID}, 5*time.Second).Result()
+	if err != nil {
+		return nil, fmt.Errorf("admission: %w", err)
 	}
+	adm := res.(*admission)
+	if adm.err != nil {
+		return nil, adm.err
+	}
+	c := &conn{hub: h, spec: spec, limiter: adm.limiter}
+	c.member = &Member{UID: spec.UID, NickName: spec.NickName, Sink: spec.Sink, Presence: spec.Presence, Base: spec.Base,
+		gate: newGate(h.opts.MaxInflight)}
 	// A lock-free list mailbox: a connection gets few messages, and an idle one
 	// then costs a few words instead of a ring buffer.
 	props := actor.PropsFromProducer(func() actor.Actor { return c }, actor.WithMailbox(actor.UnboundedLockfree()))
 	pid := h.system.Root.SpawnPrefix(props, "conn-")
-	return &Conn{pid: pid, root: h.system.Root, actor: c}
+	return &Conn{pid: pid, root: h.system.Root, actor: c}, nil
 }
 
-// Receive hands a client frame to the actor; data is copied. A client that
-// keeps maxInflight frames waiting is closed with 1008.
+// Receive hands a client frame to the actor; data is copied. While the
+// connection has MaxInflight frames in flight it waits: the caller is the
+// socket's read loop, so the sender is slowed down, never closed.
 func (c *Conn) Receive(data []byte, binary bool) {
-	if c.actor.inflight.Add(1) > maxInflight {
-		c.actor.inflight.Add(-1)
-		c.actor.member.Sink.Close(protocol.ClosePolicy, "too many frames; slow down")
-		return
+	if !c.actor.member.gate.acquire() {
+		return // the connection is closing
 	}
 	c.root.Send(c.pid, &inbound{Data: append([]byte(nil), data...), Binary: binary})
 }
 
-// Closed tells the actor its socket is gone; the room sees it terminate.
-func (c *Conn) Closed() { c.root.Stop(c.pid) }
+// Closed tells the actor its socket is gone; the room learns it from the actor.
+func (c *Conn) Closed() {
+	c.actor.member.gate.close()
+	c.root.Stop(c.pid)
+}
+
+// InFlight is how many of the connection's frames are not yet handled (tests).
+func (c *Conn) InFlight() int { return c.actor.member.gate.inFlight() }
 
 // EndSession closes every open socket of a session (logout): each gets the
 // invalid-session error frame and close 1008, behind what is already queued.
 func (h *Hub) EndSession(sessionID string) {
-	// Filled in by the per-user actor.
-	_ = sessionID
+	h.system.Root.Send(h.users, &endSession{ID: sessionID})
 }
 
 // Rooms reports how many rooms are running.

@@ -15,7 +15,7 @@ func TestIdleRoomStops(t *testing.T) {
 	defer hub.Shutdown(5 * time.Second)
 
 	sink := &countSink{}
-	c := hub.Connect(ConnSpec{UID: "u1", NickName: "n", Room: "quiet", Sink: sink})
+	c := connect(t, hub, ConnSpec{UID: "u1", NickName: "n", Room: "quiet", Sink: sink})
 	waitFor(t, func() bool { return sink.frames.Load() == 1 }) // system frame
 	c.Receive([]byte(`{"text":true,"content":"one"}`), false)
 	waitFor(t, func() bool { return sink.frames.Load() == 2 })
@@ -26,7 +26,7 @@ func TestIdleRoomStops(t *testing.T) {
 	waitFor(t, func() bool { return hub.Rooms() == 0 })
 
 	sink2 := &countSink{}
-	c2 := hub.Connect(ConnSpec{UID: "u2", NickName: "m", Room: "quiet", Sink: sink2})
+	c2 := connect(t, hub, ConnSpec{UID: "u2", NickName: "m", Room: "quiet", Sink: sink2})
 	waitFor(t, func() bool { return sink2.frames.Load() == 1 })
 	c2.Receive([]byte(`{"text":true,"content":"two"}`), false)
 	waitFor(t, func() bool { return sink2.frames.Load() == 2 })
@@ -40,7 +40,7 @@ func TestBusyRoomStays(t *testing.T) {
 	hub := NewHub(Options{Store: persistence.NewMemory(), IdleRoom: 20 * time.Millisecond})
 	defer hub.Shutdown(5 * time.Second)
 	sink := &countSink{}
-	hub.Connect(ConnSpec{UID: "u1", Room: "kept", Sink: sink})
+	connect(t, hub, ConnSpec{UID: "u1", Room: "kept", Sink: sink})
 	waitFor(t, func() bool { return sink.frames.Load() == 1 })
 	time.Sleep(200 * time.Millisecond) // ten idle periods
 	if n := hub.Rooms(); n != 1 {

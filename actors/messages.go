@@ -23,8 +23,29 @@ type leave struct {
 	ID   string
 }
 
-// joined tells the conn actor which room actor to post to.
+// assigned tells the conn actor, as soon as its join is on its way, which room
+// will answer it: it watches that room, so a room that dies before the join
+// is handled closes the connection instead of leaving it waiting.
+type assigned struct{ Room *actor.PID }
+
+// joined tells the conn actor that its system frame is queued: it may post.
 type joined struct{ Room *actor.PID }
+
+// kick closes a member behind everything the room owes it: pending messages
+// are stored and their echoes queued first, then frame (if any) and the close.
+type kick struct {
+	ID     string
+	Frame  []byte
+	Code   int
+	Reason string
+}
+
+// finishClose is queued by closeRoom behind the posts already in the mailbox,
+// so that every post accepted before shutdown is stored and confirmed.
+type finishClose struct{}
+
+// sessionCheck makes a conn actor look at its session again when it expires.
+type sessionCheck struct{}
 
 // inbound is one client frame, copied out of the socket's buffer.
 type inbound struct {

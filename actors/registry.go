@@ -54,7 +54,7 @@ func (g *registry) Receive(ctx actor.Context) {
 
 func (g *registry) join(ctx actor.Context, m *join) {
 	if g.closing {
-		m.Member.Sink.Close(protocol.CloseGoingAway, "server shutting down")
+		m.Member.close(protocol.CloseGoingAway, "server shutting down")
 		return
 	}
 	ref := g.rooms[m.Room]
@@ -68,6 +68,7 @@ func (g *registry) join(ctx actor.Context, m *join) {
 	}
 	ref.joins++
 	ctx.Send(ref.pid, m)
+	ctx.Send(m.PID, &assigned{Room: ref.pid})
 }
 
 func (g *registry) maybeDone(ctx actor.Context) {

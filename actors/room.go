@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -10,23 +12,31 @@ import (
 
 // room is the one owner of a room's state: it alone assigns ids, keeps the
 // online count, stores each batch and then fans it out.
+//
+// Invariant: every id ≤ stored is in the store, has been delivered to the
+// members of the time, and (if the tail reaches it) is in the tail; ids above
+// stored are pending. Nothing is delivered before it is stored.
 type room struct {
-	name   string
-	hub    *Hub
-	lastID uint64 // highest id assigned
-	stored uint64 // highest id in the store; everything ≤ stored may be delivered
-	broken error  // the store could not tell the last id: refuse posts rather than reuse ids
+	name    string
+	hub     *Hub
+	lastID  uint64    // highest id assigned
+	stored  uint64    // highest id stored and delivered
+	broken  error     // the store could not say what it holds: posts are refused until it can
+	retryAt time.Time // when to ask the store again
 
 	members []*Member
 	index   map[string]int // Member.ID → position in members
 	joins   uint64         // joins handled, to agree with the registry on idleness
 
-	pending   []pendingMsg
-	spare     []pendingMsg // the other half of the double buffer
-	batch     []persistence.Message
-	flushing  bool
-	lastFlush time.Time
-	tail      tail
+	pending      []pendingMsg
+	spare        []pendingMsg // the other half of the double buffer
+	pendingBytes int
+	dups         []dupEcho // re-sent cids whose original is pending
+	batch        []persistence.Message
+	flushing     bool
+	lastFlush    time.Time
+	tail         tail
+	cids         cidIndex
 
 	pinger    *time.Timer
 	trimming  bool
@@ -37,9 +47,24 @@ type room struct {
 type pendingMsg struct {
 	id   uint64
 	data []byte // stored JSON object
-	from *Member
+	uid  string
+	from *Member // nil for messages read back from the store
 	cid  *string
 }
+
+// dupEcho is a re-send of a pending message: its sender gets the echo once
+// the original is stored.
+type dupEcho struct {
+	to  *Member
+	id  uint64
+	cid string
+}
+
+// Batches are capped so that one flush allocates a bounded amount.
+const (
+	maxBatch      = 1024
+	maxBatchBytes = 1 << 20
+)
 
 func newRoom(name string, hub *Hub) *room {
 	return &room{
@@ -64,6 +89,8 @@ func (r *room) Receive(ctx actor.Context) {
 		if i, ok := r.index[m.ID]; ok {
 			r.remove(ctx, r.members[i], "")
 		}
+	case *kick:
+		r.kick(ctx, m)
 	case *actor.ReceiveTimeout:
 		r.idle(ctx)
 	case trimmed:
@@ -73,6 +100,10 @@ func (r *room) Receive(ctx actor.Context) {
 		r.ping(ctx)
 		r.armPing(ctx)
 	case closeRoom:
+		// Posts already queued are still taken and confirmed: close behind them.
+		r.closing = true
+		ctx.Send(ctx.Self(), finishClose{})
+	case finishClose:
 		r.close(ctx)
 	case *actor.Stopped:
 		r.pinger.Stop()
@@ -84,12 +115,101 @@ func (r *room) start(ctx actor.Context) {
 	r.hub.obs.RoomStarted()
 	last, err := r.hub.store.LastID(r.name)
 	if err != nil {
-		r.broken = err
-		r.hub.log.Error("room cannot read its last id; posts are refused", "room", r.name, "err", err)
+		r.setBroken(err)
+	} else {
+		r.lastID, r.stored = last, last
+		r.loadTail(last)
 	}
-	r.lastID, r.stored = last, last
 	ctx.SetReceiveTimeout(r.hub.opts.IdleRoom)
 	r.armPing(ctx)
+}
+
+// loadTail reads the newest messages once, when the room starts: reconnects
+// with since are then served from memory, and recent cids are known again.
+func (r *room) loadTail(last uint64) {
+	n := uint64(r.tail.size)
+	if n == 0 || last == 0 {
+		return
+	}
+	msgs, err := r.hub.store.MessagesAfter(r.name, last-min(last, n), int(n))
+	if err != nil {
+		r.hub.log.Warn("room could not read its recent history; replays read the store", "room", r.name, "err", err)
+		return
+	}
+	r.remember(msgs)
+}
+
+// remember puts stored messages into the tail and their cids into the index.
+func (r *room) remember(msgs []persistence.Message) {
+	now := r.hub.now()
+	for _, m := range msgs {
+		uid := uidOf(m.Data)
+		r.tail.push(tailMsg{id: m.ID, data: m.Data, uid: uid})
+		if m.CID == "" {
+			continue
+		}
+		if at := time.UnixMilli(protocol.StoredTime(m.Data)); now.Sub(at) <= cidWindow {
+			r.cids.put(uid, m.CID, m.ID, at)
+		}
+	}
+}
+
+func (r *room) setBroken(err error) {
+	if r.broken == nil {
+		r.hub.log.Error("room cannot tell what the store holds; posts are refused until it can", "room", r.name, "err", err)
+	}
+	r.broken = err
+	r.retryAt = time.Now().Add(retryBroken)
+}
+
+// retryBroken spaces out the room's attempts to read a failing store.
+const retryBroken = 200 * time.Millisecond
+
+// healthy reports whether the room may take posts. A broken room asks the
+// store again (at most every retryBroken); messages the store holds beyond
+// what the room delivered (a batch that failed after part of it was written)
+// are delivered first, so ids stay gap-free for every client.
+func (r *room) healthy(ctx actor.Context) bool {
+	if r.broken == nil {
+		return true
+	}
+	if time.Now().Before(r.retryAt) {
+		return false
+	}
+	last, err := r.hub.store.LastID(r.name)
+	if err != nil {
+		r.setBroken(err)
+		return false
+	}
+	if last > r.stored {
+		msgs, err := r.hub.store.MessagesAfter(r.name, r.stored, int(last-r.stored))
+		if err != nil || len(msgs) == 0 || msgs[len(msgs)-1].ID != last {
+			r.setBroken(fmt.Errorf("reading back stored messages: %v", err))
+			return false
+		}
+		r.deliverStored(ctx, msgs)
+	}
+	r.broken = nil
+	r.lastID = r.stored
+	r.hub.log.Info("room reads the store again", "room", r.name, "last", r.stored)
+	return true
+}
+
+// deliverStored fans out messages found in the store that nobody received.
+func (r *room) deliverStored(ctx actor.Context, msgs []persistence.Message) {
+	batch := make([]pendingMsg, 0, len(msgs))
+	for _, m := range msgs {
+		if m.ID <= r.stored {
+			continue
+		}
+		batch = append(batch, pendingMsg{id: m.ID, data: m.Data, uid: uidOf(m.Data)})
+	}
+	if len(batch) == 0 {
+		return
+	}
+	r.stored = batch[len(batch)-1].id
+	r.fanout(ctx, batch)
+	r.remember(msgs)
 }
 
 func (r *room) join(ctx actor.Context, m *join) {
@@ -99,23 +219,29 @@ func (r *room) join(ctx actor.Context, m *join) {
 		return
 	}
 	if r.closing {
-		mem.Sink.Close(protocol.CloseGoingAway, "server shutting down")
+		mem.close(protocol.CloseGoingAway, "server shutting down")
 		return
+	}
+	// The first frame is the system frame; replay follows in the same write, and
+	// anything stored later is fanned out to this member too: no gap, no duplicate.
+	frames := protocol.TextFrame(protocol.System(len(r.members) + 1))
+	if m.HasSince {
+		var err error
+		if frames, err = r.replay(frames, m.Since, mem.UID, mem.Base); err != nil {
+			// A silent gap is worse than a reconnect: the client comes back with since.
+			r.hub.log.Error("replay read failed; closing the joiner", "room", r.name, "err", err)
+			mem.close(protocol.CloseInternal, "history unavailable, reconnect with since")
+			return
+		}
+	}
+	if !mem.Sink.Send(frames) {
+		r.hub.obs.SlowConsumer()
+		mem.close(protocol.CloseSlowConsumer, "slow consumer")
+		return // never a member: no presence either way
 	}
 	r.index[mem.ID] = len(r.members)
 	r.members = append(r.members, mem)
 	ctx.CancelReceiveTimeout()
-
-	// The first frame is the system frame; replay follows in the same write, and
-	// anything stored later is fanned out to this member too: no gap, no duplicate.
-	frames := protocol.TextFrame(protocol.System(len(r.members)))
-	if m.HasSince {
-		frames = r.replay(frames, m.Since, mem.UID, mem.Base)
-	}
-	if !mem.Sink.Send(frames) {
-		r.remove(ctx, mem, "slow")
-		return
-	}
 	// Only now may the conn actor answer its client (error frames): the system
 	// frame is already first in the queue.
 	ctx.Send(m.PID, &joined{Room: ctx.Self()})
@@ -128,9 +254,9 @@ const maxReplayBytes = 4 << 20
 
 // replay appends the stored messages with id > since (the newest ReplayLimit of
 // them, and no more than maxReplayBytes: the newest are kept).
-func (r *room) replay(b []byte, since uint64, uid, base string) []byte {
+func (r *room) replay(b []byte, since uint64, uid, base string) ([]byte, error) {
 	if since >= r.stored {
-		return b
+		return b, nil
 	}
 	from := since + 1
 	if limit := uint64(r.hub.opts.ReplayLimit); r.stored-since > limit {
@@ -142,8 +268,7 @@ func (r *room) replay(b []byte, since uint64, uid, base string) []byte {
 	} else {
 		stored, err := r.hub.store.MessagesAfter(r.name, from-1, int(r.stored-from+1))
 		if err != nil {
-			r.hub.log.Error("replay read failed", "room", r.name, "err", err)
-			return b
+			return b, err
 		}
 		for _, m := range stored {
 			if m.ID > r.stored {
@@ -160,22 +285,32 @@ func (r *room) replay(b []byte, since uint64, uid, base string) []byte {
 	for _, m := range msgs[first:] {
 		b = appendChatFrame(b, m.data, m.uid == uid, nil, base)
 	}
-	return b
+	return b, nil
 }
 
 func (r *room) post(ctx actor.Context, p *post) {
 	if _, ok := r.index[p.From.ID]; !ok {
+		p.From.done()
 		return // dropped (slow consumer) or gone: its socket is closing
 	}
-	if r.broken != nil || r.closing {
+	if !r.healthy(ctx) {
+		p.From.done()
 		r.refuse(p.From, p.Msg.CIDRef(), "room unavailable, message not stored")
 		return
+	}
+	now := r.hub.now()
+	cid := p.Msg.CIDRef()
+	if cid != nil {
+		if id, ok := r.cids.get(p.From.UID, *cid, now); ok {
+			r.again(p.From, id, *cid)
+			return
+		}
 	}
 	r.lastID++
 	rec := protocol.Record{
 		ID:        r.lastID,
 		Number:    len(r.members),
-		Time:      r.hub.now().UnixMilli(),
+		Time:      now.UnixMilli(),
 		UID:       p.From.UID,
 		NickName:  p.NickName,
 		AvatarURL: p.AvatarURL,
@@ -183,12 +318,49 @@ func (r *room) post(ctx actor.Context, p *post) {
 		Content:   p.Msg.Content,
 		URL:       p.Msg.URL,
 	}
-	pm := pendingMsg{id: rec.ID, data: protocol.AppendRecord(nil, &rec), from: p.From, cid: p.Msg.CIDRef()}
+	pm := pendingMsg{id: rec.ID, data: protocol.AppendRecord(nil, &rec), uid: p.From.UID, from: p.From, cid: cid}
 	r.pending = append(r.pending, pm)
+	r.pendingBytes += len(pm.data)
+	if cid != nil {
+		r.cids.put(p.From.UID, *cid, rec.ID, now)
+	}
+	if len(r.pending) >= maxBatch || r.pendingBytes >= maxBatchBytes {
+		r.flush(ctx) // a full batch goes now: one flush never holds more
+		return
+	}
 	if !r.flushing {
 		r.flushing = true
 		r.scheduleFlush(ctx)
 	}
+}
+
+// again answers a re-sent cid with the echo of its original message, which
+// is stored already or pending in this batch; nothing new is stored.
+func (r *room) again(to *Member, id uint64, cid string) {
+	if id > r.stored {
+		r.dups = append(r.dups, dupEcho{to: to, id: id, cid: cid})
+		return
+	}
+	defer to.done()
+	data, ok := r.storedData(id)
+	if !ok {
+		r.refuse(to, &cid, "message stored, but its echo cannot be read now")
+		return
+	}
+	if !to.Sink.Send(appendChatFrame(nil, data, true, &cid, to.Base)) {
+		to.close(protocol.CloseSlowConsumer, "slow consumer")
+	}
+}
+
+func (r *room) storedData(id uint64) ([]byte, bool) {
+	if m, ok := r.tail.get(id); ok {
+		return m.data, true
+	}
+	msgs, err := r.hub.store.MessagesAfter(r.name, id-1, 1)
+	if err != nil || len(msgs) == 0 || msgs[0].ID != id {
+		return nil, false
+	}
+	return msgs[0].Data, true
 }
 
 // scheduleFlush flushes at once in a quiet room (the flush message queues behind
@@ -219,64 +391,129 @@ func (r *room) flush(ctx actor.Context) {
 	}
 	batch := r.pending
 	r.pending, r.spare = r.spare[:0], batch
+	r.pendingBytes = 0
 	r.batch = r.batch[:0]
 	for _, pm := range batch {
-		r.batch = append(r.batch, persistence.Message{ID: pm.id, Data: pm.data})
+		m := persistence.Message{ID: pm.id, Data: pm.data}
+		if pm.cid != nil {
+			m.CID = *pm.cid
+		}
+		r.batch = append(r.batch, m)
 	}
 	start := time.Now()
 	err := r.hub.store.AppendMessages(r.name, r.batch)
 	r.hub.obs.StoreWrite(time.Since(start), err)
+	stored := batch
 	if err != nil {
-		// Nobody has seen these ids: hand them out again rather than leave a hole
-		// (unless part of a very large batch was committed: never reuse those).
-		if last, lerr := r.hub.store.LastID(r.name); lerr == nil && last > r.stored {
-			r.stored = last
-		}
-		r.lastID = r.stored
-		r.hub.log.Error("storing messages failed; senders told, nothing delivered", "room", r.name, "count", len(batch), "err", err)
-		for _, pm := range batch {
-			r.refuse(pm.from, pm.cid, "message not stored: the server cannot write right now")
-		}
-		clear(batch)
-		return
+		stored = r.storedPart(batch, err)
 	}
-	r.stored = batch[len(batch)-1].id
-	start = time.Now()
-	deliveries := r.fanout(ctx, batch)
-	r.hub.obs.Broadcast(len(batch), deliveries, time.Since(start))
+	if len(stored) > 0 {
+		r.stored = stored[len(stored)-1].id
+		start = time.Now()
+		deliveries := r.fanout(ctx, stored)
+		r.hub.obs.Broadcast(len(stored), deliveries, time.Since(start))
+		for _, pm := range stored {
+			r.tail.push(tailMsg{id: pm.id, data: pm.data, uid: pm.uid})
+		}
+	}
 	for _, pm := range batch {
-		r.tail.push(tailMsg{id: pm.id, data: pm.data, uid: pm.from.UID})
+		pm.from.done()
 	}
+	r.answerDups()
 	clear(batch) // drop references held by the spare buffer
 	r.maybeTrim(ctx)
 }
 
-// fanout sends a stored batch to every member. Frames are encoded once per
-// variant and per base URL members see the server at (usually one); members
-// who sent nothing in the batch share one buffer of all of it.
+// storedPart settles a batch the store refused: the part the store holds
+// anyway (a batch split over transactions, or rows made visible before a
+// failed fsync) is delivered like any other; the rest is refused, its ids are
+// handed out again and its cids forgotten, so a re-send stores it.
+func (r *room) storedPart(batch []pendingMsg, err error) []pendingMsg {
+	last, lerr := r.hub.store.LastID(r.name)
+	if lerr != nil {
+		// Unknown: deliver nothing; once the store answers again, whatever it
+		// holds is delivered before any new post (healthy).
+		r.setBroken(lerr)
+		last = r.stored
+	}
+	n := 0
+	for n < len(batch) && batch[n].id <= last {
+		n++
+	}
+	if n == len(batch) && last > batch[n-1].id { // more than we wrote: read it back before going on
+		r.setBroken(fmt.Errorf("store holds ids up to %d beyond the batch", last))
+	}
+	rest := batch[n:]
+	if len(rest) > 0 {
+		r.hub.log.Error("storing messages failed; senders told, nothing of it delivered", "room", r.name, "count", len(rest), "err", err)
+	}
+	for _, pm := range rest {
+		if pm.cid != nil {
+			r.cids.forget(pm.uid, *pm.cid, pm.id)
+		}
+		if lerr != nil {
+			r.refuse(pm.from, pm.cid, "message not confirmed: the server cannot read its store right now")
+		} else {
+			r.refuse(pm.from, pm.cid, "message not stored: the server cannot write right now")
+		}
+	}
+	r.lastID = max(last, r.stored)
+	return batch[:n]
+}
+
+func (r *room) answerDups() {
+	for _, d := range r.dups {
+		if d.id <= r.stored {
+			r.again(d.to, d.id, d.cid)
+			continue
+		}
+		d.to.done()
+		r.refuse(d.to, &d.cid, "message not stored: the server cannot write right now")
+	}
+	clear(r.dups)
+	r.dups = r.dups[:0]
+}
+
+// fanout sends a stored batch to every member. The frames of the batch are
+// encoded once per base URL members see the server at (usually one) and
+// shared: members who sent nothing in it get that one buffer; a sender gets
+// the same buffer's slices around its own messages, which are encoded for it.
 func (r *room) fanout(ctx actor.Context, batch []pendingMsg) int {
-	remote := map[string][]byte{}
-	var slow []*Member
+	var (
+		enc  = map[string]*encoded{}
+		slow []*Member
+		segs [][]byte
+	)
 	for _, m := range r.members {
-		var frames []byte
+		e := enc[m.Base]
+		if e == nil {
+			e = encodeBatch(batch, m.Base)
+			enc[m.Base] = e
+		}
+		segs = segs[:0]
 		if sentIn(batch, m.UID) {
-			for _, pm := range batch {
+			from := 0
+			for i, pm := range batch {
+				if pm.uid != m.UID {
+					continue
+				}
+				if start := e.start(i); start > from {
+					segs = append(segs, e.buf[from:start])
+				}
 				var cid *string
 				if pm.from == m {
 					cid = pm.cid
 				}
-				frames = appendChatFrame(frames, pm.data, pm.from.UID == m.UID, cid, m.Base)
+				segs = append(segs, appendChatFrame(nil, pm.data, true, cid, m.Base))
+				from = e.ends[i]
+			}
+			if from < len(e.buf) {
+				segs = append(segs, e.buf[from:])
 			}
 		} else {
-			var ok bool
-			if frames, ok = remote[m.Base]; !ok {
-				for _, pm := range batch {
-					frames = appendChatFrame(frames, pm.data, false, nil, m.Base)
-				}
-				remote[m.Base] = frames
-			}
+			segs = append(segs, e.buf)
 		}
-		if !m.Sink.Send(frames) {
+		if !m.Sink.Send(segs...) {
 			slow = append(slow, m)
 		}
 	}
@@ -286,13 +523,59 @@ func (r *room) fanout(ctx actor.Context, batch []pendingMsg) int {
 	return len(batch) * (len(r.members) + len(slow))
 }
 
+// encoded is a batch's frames as others see them, back to back.
+type encoded struct {
+	buf  []byte
+	ends []int // end of message i's frame in buf
+}
+
+func (e *encoded) start(i int) int {
+	if i == 0 {
+		return 0
+	}
+	return e.ends[i-1]
+}
+
+func encodeBatch(batch []pendingMsg, base string) *encoded {
+	e := &encoded{ends: make([]int, len(batch))}
+	for i, pm := range batch {
+		e.buf = appendChatFrame(e.buf, pm.data, false, nil, base)
+		e.ends[i] = len(e.buf)
+	}
+	return e
+}
+
 func sentIn(batch []pendingMsg, uid string) bool {
 	for i := range batch {
-		if batch[i].from.UID == uid {
+		if batch[i].uid == uid {
 			return true
 		}
 	}
 	return false
+}
+
+// kick closes a member behind what the room owes it: its pending messages are
+// stored and their echoes queued, then the frame and the close.
+func (r *room) kick(ctx actor.Context, k *kick) {
+	i, ok := r.index[k.ID]
+	if !ok {
+		return
+	}
+	m := r.members[i]
+	for _, pm := range r.pending {
+		if pm.from == m {
+			r.flush(ctx)
+			break
+		}
+	}
+	if _, still := r.index[k.ID]; !still { // dropped as slow during the flush
+		return
+	}
+	if k.Frame != nil {
+		m.Sink.Send(protocol.TextFrame(k.Frame))
+	}
+	m.close(k.Code, k.Reason)
+	r.remove(ctx, m, "")
 }
 
 // remove drops a member. why "slow" closes it with 1013; "" means it is already gone.
@@ -309,7 +592,7 @@ func (r *room) remove(ctx actor.Context, m *Member, why string) {
 	delete(r.index, m.ID)
 	if why == "slow" {
 		r.hub.obs.SlowConsumer()
-		m.Sink.Close(protocol.CloseSlowConsumer, "slow consumer")
+		m.close(protocol.CloseSlowConsumer, "slow consumer")
 	}
 	r.presence(m, "leave")
 	if len(r.members) == 0 {
@@ -379,19 +662,23 @@ func (r *room) maybeTrim(ctx actor.Context) {
 	self, store, name, log := ctx.Self(), r.hub.store, r.name, r.hub.log
 	root := ctx.ActorSystem().Root
 	go func() {
+		defer root.Send(self, trimmed{})
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("history trim failed", "room", name, "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
 		if _, err := store.TrimMessages(name, keepFrom); err != nil {
 			log.Warn("history trim failed", "room", name, "err", err)
 		}
-		root.Send(self, trimmed{})
 	}()
 }
 
 // close is the shutdown path: store what is pending, say 1001 to everyone, stop.
 func (r *room) close(ctx actor.Context) {
 	r.flush(ctx)
-	r.closing = true
 	for _, m := range r.members {
-		m.Sink.Close(protocol.CloseGoingAway, "server shutting down")
+		m.close(protocol.CloseGoingAway, "server shutting down")
 	}
 	ctx.Stop(ctx.Self())
 }

@@ -73,7 +73,7 @@ func BenchmarkRoom_Broadcast(b *testing.B) {
 				var sender *Conn
 				for i := range sinks {
 					sinks[i] = &countSink{}
-					c := hub.Connect(ConnSpec{UID: fmt.Sprintf("u%d", i), NickName: "n", Room: "bench", Sink: sinks[i]})
+					c := connect(b, hub, ConnSpec{UID: fmt.Sprintf("u%d", i), NickName: "n", Room: "bench", Sink: sinks[i]})
 					if i == 0 {
 						sender = c
 					}

@@ -56,9 +56,9 @@ func TestStoreFailureLosesNothing(t *testing.T) {
 	hub := NewHub(Options{Store: bs, Rate: Rate{Off: true}})
 	defer hub.Shutdown(5 * time.Second)
 	a, b := &captureSink{}, &captureSink{}
-	ca := hub.Connect(ConnSpec{UID: "ua", NickName: "a", Room: "r", Sink: a})
+	ca := connect(t, hub, ConnSpec{UID: "ua", NickName: "a", Room: "r", Sink: a})
 	waitFor(t, func() bool { return len(a.all()) == 1 })
-	hub.Connect(ConnSpec{UID: "ub", NickName: "b", Room: "r", Sink: b})
+	connect(t, hub, ConnSpec{UID: "ub", NickName: "b", Room: "r", Sink: b})
 	waitFor(t, func() bool { return len(b.all()) == 1 })
 
 	ca.Receive([]byte(`{"text":true,"content":"stored","cid":"1"}`), false)
@@ -106,17 +106,26 @@ func TestFailedRoomClosesItsMembers(t *testing.T) {
 	hub := NewHub(Options{Store: &panickyStore{Memory: persistence.NewMemory()}, Rate: Rate{Off: true}})
 	defer hub.Shutdown(5 * time.Second)
 	a, b := &closeSink{}, &closeSink{}
-	ca := hub.Connect(ConnSpec{UID: "ua", Room: "fragile", Sink: a})
+	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "fragile", Sink: a})
 	waitFor(t, func() bool { return a.frames.Load() == 1 })
-	hub.Connect(ConnSpec{UID: "ub", Room: "fragile", Sink: b})
+	connect(t, hub, ConnSpec{UID: "ub", Room: "fragile", Sink: b})
 	waitFor(t, func() bool { return b.frames.Load() == 1 })
 	ca.Receive([]byte(`{"text":true,"content":"boom"}`), false)
 	waitFor(t, func() bool { return a.code.Load() == 1011 && b.code.Load() == 1011 })
 	waitFor(t, func() bool { return hub.Rooms() == 0 })
 
 	c := &closeSink{}
-	cc := hub.Connect(ConnSpec{UID: "uc", Room: "fragile", Sink: c})
+	cc := connect(t, hub, ConnSpec{UID: "uc", Room: "fragile", Sink: c})
 	waitFor(t, func() bool { return c.frames.Load() == 1 })
 	cc.Receive([]byte(`{"text":true,"content":"after"}`), false)
 	waitFor(t, func() bool { return c.frames.Load() == 2 })
+}
+
+func connect(tb testing.TB, h *Hub, spec ConnSpec) *Conn {
+	tb.Helper()
+	c, err := h.Connect(spec)
+	if err != nil {
+		tb.Fatalf("connect %s: %v", spec.UID, err)
+	}
+	return c
 }

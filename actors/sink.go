@@ -19,4 +19,20 @@ type Member struct {
 	Sink     Sink
 	Presence bool   // wants presence frames
 	Base     string // scheme://host this member sees the server at: makes stored paths absolute
+	gate     *gate  // the connection's frames in flight; nil in tests that build members by hand
+}
+
+// close closes the member's socket and frees its read loop.
+func (m *Member) close(code int, reason string) {
+	m.Sink.Close(code, reason)
+	if m.gate != nil {
+		m.gate.close()
+	}
+}
+
+// done gives back the credit of one frame of this member.
+func (m *Member) done() {
+	if m != nil && m.gate != nil {
+		m.gate.release()
+	}
 }

@@ -17,9 +17,15 @@ type tailMsg struct {
 // newTail allocates nothing until messages arrive: most rooms are quiet.
 func newTail(size int) tail { return tail{size: size} }
 
+// push adds the next message; ids must follow on, else the tail starts anew
+// (from assumes no gaps).
 func (t *tail) push(m tailMsg) {
 	if t.size <= 0 {
 		return
+	}
+	if n := len(t.buf); n > 0 && m.id != t.buf[(t.start+n-1)%n].id+1 {
+		clear(t.buf)
+		t.buf, t.start = t.buf[:0], 0
 	}
 	if len(t.buf) < t.size {
 		t.buf = append(t.buf, m)
@@ -27,6 +33,18 @@ func (t *tail) push(m tailMsg) {
 	}
 	t.buf[t.start] = m
 	t.start = (t.start + 1) % t.size
+}
+
+// get returns the message with this id, if the tail holds it.
+func (t *tail) get(id uint64) (tailMsg, bool) {
+	if len(t.buf) == 0 {
+		return tailMsg{}, false
+	}
+	oldest := t.buf[t.start].id
+	if id < oldest || id-oldest >= uint64(len(t.buf)) {
+		return tailMsg{}, false
+	}
+	return t.buf[(t.start+int(id-oldest))%len(t.buf)], true
 }
 
 // from returns the messages with id ≥ id in order, if the tail still holds id.

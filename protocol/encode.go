@@ -197,3 +197,20 @@ func StoredUID(stored []byte) string {
 	}
 	return string(rest[:j])
 }
+
+// StoredTime reads the unix-ms time of a stored message object written by AppendRecord.
+func StoredTime(stored []byte) int64 {
+	const key = `,"time":`
+	i := bytes.Index(stored, []byte(key))
+	if i < 0 {
+		return 0
+	}
+	var t int64
+	for _, c := range stored[i+len(key):] {
+		if c < '0' || c > '9' {
+			break
+		}
+		t = t*10 + int64(c-'0')
+	}
+	return t
+}

@@ -104,6 +104,9 @@ func TestAppendRecordAndChat(t *testing.T) {
 			if got := protocol.StoredUID(stored); got != r.UID {
 				t.Errorf("StoredUID = %q, want %q", got, r.UID)
 			}
+			if got := protocol.StoredTime(stored); got != r.Time {
+				t.Errorf("StoredTime = %d, want %d", got, r.Time)
+			}
 
 			for _, c := range []struct {
 				own  bool

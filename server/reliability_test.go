@@ -197,26 +197,66 @@ func TestPresence(t *testing.T) {
 	plain.Quiet(200 * time.Millisecond) // without presence=1: only the original frames
 }
 
+// The rate is per user: a second connection of the same user spends the same
+// budget. A burst far over it is refused frame by frame, not closed; refusals
+// that keep coming for 5 s are a flood and close the connection with 1008.
 func TestRateLimit(t *testing.T) {
-	env := chattest.Start(t, server.Config{DevLogin: true, Rate: actors.Rate{Messages: 5, Per: time.Hour}})
+	t.Parallel()
+	env := chattest.Start(t, server.Config{DevLogin: true, Rate: actors.Rate{Messages: 20, Per: time.Hour}})
 	a := env.DevLogin("flood")
-	c := env.Dial(a, "")
-	c.NextOfType("system")
-	for i := 0; i < 5; i++ {
-		c.Send(map[string]any{"text": true, "content": "ok"})
-		if m := c.NextChat(); m.Type != "user" {
-			t.Fatalf("message %d within the burst: %+v", i, m)
+	c1 := env.Dial(a, "")
+	c1.NextOfType("system")
+	c2 := env.Dial(a, "")
+	c2.NextOfType("system")
+	for i := 0; i < 12; i++ {
+		c2.Send(map[string]any{"text": true, "content": "from c2"})
+	}
+	for i := 0; i < 12; i++ {
+		if m := c2.NextChat(); m.Type != "user" {
+			t.Fatalf("c2 message %d within the budget: %+v", i, m)
 		}
 	}
-	c.Send(map[string]any{"text": true, "content": "too many", "cid": "x"})
-	if m := c.NextChat(); m.Error != "ERR_RATE_LIMITED" || m.CID != "x" {
-		t.Fatalf("over the limit: %+v", m)
+	// 8 of the user's 20 are left: a burst of 60 from c1 gets exactly 8 through.
+	for i := 0; i < 60; i++ {
+		c1.Send(map[string]any{"text": true, "content": "burst", "cid": fmt.Sprint(i)})
 	}
-	for i := 0; i < 20 && !c.IsClosed(); i++ {
-		_ = c.Conn.WriteMessage(gws.OpcodeText, []byte(`{"text":true,"content":"flood"}`))
+	accepted, refused := 0, 0
+	for accepted+refused < 60 {
+		m := c1.NextChat()
+		switch {
+		case m.Type == "user" && m.CID != "":
+			accepted++
+		case m.Error == "ERR_RATE_LIMITED":
+			if m.CID == "" {
+				t.Fatalf("refusal without its cid: %+v", m)
+			}
+			refused++
+		case m.Type == "user": // c2's messages, seen as the same user's
+		default:
+			t.Fatalf("unexpected frame %+v", m)
+		}
 	}
-	if code := c.Closed(); code != 1008 {
+	if accepted != 8 || refused != 52 {
+		t.Fatalf("burst: %d accepted, %d refused; want 8 and 52 (the budget is per user)", accepted, refused)
+	}
+	c1.Quiet(1200 * time.Millisecond) // a single burst is no flood
+	if c1.IsClosed() {
+		t.Fatal("closed after a single burst")
+	}
+	// Refusals every 100 ms: a flood once they have kept coming for 5 s.
+	start := time.Now()
+	for !c1.IsClosed() && time.Since(start) < 10*time.Second {
+		_ = c1.Conn.WriteMessage(gws.OpcodeText, []byte(`{"text":true,"content":"flood"}`))
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code := c1.Closed(); code != 1008 {
 		t.Errorf("persistent flooding: close %d, want 1008", code)
+	}
+	if d := time.Since(start); d < 5*time.Second {
+		t.Errorf("closed after %s of refusals; a flood is 5 s of them", d)
+	}
+	if c2.IsClosed() {
+		t.Error("the user's other connection was closed too")
 	}
 }
 

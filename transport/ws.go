@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -64,18 +65,6 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeTimeout: s.opts.WriteTimeout,
 		linger:       2 * time.Second,
 	}
-	s.admit.Lock()
-	if s.draining.Load() { // shutdown began during the upgrade
-		s.admit.Unlock()
-		_ = ws.WriteClose(protocol.CloseGoingAway, []byte("server shutting down"))
-		return
-	}
-	s.conns.Add(1)
-	s.admit.Unlock()
-	ws.Session().Store("", st)
-	s.open.Add(1)
-	s.opts.Observer.ConnOpened()
-
 	spec := actors.ConnSpec{
 		UID:       u.UID,
 		SessionID: sess.ID,
@@ -96,7 +85,27 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			return strings.TrimPrefix(abs, base), err
 		}
 	}
-	st.conn = s.opts.Hub.Connect(spec)
+	if st.conn, err = s.opts.Hub.Connect(spec); err != nil {
+		code, msg := protocol.ErrUnavailable, "server busy; try again"
+		if errors.Is(err, actors.ErrTooManyConnections) {
+			code, msg = protocol.ErrTooManyConns, "too many connections for this user; close one first"
+		}
+		_ = ws.WriteMessage(gws.OpcodeText, protocol.ErrorFrame(code, msg, nil))
+		_ = ws.WriteClose(protocol.ClosePolicy, []byte("refused"))
+		return
+	}
+	s.admit.Lock()
+	if s.draining.Load() { // shutdown began during the upgrade
+		s.admit.Unlock()
+		st.conn.Closed()
+		_ = ws.WriteClose(protocol.CloseGoingAway, []byte("server shutting down"))
+		return
+	}
+	s.conns.Add(1)
+	s.admit.Unlock()
+	ws.Session().Store("", st)
+	s.open.Add(1)
+	s.opts.Observer.ConnOpened()
 	st.touch()
 	s.log.Info("connection opened", "uid", u.UID, "room", room, "remote", st.remote)
 	go ws.ReadLoop()

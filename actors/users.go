@@ -1,0 +1,133 @@
+package actors
+
+import (
+	"errors"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/time/rate"
+)
+
+// ErrTooManyConnections refuses one more socket of a user at its cap.
+var ErrTooManyConnections = errors.New("too many connections for this user")
+
+// users owns what is per user rather than per connection: how many sockets a
+// user has open, the one rate limiter all of them share, and which sockets
+// belong to which session (so that a logout can close them).
+type users struct {
+	hub      *Hub
+	byUID    map[string]*userState
+	sessions map[string]map[*actor.PID]struct{}
+	sweeper  *time.Timer
+}
+
+type userState struct {
+	conns   int
+	limiter *rate.Limiter // shared by the user's connections; nil when the rate limit is off
+}
+
+// admit reserves a connection slot; answered with *admission.
+type admit struct{ UID string }
+
+type admission struct {
+	limiter *rate.Limiter
+	err     error
+}
+
+// attach and release bracket a connection's life; release frees its slot.
+type attach struct {
+	Session string
+	PID     *actor.PID
+}
+
+type release struct {
+	UID, Session string
+	PID          *actor.PID
+}
+
+// endSession closes every connection of a session.
+type endSession struct{ ID string }
+
+// sessionEnded tells a conn actor that its session is over.
+type sessionEnded struct{}
+
+// sweepUsers drops idle users whose limiter has refilled.
+type sweepUsers struct{}
+
+const sweepEvery = time.Minute
+
+func (u *users) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		u.arm(ctx)
+	case *admit:
+		ctx.Respond(u.admit(m.UID))
+	case *attach:
+		if m.Session == "" {
+			return
+		}
+		set := u.sessions[m.Session]
+		if set == nil {
+			set = map[*actor.PID]struct{}{}
+			u.sessions[m.Session] = set
+		}
+		set[m.PID] = struct{}{}
+	case *release:
+		if set := u.sessions[m.Session]; set != nil {
+			delete(set, m.PID)
+			if len(set) == 0 {
+				delete(u.sessions, m.Session)
+			}
+		}
+		if st := u.byUID[m.UID]; st != nil {
+			st.conns--
+			if st.conns <= 0 && u.rested(st) {
+				delete(u.byUID, m.UID)
+			}
+		}
+	case *endSession:
+		for pid := range u.sessions[m.ID] {
+			ctx.Send(pid, sessionEnded{})
+		}
+		delete(u.sessions, m.ID)
+	case sweepUsers:
+		for uid, st := range u.byUID {
+			if st.conns <= 0 && u.rested(st) {
+				delete(u.byUID, uid)
+			}
+		}
+		u.arm(ctx)
+	case *actor.Stopped:
+		if u.sweeper != nil {
+			u.sweeper.Stop()
+		}
+	}
+}
+
+func (u *users) admit(uid string) *admission {
+	st := u.byUID[uid]
+	if st == nil {
+		st = &userState{}
+		if r := u.hub.opts.Rate; !r.Off {
+			r = r.withDefaults()
+			st.limiter = rate.NewLimiter(rate.Every(r.Per/time.Duration(r.Messages)), r.Messages)
+		}
+		u.byUID[uid] = st
+	}
+	if max := u.hub.opts.MaxConnsPerUser; max > 0 && st.conns >= max {
+		return &admission{err: ErrTooManyConnections}
+	}
+	st.conns++
+	return &admission{limiter: st.limiter}
+}
+
+// rested: forgetting the user loses nothing, its budget is full again (a user
+// cannot refill its budget by closing its sockets and opening new ones).
+func (u *users) rested(st *userState) bool {
+	return st.limiter == nil || st.limiter.Tokens() >= float64(st.limiter.Burst())
+}
+
+func (u *users) arm(ctx actor.Context) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	u.sweeper = time.AfterFunc(sweepEvery, func() { root.Send(self, sweepUsers{}) })
+}
