@@ -313,8 +313,20 @@ func restore(args []string, stdin io.Reader, stderr io.Writer) int {
 	return 0
 }
 
+// restoreInto restores the archive in into the data directory data, which must
+// be missing or empty. Nothing appears under data until the restore is
+// complete, so a failed or interrupted restore never leaves data that a server
+// could start on:
+//   - data missing: the restore goes to a hidden directory next to it
+//     (.<name>.restore-*), renamed to data at the end;
+//   - data an empty directory: it is kept as it is (it may be a mounted volume,
+//     or belong to the service's user), the restore goes to a hidden directory
+//     inside it, and media/ then store/ are renamed into place at the end.
+//
+// On failure the hidden directory is removed: data is as it was.
 func restoreInto(in string, stdin io.Reader, data string) (err error) {
 	ents, err := os.ReadDir(data)
+	exists := err == nil
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
@@ -331,17 +343,56 @@ func restoreInto(in string, stdin io.Reader, data string) (err error) {
 		defer f.Close()
 		r = f
 	}
-	if err := os.MkdirAll(data, 0o750); err != nil {
+	stage := data
+	if !exists {
+		stage = filepath.Dir(data)
+		if err := os.MkdirAll(stage, 0o750); err != nil {
+			return err
+		}
+	}
+	tmp, err := os.MkdirTemp(stage, "."+filepath.Base(data)+".restore-")
+	if err != nil {
 		return err
 	}
 	defer func() {
-		if err != nil { // leave the directory empty, as it was, so the restore can be retried
-			ents, _ := os.ReadDir(data)
-			for _, e := range ents {
-				os.RemoveAll(filepath.Join(data, e.Name()))
-			}
+		if err != nil {
+			os.RemoveAll(tmp)
 		}
 	}()
-	_, err = persistence.RestoreBackup(r, filepath.Join(data, "store"), filepath.Join(data, "media"))
+	if _, err := persistence.RestoreBackup(r, filepath.Join(tmp, "store"), filepath.Join(tmp, "media")); err != nil {
+		return err
+	}
+	if !exists {
+		if err := os.Chmod(tmp, 0o750); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, data); err != nil {
+			return err
+		}
+		return syncDir(stage)
+	}
+	// The store comes last: a directory with store/ in it is a whole restore.
+	for _, name := range []string{"media", "store"} {
+		if err := os.Rename(filepath.Join(tmp, name), filepath.Join(data, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			os.RemoveAll(filepath.Join(data, "media"))
+			return err
+		}
+	}
+	if err := os.Remove(tmp); err != nil {
+		return err
+	}
+	return syncDir(data)
+}
+
+// syncDir makes the renames in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
 	return err
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pandachat/pandachat/internal/chattest"
+	"github.com/pandachat/pandachat/persistence"
 	"github.com/pandachat/pandachat/server"
 )
 
@@ -344,4 +345,119 @@ func TestBackupAndRestoreRefuseBadArguments(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
 		}
 	}
+}
+
+// offlineArchive writes a data directory with three messages and one 64 KiB
+// media file, backs it up offline and returns the archive's bytes.
+func offlineArchive(t *testing.T) []byte {
+	t.Helper()
+	data := t.TempDir()
+	s, err := persistence.OpenBadger(filepath.Join(data, "store"), persistence.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.Repeat("ab", 32)
+	err = s.AppendMessages("kept", []persistence.Message{{ID: 1, Data: []byte(`{"id":1}`)}, {ID: 2, Data: []byte(`{"id":2}`)}, {ID: 3, Data: []byte(`{"id":3}`)}})
+	if err == nil {
+		err = s.PutMedia(persistence.Media{ID: id, Owner: "u1", MIME: "image/png", Size: 64 << 10})
+	}
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(data, "media", id[:2], id[2:])
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, bytes.Repeat([]byte{7}, 64<<10), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	archive := filepath.Join(t.TempDir(), "a.tar")
+	if code := run(context.Background(), []string{"backup", "--data", data, "--out", archive}, io.Discard, &out); code != 0 {
+		t.Fatalf("offline backup: exit %d: %s", code, out.String())
+	}
+	b, err := os.ReadFile(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// A restore is all or nothing: a failure (here after the store was loaded,
+// in the middle of the media) leaves no trace, into a new directory or into an
+// empty one, and the same archive then restores whole into the same place.
+func TestRestoreIsAllOrNothing(t *testing.T) {
+	good := offlineArchive(t)
+	truncated := good[:len(good)-1024-(32<<10)] // end marker and half the media file cut off
+	for _, into := range []string{"a new directory", "an empty directory"} {
+		t.Run(into, func(t *testing.T) {
+			parent := t.TempDir()
+			data := filepath.Join(parent, "data")
+			if into == "an empty directory" {
+				if err := os.Mkdir(data, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var stderr bytes.Buffer
+			code := restoreWith(truncated, data, &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), "restore: media") {
+				t.Fatalf("truncated archive: exit %d: %s", code, stderr.String())
+			}
+			if into == "a new directory" {
+				if got := names(t, parent); len(got) != 0 {
+					t.Fatalf("a failed restore left %v", got)
+				}
+			} else {
+				if got := names(t, parent); len(got) != 1 || got[0] != "data" {
+					t.Fatalf("a failed restore left %v beside the directory", got)
+				}
+				if got := names(t, data); len(got) != 0 {
+					t.Fatalf("a failed restore left %v in the directory", got)
+				}
+				if fi, err := os.Stat(data); err != nil || fi.Mode().Perm() != 0o700 {
+					t.Fatalf("the directory changed: %v %v", fi, err)
+				}
+			}
+
+			stderr.Reset()
+			if code := restoreWith(good, data, &stderr); code != 0 {
+				t.Fatalf("restore: exit %d: %s", code, stderr.String())
+			}
+			if got := names(t, parent); len(got) != 1 || got[0] != "data" {
+				t.Fatalf("after the restore the parent holds %v", got)
+			}
+			if got := names(t, data); len(got) != 2 || got[0] != "media" || got[1] != "store" {
+				t.Fatalf("after the restore the directory holds %v", got)
+			}
+			env := chattest.Start(t, server.Config{DataDir: data})
+			if last, err := env.Srv.Store().LastID("kept"); err != nil || last != 3 {
+				t.Fatalf("restored store: last id %d, %v; want 3", last, err)
+			}
+			id := strings.Repeat("ab", 32)
+			if b, err := os.ReadFile(filepath.Join(data, "media", id[:2], id[2:])); err != nil || len(b) != 64<<10 {
+				t.Fatalf("restored media: %d bytes, %v", len(b), err)
+			}
+		})
+	}
+}
+
+// restoreWith runs "pandachat restore --in - --data data" with archive on stdin.
+func restoreWith(archive []byte, data string, stderr io.Writer) int {
+	return restore([]string{"--in", "-", "--data", data}, bytes.NewReader(archive), stderr)
 }
