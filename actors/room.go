@@ -23,6 +23,7 @@ type room struct {
 	stored  uint64    // highest id stored and delivered
 	broken  error     // the store could not say what it holds: posts are refused until it can
 	retryAt time.Time // when to ask the store again
+	known   bool      // stored was read from the store (not so when that failed at start)
 
 	members []*Member
 	index   map[string]int // Member.ID → position in members
@@ -117,7 +118,7 @@ func (r *room) start(ctx actor.Context) {
 	if err != nil {
 		r.setBroken(err)
 	} else {
-		r.lastID, r.stored = last, last
+		r.lastID, r.stored, r.known = last, last, true
 		r.loadTail(last)
 	}
 	ctx.SetReceiveTimeout(r.hub.opts.IdleRoom)
@@ -180,6 +181,10 @@ func (r *room) healthy(ctx actor.Context) bool {
 	if err != nil {
 		r.setBroken(err)
 		return false
+	}
+	if !r.known { // the start could not read it: all of it is history, nothing to deliver
+		r.stored, r.known = last, true
+		r.loadTail(last)
 	}
 	if last > r.stored {
 		msgs, err := r.hub.store.MessagesAfter(r.name, r.stored, int(last-r.stored))

@@ -14,11 +14,15 @@ import (
 type captureSink struct {
 	mu     sync.Mutex
 	frames []map[string]any
+	closed bool
 }
 
 func (s *captureSink) Send(frames ...[]byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
 	for _, b := range frames {
 		s.decode(b)
 	}
@@ -38,7 +42,16 @@ func (s *captureSink) decode(b []byte) {
 	}
 }
 
-func (s *captureSink) Close(int, string) {}
+// Close is recorded in order with the frames, as {"close": code}; as on a
+// socket, only the first close counts and nothing is sent after it.
+func (s *captureSink) Close(code int, _ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		s.frames = append(s.frames, map[string]any{"close": float64(code)})
+	}
+}
 
 func (s *captureSink) all() []map[string]any {
 	s.mu.Lock()
