@@ -174,7 +174,7 @@ type ConnSpec struct {
 	UID       string
 	SessionID string    // the login behind the socket: its logout or expiry closes it
 	Expires   time.Time // when that session ends (zero: never)
-	NickName  string // profile at connect time, used when the store cannot say
+	NickName  string    // profile at connect time, used when the store cannot say
 	AvatarURL string
 	Room      string
 	Since     uint64
