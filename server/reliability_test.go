@@ -97,7 +97,9 @@ func TestReplayLimit(t *testing.T) {
 }
 
 func TestHistoryPages(t *testing.T) {
-	env := chattest.Start(t, noLimit())
+	cfg := noLimit()
+	cfg.HistoryLimit = 20 // below the 25 messages stored, so that the cap shows
+	env := chattest.Start(t, cfg)
 	a, b := env.DevLogin("a"), env.DevLogin("b")
 	ca := env.Dial(a, "room=hist")
 	ca.NextOfType("system")
@@ -124,8 +126,8 @@ func TestHistoryPages(t *testing.T) {
 	}
 	var capped []chattest.Chat
 	env.Do(b, "GET", "/history?room=hist&limit=100000", nil, &capped)
-	if len(capped) != 25 {
-		t.Errorf("capped page has %d", len(capped))
+	if len(capped) != 20 || capped[0].ID != 6 || capped[19].ID != 25 {
+		t.Errorf("a page asked for 100000 has %d messages (%v), want the newest 20", len(capped), capped)
 	}
 	var empty []chattest.Chat
 	if st := env.Do(b, "GET", "/history?room=nobody-here", nil, &empty); st != 200 || len(empty) != 0 {
@@ -143,6 +145,12 @@ func TestHistoryPages(t *testing.T) {
 	}
 }
 
+// Retention keeps the newest --retention (K) messages of a room, trimming in
+// the background in steps of K/10+1 messages rather than after every message:
+// a trim runs once K/10+1 messages beyond the previous trim point are stored
+// and leaves exactly the newest K; between trims the room holds up to K+K/10.
+// With K = 20 (steps of 3) and one message at a time, the first trim comes
+// with message 22 (leaving 3..22), the next with message 25 (leaving 6..25).
 func TestRetention(t *testing.T) {
 	cfg := noLimit()
 	cfg.Retention = 20
@@ -151,25 +159,65 @@ func TestRetention(t *testing.T) {
 	a := env.DevLogin("a")
 	c := env.Dial(a, "room=keep")
 	c.NextOfType("system")
-	for i := 1; i <= 60; i++ {
-		c.Send(map[string]any{"text": true, "content": fmt.Sprintf("n%d", i)})
-		c.NextChat()
+	sent := uint64(0)
+	sendTo := func(last uint64) {
+		t.Helper()
+		for sent < last {
+			sent++
+			c.Send(map[string]any{"text": true, "content": fmt.Sprintf("n%d", sent)})
+			if m := c.NextChat(); m.ID != sent {
+				t.Fatalf("message %d got id %d", sent, m.ID)
+			}
+		}
 	}
-	deadline := time.Now().Add(chattest.Wait)
-	for {
+	stored := func() (first, last uint64, n int) {
+		t.Helper()
 		var all []chattest.Chat
-		env.Do(a, "GET", "/history?room=keep&limit=100", nil, &all)
-		if len(all) <= 22 && len(all) >= 20 && all[len(all)-1].ID == 60 {
-			break // trimmed in steps of a tenth of the limit
+		if st := env.Do(a, "GET", "/history?room=keep&limit=100", nil, &all); st != 200 {
+			t.Fatalf("history: HTTP %d", st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("history holds %d messages, want about 20", len(all))
+		for i, m := range all {
+			if i > 0 && m.ID != all[i-1].ID+1 {
+				t.Fatalf("history has a hole: %d after %d", m.ID, all[i-1].ID)
+			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		if len(all) == 0 {
+			return 0, 0, 0
+		}
+		return all[0].ID, all[len(all)-1].ID, len(all)
 	}
-	c.Send(map[string]any{"text": true, "content": "next"})
-	if m := c.NextChat(); m.ID != 61 {
-		t.Errorf("id after trimming = %d, want 61", m.ID)
+	holds := func(wantFirst, wantLast uint64) {
+		t.Helper()
+		if first, last, _ := stored(); first != wantFirst || last != wantLast {
+			t.Fatalf("history holds %d..%d, want %d..%d", first, last, wantFirst, wantLast)
+		}
+	}
+	comesTo := func(wantFirst, wantLast uint64) {
+		t.Helper()
+		deadline := time.Now().Add(chattest.Wait)
+		for {
+			first, last, _ := stored()
+			if first == wantFirst && last == wantLast {
+				return
+			}
+			if first > wantFirst || time.Now().After(deadline) {
+				t.Fatalf("history holds %d..%d, want %d..%d", first, last, wantFirst, wantLast)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	sendTo(21)
+	holds(1, 21) // K+1: below a step, nothing to trim
+	sendTo(22)
+	comesTo(3, 22) // a step beyond K: trimmed to exactly K
+	sendTo(24)
+	holds(3, 24) // K+K/10 between two trims
+	sendTo(25)
+	comesTo(6, 25)
+	sendTo(26)
+	if _, _, n := stored(); n != 21 {
+		t.Errorf("history holds %d after 26 messages, want 21", n)
 	}
 }
 
