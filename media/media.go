@@ -7,6 +7,7 @@ package media
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -18,10 +19,12 @@ import (
 // DefaultMaxBytes is the upload limit when Service.MaxBytes is zero.
 const DefaultMaxBytes = 10 << 20
 
-// MetaStore keeps media metadata; persistence.Store satisfies it.
+// MetaStore keeps media metadata and what each user uploaded; persistence.Store satisfies it.
 type MetaStore interface {
 	PutMedia(m persistence.Media) error
 	Media(id string) (persistence.Media, error) // persistence.ErrNotFound when unknown
+	AddUpload(uid string, at time.Time, n int64, forget time.Time) error
+	Uploads(uid string, since time.Time) ([]persistence.Upload, error)
 }
 
 var _ MetaStore = persistence.Store(nil)
@@ -38,10 +41,16 @@ type Service struct {
 	AllowedHosts []string                                    // extra https hosts whose URLs gallery messages may use
 	Now          func() time.Time                            // default time.Now
 	OnUpload     func(size int64)                            // told of each accepted upload (metrics); may be nil
+	Quota        Quota                                       // bytes per user per rolling window; zero means 200MiB/24h
+	MinFreeDisk  int64                                       // uploads stop below this much free space on Dir's disk; 0 means 1GiB, negative none
 
 	mu    sync.Mutex     // guards ready
 	ready bool           // Open succeeded
 	locks [16]sync.Mutex // commits of one id are serialised, so a failed commit cannot delete a file another just claimed
+
+	qmu     sync.Mutex       // guards held and heldAll; admission checks run under it
+	held    map[string]int64 // bytes reserved by uploads in flight, by uid
+	heldAll int64            // their sum
 
 	wrapTmp func(io.Writer) io.Writer // tests route temp-file writes elsewhere to inject disk errors
 }
@@ -59,6 +68,9 @@ func (s *Service) Open() error {
 	}
 	if err := s.files().open(); err != nil {
 		return err
+	}
+	if _, err := DiskFree(s.Dir); err != nil && s.minFreeDisk() > 0 {
+		slog.Warn("media: free disk space cannot be read; the minimum free space is not enforced", "err", err)
 	}
 	s.ready = true
 	return nil

@@ -23,12 +23,54 @@ import (
 	"github.com/pandachat/pandachat/persistence"
 )
 
-// memMeta is a MetaStore in a map; putErr makes PutMedia fail.
+// memMeta is a MetaStore in a map; putErr makes PutMedia fail, getErr Media, addErr
+// AddUpload and usageErr Uploads.
 type memMeta struct {
-	mu     sync.Mutex
-	m      map[string]persistence.Media
-	putErr error
-	getErr error
+	mu       sync.Mutex
+	m        map[string]persistence.Media
+	uploads  *persistence.Memory
+	putErr   error
+	getErr   error
+	addErr   error
+	usageErr error
+}
+
+func (s *memMeta) AddUpload(uid string, at time.Time, n int64, forget time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.addErr != nil {
+		return s.addErr
+	}
+	if s.uploads == nil {
+		s.uploads = persistence.NewMemory()
+	}
+	return s.uploads.AddUpload(uid, at, n, forget)
+}
+
+func (s *memMeta) Uploads(uid string, since time.Time) ([]persistence.Upload, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.usageErr != nil {
+		return nil, s.usageErr
+	}
+	if s.uploads == nil {
+		return nil, nil
+	}
+	return s.uploads.Uploads(uid, since)
+}
+
+// uploaded is uid's bytes on record.
+func (s *memMeta) uploaded(t testing.TB, uid string) int64 {
+	t.Helper()
+	recs, err := s.Uploads(uid, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, r := range recs {
+		n += r.Bytes
+	}
+	return n
 }
 
 func (s *memMeta) PutMedia(m persistence.Media) error {

@@ -3,6 +3,7 @@ package media
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -14,8 +15,15 @@ type Info struct {
 	Width, Height int
 }
 
-// MaxSide is the largest width or height Probe accepts.
-const MaxSide = 30000
+// Probe refuses images larger than these with ErrImageTooLarge: a viewer decodes
+// every pixel, whatever the file's size (a 1.5 MB PNG can declare 20000×20000).
+const (
+	MaxSide   = 30000      // largest width or height
+	MaxPixels = 40_000_000 // largest width × height
+)
+
+// ErrImageTooLarge is returned by Probe for a well-formed image above MaxSide or MaxPixels.
+var ErrImageTooLarge = errors.New("media: image too large")
 
 const (
 	headLen    = 4096 // read in one call from the start; every header we need usually fits
@@ -35,7 +43,8 @@ var (
 // Probe recognises a JPEG, PNG, GIF or WebP by its bytes (never by name or declared type),
 // checks that it is whole and reads its dimensions from the headers without decoding pixels.
 // A file that is not one of these, or is structurally broken, yields an error wrapping
-// ErrUnsupported; errors reading r are returned as they are.
+// ErrUnsupported; one with too many pixels ErrImageTooLarge; errors reading r are
+// returned as they are.
 func Probe(r io.ReaderAt, size int64) (Info, error) {
 	s := &source{r: r, size: size}
 	head, err := s.at(0, min(size, headLen))
@@ -87,8 +96,14 @@ func unsupported(format string, args ...any) error {
 }
 
 func info(mime string, w, h uint32) (Info, error) {
-	if w == 0 || h == 0 || w > MaxSide || h > MaxSide {
+	if w == 0 || h == 0 {
 		return Info{}, unsupported("%s: dimensions %dx%d out of range", mime, w, h)
+	}
+	if w > MaxSide || h > MaxSide {
+		return Info{}, fmt.Errorf("%w: %dx%d pixels, more than %d on a side", ErrImageTooLarge, w, h, MaxSide)
+	}
+	if uint64(w)*uint64(h) > MaxPixels {
+		return Info{}, fmt.Errorf("%w: %dx%d is %.1f megapixels, more than %d", ErrImageTooLarge, w, h, float64(w)*float64(h)/1e6, MaxPixels/1_000_000)
 	}
 	return Info{MIME: mime, Width: int(w), Height: int(h)}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/color"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -16,12 +17,54 @@ import (
 var lossyWebP, _ = base64.StdEncoding.DecodeString("UklGRiIAAABXRUJQVlA4IBYAAAAwAQCdASoBAAEADsD+JaQAA3AAAAAA")
 
 // pngWithIHDR returns a 1×1 PNG whose IHDR says w×h (with a correct checksum).
-func pngWithIHDR(t *testing.T, w, h uint32) []byte {
+func pngWithIHDR(t testing.TB, w, h uint32) []byte {
 	b := bytes.Clone(pngOf(t, 1, 1))
 	binary.BigEndian.PutUint32(b[16:], w)
 	binary.BigEndian.PutUint32(b[20:], h)
 	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
 	return b
+}
+
+// pngIHDR returns a 1×1 PNG whose IHDR says bit depth, colour type, compression,
+// filter and interlace methods as given (with a correct checksum). The pixel data
+// is left as it was: Probe reads headers only.
+func pngIHDR(t testing.TB, depth, colour, compression, filter, interlace byte) []byte {
+	b := bytes.Clone(pngOf(t, 1, 1))
+	b[24], b[25], b[26], b[27], b[28] = depth, colour, compression, filter, interlace
+	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
+	return b
+}
+
+// declaring returns a small well-formed file of each format whose header says w×h:
+// what a decompression bomb looks like to Probe.
+func declaring(t testing.TB, format string, w, h int) []byte {
+	switch format {
+	case "png":
+		return pngWithIHDR(t, uint32(w), uint32(h))
+	case "gif":
+		b := gifOf(t, 1, 1)
+		binary.LittleEndian.PutUint16(b[6:], uint16(w))
+		binary.LittleEndian.PutUint16(b[8:], uint16(h))
+		return b
+	case "jpeg":
+		b := jpegOf(t, 1, 1)
+		sof := bytes.Index(b, []byte{0xff, 0xc0})
+		binary.BigEndian.PutUint16(b[sof+5:], uint16(h))
+		binary.BigEndian.PutUint16(b[sof+7:], uint16(w))
+		return b
+	case "webp": // the extended format's canvas has 24 bits a side
+		b := webpLossless(1, 1, color.NRGBA{A: 0xff}, true)
+		put24(b[24:], uint32(w-1))
+		put24(b[27:], uint32(h-1))
+		return b
+	case "webp lossy": // 14 bits a side
+		b := bytes.Clone(lossyWebP)
+		binary.LittleEndian.PutUint16(b[26:], uint16(w))
+		binary.LittleEndian.PutUint16(b[28:], uint16(h))
+		return b
+	}
+	t.Fatalf("no format %q", format)
+	return nil
 }
 
 func TestProbe(t *testing.T) {
@@ -38,7 +81,8 @@ func TestProbe(t *testing.T) {
 		data  []byte
 		mime  string
 		w, h  int
-		wrong string // non-empty: Probe must refuse
+		wrong string // non-empty: Probe must refuse as unsupported, saying this
+		large string // non-empty: Probe must refuse as too large, saying this
 	}{
 		{name: "png", data: png, mime: "image/png", w: 64, h: 48},
 		{name: "jpeg", data: jpg, mime: "image/jpeg", w: 33, h: 17},
@@ -62,8 +106,60 @@ func TestProbe(t *testing.T) {
 		{name: "png bad IHDR checksum", data: edit(png, func(b []byte) []byte { b[29]++; return b }), wrong: "checksum"},
 		{name: "png IHDR not first", data: edit(png, func(b []byte) []byte { copy(b[12:], "tEXt"); return b }), wrong: "IHDR"},
 		{name: "png zero width", data: pngWithIHDR(t, 0, 5), wrong: "dimensions"},
-		{name: "png 30001 wide", data: pngWithIHDR(t, 30001, 1), wrong: "dimensions"},
-		{name: "png 4G tall", data: pngWithIHDR(t, 1, 1<<32-1), wrong: "dimensions"},
+		{name: "png zero height", data: pngWithIHDR(t, 5, 0), wrong: "dimensions"},
+		{name: "png 30001 wide", data: pngWithIHDR(t, 30001, 1), large: "more than 30000 on a side"},
+		{name: "png 30001 tall", data: pngWithIHDR(t, 1, 30001), large: "more than 30000 on a side"},
+		{name: "png 4G tall", data: pngWithIHDR(t, 1, 1<<32-1), large: "on a side"},
+		{name: "png 4G square", data: pngWithIHDR(t, 1<<32-1, 1<<32-1), large: "on a side"},
+		{name: "png 40 megapixels", data: pngWithIHDR(t, 8000, 5000), mime: "image/png", w: 8000, h: 5000},
+		{name: "png 30000x1333", data: pngWithIHDR(t, 30000, 1333), mime: "image/png", w: 30000, h: 1333},
+		{name: "png 8000 more pixels", data: pngWithIHDR(t, 8000, 5001), large: "40.0 megapixels, more than 40"},
+		{name: "png 30000x1334", data: pngWithIHDR(t, 30000, 1334), large: "megapixels"},
+		{name: "png bomb", data: declaring(t, "png", 20000, 20000), large: "20000x20000 is 400.0 megapixels"},
+		{name: "gif bomb", data: declaring(t, "gif", 20000, 20000), large: "megapixels"},
+		{name: "jpeg bomb", data: declaring(t, "jpeg", 20000, 20000), large: "megapixels"},
+		{name: "webp bomb", data: declaring(t, "webp", 20000, 20000), large: "megapixels"},
+		{name: "webp lossy bomb", data: declaring(t, "webp lossy", 16383, 16383), large: "megapixels"},
+		{name: "webp 16M wide", data: declaring(t, "webp", 1<<24, 1), large: "on a side"},
+		{name: "jpeg 40 megapixels", data: declaring(t, "jpeg", 5000, 8000), mime: "image/jpeg", w: 5000, h: 8000},
+		{name: "webp 40 megapixels", data: declaring(t, "webp", 5000, 8000), mime: "image/webp", w: 5000, h: 8000},
+
+		// IHDR fields the PNG specification allows, and every one it does not.
+		{name: "png grey 1 bit", data: pngIHDR(t, 1, 0, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png grey 2 bits", data: pngIHDR(t, 2, 0, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png grey 4 bits", data: pngIHDR(t, 4, 0, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png grey 8 bits", data: pngIHDR(t, 8, 0, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png grey 16 bits", data: pngIHDR(t, 16, 0, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png palette 1 bit", data: pngIHDR(t, 1, 3, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png palette 2 bits", data: pngIHDR(t, 2, 3, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png palette 4 bits", data: pngIHDR(t, 4, 3, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png palette 8 bits", data: pngIHDR(t, 8, 3, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png RGB 8 bits", data: pngIHDR(t, 8, 2, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png RGB 16 bits", data: pngIHDR(t, 16, 2, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png grey+alpha 8 bits", data: pngIHDR(t, 8, 4, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png grey+alpha 16 bits", data: pngIHDR(t, 16, 4, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png RGBA 8 bits", data: pngIHDR(t, 8, 6, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png RGBA 16 bits", data: pngIHDR(t, 16, 6, 0, 0, 0), mime: "image/png", w: 1, h: 1},
+		{name: "png interlaced", data: pngIHDR(t, 8, 6, 0, 0, 1), mime: "image/png", w: 1, h: 1},
+		{name: "png grey 3 bits", data: pngIHDR(t, 3, 0, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png grey 0 bits", data: pngIHDR(t, 0, 0, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png grey 32 bits", data: pngIHDR(t, 32, 0, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png palette 16 bits", data: pngIHDR(t, 16, 3, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png palette 3 bits", data: pngIHDR(t, 3, 3, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png RGB 1 bit", data: pngIHDR(t, 1, 2, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png RGB 2 bits", data: pngIHDR(t, 2, 2, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png RGB 4 bits", data: pngIHDR(t, 4, 2, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png grey+alpha 4 bits", data: pngIHDR(t, 4, 4, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png RGBA 1 bit", data: pngIHDR(t, 1, 6, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png RGBA 32 bits", data: pngIHDR(t, 32, 6, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png colour type 1", data: pngIHDR(t, 8, 1, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png colour type 5", data: pngIHDR(t, 8, 5, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png colour type 7", data: pngIHDR(t, 8, 7, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png colour type 255", data: pngIHDR(t, 8, 255, 0, 0, 0), wrong: "invalid IHDR"},
+		{name: "png compression method 1", data: pngIHDR(t, 8, 6, 1, 0, 0), wrong: "invalid IHDR"},
+		{name: "png filter method 1", data: pngIHDR(t, 8, 6, 0, 1, 0), wrong: "invalid IHDR"},
+		{name: "png interlace method 2", data: pngIHDR(t, 8, 6, 0, 0, 2), wrong: "invalid IHDR"},
+		{name: "png interlace method 255", data: pngIHDR(t, 8, 6, 0, 0, 255), wrong: "invalid IHDR"},
 		{name: "jpeg SOI only", data: []byte{0xff, 0xd8}, wrong: "truncated"},
 		{name: "jpeg without EOI", data: jpg[:len(jpg)-2], wrong: "EOI"},
 		{name: "jpeg trailing garbage", data: append(bytes.Clone(jpg), "<script>"...), wrong: "EOI"},
@@ -75,7 +171,7 @@ func TestProbe(t *testing.T) {
 		{name: "gif without trailer", data: gf[:len(gf)-1], wrong: "trailer"},
 		{name: "gif header only", data: []byte("GIF89a"), wrong: "truncated"},
 		{name: "gif zero size", data: edit(gf, func(b []byte) []byte { b[6], b[7] = 0, 0; return b }), wrong: "dimensions"},
-		{name: "gif too wide", data: edit(gf, func(b []byte) []byte { b[6], b[7] = 0x40, 0x9c; return b }), wrong: "dimensions"},
+		{name: "gif too wide", data: edit(gf, func(b []byte) []byte { b[6], b[7] = 0x40, 0x9c; return b }), large: "40000x10 pixels"},
 		{name: "webp RIFF size too small", data: edit(webp, func(b []byte) []byte { b[4]--; return b }), wrong: "RIFF size"},
 		{name: "webp truncated", data: webp[:len(webp)-2], wrong: "RIFF size"},
 		{name: "webp unknown chunk", data: edit(webp, func(b []byte) []byte { copy(b[12:], "ALPH"); return b }), wrong: "first chunk"},
@@ -91,6 +187,12 @@ func TestProbe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := Probe(bytes.NewReader(tt.data), int64(len(tt.data)))
+			if tt.large != "" {
+				if !errors.Is(err, ErrImageTooLarge) || errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tt.large) {
+					t.Fatalf("Probe = %+v, %v; want ErrImageTooLarge saying %q", got, err, tt.large)
+				}
+				return
+			}
 			if tt.wrong != "" {
 				if !errors.Is(err, ErrUnsupported) || !bytes.Contains([]byte(err.Error()), []byte(tt.wrong)) {
 					t.Fatalf("Probe = %+v, %v; want ErrUnsupported about %q", got, err, tt.wrong)
@@ -167,12 +269,12 @@ func FuzzProbe(f *testing.F) {
 			t.Fatalf("read %d bytes in %d calls, bound %d", cr.read, cr.calls, maxProbeRead)
 		}
 		if err != nil {
-			if !errors.Is(err, ErrUnsupported) {
-				t.Fatalf("err = %v, want ErrUnsupported", err)
+			if !errors.Is(err, ErrUnsupported) && !errors.Is(err, ErrImageTooLarge) {
+				t.Fatalf("err = %v, want ErrUnsupported or ErrImageTooLarge", err)
 			}
 			return
 		}
-		if in.Width < 1 || in.Height < 1 || in.Width > MaxSide || in.Height > MaxSide || contentType(in.MIME) != in.MIME {
+		if in.Width < 1 || in.Height < 1 || in.Width > MaxSide || in.Height > MaxSide || in.Width*in.Height > MaxPixels || contentType(in.MIME) != in.MIME {
 			t.Fatalf("Probe = %+v", in)
 		}
 		// Where the standard library also reads the header, it must agree.

@@ -7,8 +7,12 @@ import (
 	"log/slog"
 	"mime/multipart"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/pandachat/pandachat/persistence"
+	"github.com/pandachat/pandachat/protocol"
 )
 
 // formSlack is the room a body may take beyond the file: multipart framing and
@@ -58,6 +62,19 @@ func (s *Service) ServeUpload(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	// Hold room for the file before reading it: the body's length less the form's
+	// framing is the least it can be; a body of unknown length may be the limit.
+	size, need := limit, int64(1)
+	if r.ContentLength >= 0 {
+		size = min(max(r.ContentLength-formSlack, 1), limit)
+		need = size
+	}
+	h, err := s.admit(uid, size, need)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	defer s.release(h)
 	r.Body = http.MaxBytesReader(w, r.Body, limit+formSlack)
 	mr, err := r.MultipartReader()
 	if err != nil {
@@ -77,9 +94,14 @@ func (s *Service) ServeUpload(w http.ResponseWriter, r *http.Request) {
 	in, err := Probe(st.f, st.size)
 	if err != nil {
 		st.discard()
-		if !errors.Is(err, ErrUnsupported) {
+		if !errors.Is(err, ErrUnsupported) && !errors.Is(err, ErrImageTooLarge) {
 			err = storageErr("read", err)
 		}
+		s.fail(w, err)
+		return
+	}
+	if err := s.settle(h, st.size); err != nil {
+		st.discard()
 		s.fail(w, err)
 		return
 	}
@@ -88,6 +110,7 @@ func (s *Service) ServeUpload(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	s.record(h)
 	if s.OnUpload != nil {
 		s.OnUpload(st.size)
 	}
@@ -147,10 +170,24 @@ func (s *Service) commit(uid string, st *staged, in Info) (persistence.Media, er
 
 // fail answers err with the status and code of the wire contract.
 func (s *Service) fail(w http.ResponseWriter, err error) {
-	var tooBig *http.MaxBytesError
+	var (
+		tooBig *http.MaxBytesError
+		quota  *quotaError
+		low    *lowDiskError
+	)
 	switch {
 	case errors.Is(err, errTooLarge), errors.As(err, &tooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("file larger than %d bytes", s.maxBytes()))
+	case errors.Is(err, ErrImageTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, strings.TrimPrefix(err.Error(), "media: "))
+	case errors.As(err, &quota):
+		if quota.retry > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(quota.retry/time.Second)))
+		}
+		writeError(w, http.StatusTooManyRequests, protocol.ErrQuota, quota.msg)
+	case errors.As(err, &low):
+		slog.Warn("media: upload refused, the disk is short of space", "err", err)
+		writeError(w, http.StatusInsufficientStorage, codeStorageFull, "the server is short of disk space: uploads are paused, chat goes on")
 	case diskFull(err):
 		slog.Error("media: storage full", "err", err)
 		writeError(w, http.StatusInsufficientStorage, codeStorageFull, "no space left for media")

@@ -1,0 +1,177 @@
+package media
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pandachat/pandachat/persistence"
+)
+
+// Uploads are admitted in two steps. Before a byte of the body is read, admit checks
+// the disk and the user's quota against what the request says it carries and holds
+// that much; once the file is staged and its size known, settle checks again with the
+// exact size, under the same lock, so that a burst of uploads by one user never stores
+// more than the quota. Every upload in flight holds its bytes until it is recorded
+// (accepted) or released (refused), so concurrent uploads see each other.
+//
+// Every accepted upload counts in full, also when the same bytes are stored already:
+// the answer never tells whether they were, and the quota then cannot either.
+
+// quotaBuckets is how many records a quota window is counted in: usage is summed per
+// window/quotaBuckets (a minute of 24 h), and an upload leaves the window up to that
+// much early.
+const quotaBuckets = 1440
+
+// quotaError refuses an upload over the user's quota (429).
+type quotaError struct {
+	msg   string
+	retry time.Duration // when enough of the window has passed; 0 if unknown
+}
+
+func (e *quotaError) Error() string { return e.msg }
+
+// lowDiskError refuses an upload while the disk is short of space (507).
+type lowDiskError struct{ free, min, size int64 }
+
+func (e *lowDiskError) Error() string {
+	return fmt.Sprintf("media: %s free on the media disk, uploads need %s plus their size (%s)",
+		humanSize(e.free), humanSize(e.min), humanSize(e.size))
+}
+
+// hold is one upload's reservation.
+type hold struct {
+	uid string
+	n   int64
+}
+
+func (s *Service) quota() Quota { return s.Quota.withDefaults() }
+
+func (s *Service) minFreeDisk() int64 {
+	if s.MinFreeDisk == 0 {
+		return DefaultMinFreeDisk
+	}
+	return s.MinFreeDisk // negative: no minimum
+}
+
+// admit reserves n bytes for an upload by uid of which need are certain: it is
+// refused when the disk would keep less than the minimum free, or when need more
+// bytes would take the user past the quota.
+func (s *Service) admit(uid string, n, need int64) (*hold, error) {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if min := s.minFreeDisk(); min > 0 {
+		free, err := DiskFree(s.Dir)
+		switch {
+		case err != nil:
+			slog.Warn("media: free disk space unknown; uploads go on", "err", err)
+		case free-s.heldAll < min+n: // other uploads in flight will take their share too
+			return nil, &lowDiskError{free: free - s.heldAll, min: min, size: n}
+		}
+	}
+	if err := s.checkQuota(uid, need, false); err != nil {
+		return nil, err
+	}
+	h := &hold{uid: uid}
+	s.grow(h, n)
+	return h, nil
+}
+
+// settle turns the reservation into the file's exact size, if the quota allows it.
+// On error the reservation is gone.
+func (s *Service) settle(h *hold, size int64) error {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	s.grow(h, -h.n)
+	if err := s.checkQuota(h.uid, size, true); err != nil {
+		return err
+	}
+	s.grow(h, size)
+	return nil
+}
+
+// record counts an accepted upload for good; its reservation ends after this,
+// so that it is always counted one way or the other.
+func (s *Service) record(h *hold) {
+	if q := s.quota(); !q.Off {
+		now := s.now()
+		if err := s.Meta.AddUpload(h.uid, now.Truncate(bucket(q)), h.n, now.Add(-q.Per)); err != nil {
+			slog.Error("media: upload not counted against the quota", "uid", h.uid, "bytes", h.n, "err", err)
+		}
+	}
+}
+
+// release ends a reservation; calling it again does nothing.
+func (s *Service) release(h *hold) {
+	s.qmu.Lock()
+	s.grow(h, -h.n)
+	s.qmu.Unlock()
+}
+
+// grow adds d to h and to the totals; the caller holds qmu.
+func (s *Service) grow(h *hold, d int64) {
+	h.n += d
+	s.heldAll += d
+	if s.held == nil {
+		s.held = map[string]int64{}
+	}
+	if s.held[h.uid] += d; s.held[h.uid] == 0 {
+		delete(s.held, h.uid)
+	}
+}
+
+func bucket(q Quota) time.Duration { return max(q.Per/quotaBuckets, time.Millisecond) }
+
+// checkQuota refuses n more bytes from uid (the file's size if exact, else the
+// least it can be) if they would pass the quota, counting what uid has stored in
+// the window and has in flight; the caller holds qmu.
+func (s *Service) checkQuota(uid string, n int64, exact bool) error {
+	q := s.quota()
+	if q.Off {
+		return nil
+	}
+	now := s.now()
+	recs, err := s.Meta.Uploads(uid, now.Add(-q.Per))
+	if err != nil {
+		return storageErr("quota", err)
+	}
+	var used int64
+	for _, r := range recs {
+		used += r.Bytes
+	}
+	used += s.held[uid]
+	over := used + n - q.Bytes
+	if over <= 0 {
+		return nil
+	}
+	limit := humanSize(q.Bytes) + " per " + shortDuration(q.Per)
+	if n > q.Bytes {
+		return &quotaError{msg: fmt.Sprintf("upload quota: this file (%s) is larger than the whole quota of %s", humanSize(n), limit)}
+	}
+	e := &quotaError{msg: fmt.Sprintf("upload quota of %s reached: %s used", limit, humanSize(used))}
+	switch {
+	case exact:
+		e.msg += ", this file is " + humanSize(n)
+	case n > 1:
+		e.msg += ", this upload needs at least " + humanSize(n)
+	}
+	e.retry = retryAfter(recs, over, now, q.Per)
+	if e.retry > 0 {
+		e.msg += "; try again in " + shortDuration(e.retry)
+	} else {
+		e.msg += "; try again later"
+	}
+	return e
+}
+
+// retryAfter is how long until records worth over bytes have left the window
+// (whole seconds, rounded up), or 0 when the records alone cannot free that much.
+func retryAfter(recs []persistence.Upload, over int64, now time.Time, per time.Duration) time.Duration {
+	for _, r := range recs {
+		if over -= r.Bytes; over <= 0 {
+			d := r.At.Add(per).Sub(now)
+			return max(d.Truncate(time.Second)+time.Second, time.Second)
+		}
+	}
+	return 0
+}
