@@ -10,11 +10,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pandachat/pandachat/internal/chattest"
 )
 
 // serverBin is the pandachat binary built once for the tests that run the
-// generator against the real server; serverSkip says why there is none.
-var serverBin, serverSkip string
+// generator against the real server (with -race when the tests run with it);
+// buildErr says why there is none.
+var serverBin, buildErr string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "pandachat-bench-test-")
@@ -22,8 +25,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bin := filepath.Join(dir, "pandachat")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/pandachat").CombinedOutput(); err != nil {
-		serverSkip = "go build ./cmd/pandachat failed: " + strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
+	if out, err := exec.Command("go", append(append([]string{"build"}, chattest.BuildFlags()...), "-o", bin, "../cmd/pandachat")...).CombinedOutput(); err != nil {
+		buildErr = "go build ./cmd/pandachat failed: " + strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
 	} else {
 		serverBin = bin
 	}
@@ -81,13 +84,13 @@ func TestMainAgainstRunningServer(t *testing.T) {
 
 func TestGeneratorAgainstServer(t *testing.T) {
 	if serverBin == "" {
-		t.Skip(serverSkip)
+		t.Fatal(buildErr)
 	}
 	ctx := context.Background()
 	c, err := StartCommand(ctx, serverBin, "serve", "--addr", "127.0.0.1:0", "--data", t.TempDir(),
 		"--dev-login=true", "--rate-limit", "off")
 	if err != nil {
-		t.Skipf("pandachat serve did not start (server not ready yet?): %v", err)
+		t.Fatalf("pandachat serve did not start: %v", err)
 	}
 	defer func() {
 		if err := c.Stop(); err != nil {

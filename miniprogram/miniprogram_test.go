@@ -6,7 +6,10 @@ package miniprogram
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
+
+	"github.com/pandachat/pandachat/internal/chattest"
 )
 
 func TestNodeSuite(t *testing.T) {
@@ -26,7 +29,15 @@ func TestNodeSuite(t *testing.T) {
 			t.Fatalf("npm ci: %v\n%s", err, out)
 		}
 	}
+	// The integration test runs this server binary: built here, with -race
+	// when this test runs with the race detector.
+	bin := filepath.Join(t.TempDir(), "pandachat")
+	build := exec.Command("go", append(append([]string{"build"}, chattest.BuildFlags()...), "-o", bin, "../cmd/pandachat")...)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", build, err, out)
+	}
 	cmd := exec.Command(npm, "test")
+	cmd.Env = append(os.Environ(), "PANDACHAT_BIN="+bin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("npm test: %v\n%s", err, out)
