@@ -92,7 +92,10 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	}
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze not installed")
+		if os.Getenv("CI") == "true" {
+			t.Fatal("systemd-analyze is missing: CI must install the systemd package")
+		}
+		t.Skip("systemd-analyze not installed (apt-get install systemd); skipping the unit check")
 	}
 	self, _ := os.Executable()
 	u := strings.ReplaceAll(string(unit), "/usr/local/bin/pandachat", self)
