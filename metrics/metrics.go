@@ -85,7 +85,7 @@ func New() *Metrics {
 	m.refused = limited.WithLabelValues("refused")
 	m.limitClosed = limited.WithLabelValues("closed")
 	m.logins = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pandachat_logins_total", Help: "Login requests by kind (code, dev, check) and result (ok, refused, unavailable, bad_request).",
+		Name: "pandachat_logins_total", Help: "Login requests by kind (code, dev, check) and result (ok, refused, unavailable, bad_request, throttled).",
 	}, []string{"kind", "result"})
 	m.uploads = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pandachat_uploads_total", Help: "Accepted media uploads.",

@@ -204,6 +204,22 @@ func TestAppendString(t *testing.T) {
 	}
 }
 
+// What needs no escape is copied as it is: printable ASCII from the space on,
+// and valid multi-byte UTF-8.
+func TestAppendStringCopiesPlainText(t *testing.T) {
+	var plain []byte
+	for c := byte(0x20); c < 0x7f; c++ {
+		if c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			plain = append(plain, c)
+		}
+	}
+	for _, s := range []string{string(plain), " ", "a b", "熊猫 🐼 é", " \u00a0\u2027\u202a "} {
+		if got, want := string(protocol.AppendString(nil, s)), `"`+s+`"`; got != want {
+			t.Errorf("AppendString(%q) = %s, want %s", s, got, want)
+		}
+	}
+}
+
 // checkSafeString: valid UTF-8, a single JSON string, nothing that could end a
 // <script> or a JavaScript string literal.
 func checkSafeString(t *testing.T, out []byte) {
@@ -251,6 +267,7 @@ func TestStoredUID(t *testing.T) {
 		{"no uid", `{"id":1,"number":1}`, ""},
 		{"unterminated", `{"id":1,"uid":"abc`, ""},
 		{"empty", ``, ""},
+		{"uid first", `,"uid":"u1","id":1}`, "u1"},
 	} {
 		if got := protocol.StoredUID([]byte(tt.stored)); got != tt.want {
 			t.Errorf("%s: StoredUID(%s) = %q, want %q", tt.name, tt.stored, got, tt.want)
@@ -291,6 +308,22 @@ func BenchmarkAppendChatFrame(b *testing.B) {
 			buf = protocol.TextFrame(protocol.AppendChat(buf[:0], stored, false, nil, ""))
 		}
 	})
+}
+
+// The base goes in front of a path wherever its field is, also first in the
+// object, and a stored object cut short after the path's '/' is read no further.
+func TestAppendChatBaseEdges(t *testing.T) {
+	const base = "https://chat.example.com"
+	for _, tt := range []struct{ name, stored, want string }{
+		{"path first", `{"avatarUrl":"/a.png","id":1}`, `{"type":"remote","avatarUrl":"https://chat.example.com/a.png","id":1}`},
+		{"url first", `{"url":"/media/x","id":1}`, `{"type":"remote","url":"https://chat.example.com/media/x","id":1}`},
+		{"cut after the slash", `{"id":1,"avatarUrl":"/`, `{"type":"remote","id":1,"avatarUrl":"https://chat.example.com/`},
+		{"protocol-relative, cut", `{"id":1,"avatarUrl":"//`, `{"type":"remote","id":1,"avatarUrl":"//`},
+	} {
+		if got := string(protocol.AppendChat(nil, []byte(tt.stored), false, nil, base)); got != tt.want {
+			t.Errorf("%s: AppendChat(%s) = %s, want %s", tt.name, tt.stored, got, tt.want)
+		}
+	}
 }
 
 // Paths of this server stored in a message become absolute with the reader's

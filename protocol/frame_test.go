@@ -97,12 +97,21 @@ func TestBeginEndFrame(t *testing.T) {
 	if len(rest) != 0 {
 		t.Errorf("%d bytes after the last frame", len(rest))
 	}
-	// Same bytes as TextFrame.
+	// Same bytes as TextFrame, also in a buffer with no spare capacity: EndFrame
+	// grows it for the long header and reads nothing past its end.
 	for _, n := range frameSizes {
 		b, start := protocol.BeginFrame(nil)
 		b = protocol.EndFrame(append(b, payloadOf(n)...), start)
 		if !bytes.Equal(b, protocol.TextFrame(payloadOf(n))) {
 			t.Errorf("size %d: BeginFrame+EndFrame differs from TextFrame", n)
+		}
+		for _, spare := range []int{0, 6} {
+			tight := make([]byte, 0, 4+n+spare)
+			tight, start = protocol.BeginFrame(tight)
+			tight = protocol.EndFrame(append(tight, payloadOf(n)...), start)
+			if !bytes.Equal(tight, protocol.TextFrame(payloadOf(n))) {
+				t.Errorf("size %d, %d bytes spare: BeginFrame+EndFrame differs from TextFrame", n, spare)
+			}
 		}
 	}
 }

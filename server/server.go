@@ -57,6 +57,10 @@ type Config struct {
 	DebugAddr    string        // pprof listener, off when empty
 	Logger       *slog.Logger
 
+	// Upload limits that protect the disk (see media.Service).
+	UploadQuota media.Quota // bytes per user per rolling window (default 200MiB/24h; Off: none)
+	MinFreeDisk int64       // uploads get 507 below this much free space on the media disk (default 1GiB; negative: none)
+
 	// Observers for metrics; nil means none.
 	ActorObserver actors.Observer
 	EdgeObserver  transport.Observer
@@ -147,6 +151,8 @@ func New(cfg Config) (*Server, error) {
 		TrustProxy:   cfg.TrustProxy,
 		AllowedHosts: cfg.AllowedHosts,
 		OnUpload:     cfg.OnUpload,
+		Quota:        cfg.UploadQuota,
+		MinFreeDisk:  cfg.MinFreeDisk,
 	}
 	if err := m.Open(); err != nil {
 		s.hub.Shutdown(time.Second)

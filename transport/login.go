@@ -3,8 +3,11 @@ package transport
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/pandachat/pandachat/auth"
 	"github.com/pandachat/pandachat/persistence"
@@ -35,7 +38,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 			} else {
 				s.opts.Observer.Login("check", "unavailable")
 				s.log.Error("session check failed", "err", err)
-				waferError(w, http.StatusServiceUnavailable, protocol.ErrInvalidSession, "session store unavailable")
+				waferError(w, http.StatusServiceUnavailable, protocol.ErrUnavailable, "session store unavailable; try again")
 			}
 			return
 		}
@@ -87,6 +90,16 @@ func (s *Server) handleDevLogin(w http.ResponseWriter, r *http.Request) {
 		waferError(w, http.StatusMethodNotAllowed, protocol.ErrLoginFailed, "use POST with {\"nickName\":\"...\"}")
 		return
 	}
+	if s.devLogins != nil { // every dev login makes a user: a burst per address, then a trickle
+		if ok, wait := s.devLogins.allow(addrKey(s.clientAddr(r))); !ok {
+			secs := int((wait + time.Second - 1) / time.Second)
+			s.opts.Observer.Login("dev", "throttled")
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			waferError(w, http.StatusTooManyRequests, protocol.ErrRateLimited,
+				fmt.Sprintf("too many dev logins from this address; try again in %d s", secs))
+			return
+		}
+	}
 	var body struct {
 		NickName string `json:"nickName"`
 	}
@@ -109,25 +122,4 @@ func (s *Server) handleDevLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.opts.Observer.Login("dev", "ok")
 	s.loginAnswer(w, r, sess, u)
-}
-
-// authenticate checks the request's id/skey for the JSON API routes.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (persistence.User, bool) {
-	_, u, err := s.opts.Auth.Check(Param(r, paramID), Param(r, paramSkey))
-	if err == nil {
-		return u, true
-	}
-	if errors.Is(err, auth.ErrInvalidSession) {
-		waferError(w, http.StatusUnauthorized, protocol.ErrInvalidSession, "session is invalid or expired; log in again")
-	} else {
-		s.log.Error("session check failed", "err", err)
-		waferError(w, http.StatusServiceUnavailable, protocol.ErrInvalidSession, "session store unavailable")
-	}
-	return persistence.User{}, false
-}
-
-// UserID is the session check media uploads use.
-func (s *Server) UserID(r *http.Request) (string, bool) {
-	_, u, err := s.opts.Auth.Check(Param(r, paramID), Param(r, paramSkey))
-	return u.UID, err == nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pandachat/pandachat/actors"
+	"github.com/pandachat/pandachat/media"
 	"github.com/pandachat/pandachat/server"
 )
 
@@ -55,8 +56,15 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	dur(&cfg.SessionTTL, "session-ttl", "PANDA_SESSION_TTL", 24*time.Hour, "session lifetime")
 	num(&cfg.ReadLimit, "max-frame", "PANDA_MAX_FRAME", 64<<10, "largest client frame in bytes (larger: close 1009)")
 	num(&cfg.MaxContent, "max-content", "PANDA_MAX_CONTENT", 2000, "characters per text message")
-	fs.Int64Var(&cfg.UploadLimit, "upload-limit", 10<<20, "largest upload in bytes")
+	cfg.UploadLimit = media.DefaultMaxBytes
+	fs.Var(sizeFlag{p: &cfg.UploadLimit}, "upload-limit", "largest upload, e.g. 10MiB or 5MB (a plain number is bytes; larger: HTTP 413)")
 	env["upload-limit"] = "PANDA_UPLOAD_LIMIT"
+	cfg.UploadQuota = media.Quota{Bytes: media.DefaultQuotaBytes, Per: media.DefaultQuotaPer}
+	fs.Var(quotaFlag{&cfg.UploadQuota}, "upload-quota", "bytes each user may upload in any window of this length, e.g. 200MiB/24h (beyond: HTTP 429 ERR_QUOTA), or off")
+	env["upload-quota"] = "PANDA_UPLOAD_QUOTA"
+	cfg.MinFreeDisk = media.DefaultMinFreeDisk
+	fs.Var(sizeFlag{p: &cfg.MinFreeDisk, off: true}, "min-free-disk", "uploads pause (HTTP 507; chat goes on) while the data directory's disk has less free space than this, e.g. 1GiB, or off")
+	env["min-free-disk"] = "PANDA_MIN_FREE_DISK"
 	str(&cfg.PublicURL, "public-url", "PANDA_PUBLIC_URL", "", "base of absolute media URLs, e.g. https://chat.example.com (default: from the request)")
 	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", false, "honour X-Forwarded-Proto/-Host from a reverse proxy")
 	env["trust-proxy"] = "PANDA_TRUST_PROXY"

@@ -22,6 +22,7 @@ import (
 
 	"github.com/lxzan/gws"
 
+	"github.com/pandachat/pandachat/actors"
 	"github.com/pandachat/pandachat/protocol"
 	"github.com/pandachat/pandachat/server"
 )
@@ -47,6 +48,9 @@ func Start(t testing.TB, cfg server.Config) *Env {
 		cfg.DataDir = t.TempDir()
 	}
 	cfg.Addr = "127.0.0.1:0"
+	if cfg.DevLoginRate == (actors.Rate{}) {
+		cfg.DevLoginRate = actors.Rate{Off: true} // tests log many users in from one address
+	}
 	if cfg.Logger == nil && os.Getenv("PANDA_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -162,6 +166,21 @@ func (e *Env) TryDial(s Session, query string) (*Client, error) {
 	h.Set("X-WX-Skey", s.Skey)
 	c := &Client{closed: make(chan struct{}), ready: make(chan struct{}, 1), t: e.t}
 	conn, _, err := gws.NewClient(c, &gws.ClientOption{Addr: u, RequestHeader: h, ReadMaxPayloadSize: 16 << 20, TlsConfig: e.tls.Clone()})
+	if err != nil {
+		return nil, err
+	}
+	c.Conn = conn
+	go conn.ReadLoop()
+	e.t.Cleanup(func() { _ = conn.WriteClose(1000, nil) })
+	return c, nil
+}
+
+// DialBare opens /ws?query with no session in headers or query: a client
+// that authenticates with a ticket, or with nothing.
+func (e *Env) DialBare(query string) (*Client, error) {
+	u := strings.Replace(e.URL, "http", "ws", 1) + "/ws?" + query
+	c := &Client{closed: make(chan struct{}), ready: make(chan struct{}, 1), t: e.t}
+	conn, _, err := gws.NewClient(c, &gws.ClientOption{Addr: u, ReadMaxPayloadSize: 16 << 20, TlsConfig: e.tls.Clone()})
 	if err != nil {
 		return nil, err
 	}
