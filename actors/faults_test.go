@@ -669,3 +669,51 @@ type fullSink struct{}
 
 func (fullSink) Send(...[]byte) bool { return false }
 func (fullSink) Close(int, string)   {}
+
+// In one batch each member gets every message once, in id order, as "user"
+// when its own user sent it (with the cid only on the sending connection) and
+// as "remote" otherwise — however the shared frames are cut up.
+func TestFanoutVariants(t *testing.T) {
+	stalled, release := make(chan struct{}), make(chan struct{})
+	hs := &hookStore{Store: persistence.NewMemory()}
+	hs.append = stallFirst(stalled, release, nil)
+	hub := NewHub(Options{Store: hs, Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	a1, a2, b := &captureSink{}, &captureSink{}, &captureSink{}
+	c1 := connect(t, hub, ConnSpec{UID: "A", Room: "r", Sink: a1})
+	c2 := connect(t, hub, ConnSpec{UID: "A", Room: "r", Sink: a2})
+	cb := connect(t, hub, ConnSpec{UID: "B", Room: "r", Sink: b})
+	waitFor(t, func() bool { return len(a1.all()) == 1 && len(a2.all()) == 1 && len(b.all()) == 1 })
+	c1.Receive(text("first"), false)
+	<-stalled
+	c1.Receive(textCID("x"), false)
+	time.Sleep(20 * time.Millisecond)
+	cb.Receive(text("y"), false)
+	time.Sleep(20 * time.Millisecond)
+	c2.Receive(textCID("z"), false)
+	time.Sleep(20 * time.Millisecond)
+	c1.Receive(text("w"), false)
+	time.Sleep(20 * time.Millisecond)
+	cb.Receive(textCID("v"), false)
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	want := map[*captureSink]string{
+		a1: "user:first: user:x:x remote:y: user:z: user:w: remote:v:",
+		a2: "user:first: user:x: remote:y: user:z:z user:w: remote:v:",
+		b:  "remote:first: remote:x: user:y: remote:z: remote:w: user:v:v",
+	}
+	for s, w := range want {
+		waitFor(t, func() bool { return len(s.all()) == 7 })
+		var got []string
+		for _, f := range s.all()[1:] {
+			cid, _ := f["cid"].(string)
+			got = append(got, fmt.Sprintf("%v:%v:%s", f["type"], f["content"], cid))
+		}
+		if g := strings.Join(got, " "); g != w {
+			t.Errorf("got  %s\nwant %s", g, w)
+		}
+		if !sameIDs(ids(s.all()), seq(1, 6)) {
+			t.Errorf("ids %v, want 1..6", ids(s.all()))
+		}
+	}
+}

@@ -479,46 +479,47 @@ func (r *room) answerDups() {
 	r.dups = r.dups[:0]
 }
 
-// fanout sends a stored batch to every member. The frames of the batch are
-// encoded once per base URL members see the server at (usually one) and
-// shared: members who sent nothing in it get that one buffer; a sender gets
-// the same buffer's slices around its own messages, which are encoded for it.
+// fanout sends a stored batch to every member. Each message's frame exists
+// once per variant and base URL (usually one base), and the members' queues
+// share them: others' messages as "remote", a user's own messages as "user"
+// (shared by all of that user's connections); only the sending connection's
+// frames with its cid are encoded for it alone.
 func (r *room) fanout(ctx actor.Context, batch []pendingMsg) int {
 	var (
-		enc  = map[string]*encoded{}
-		slow []*Member
-		segs [][]byte
+		remote = map[string]*encoded{}
+		user   = map[[2]string]*encoded{}
+		slow   []*Member
+		segs   segments
 	)
 	for _, m := range r.members {
-		e := enc[m.Base]
+		e := remote[m.Base]
 		if e == nil {
-			e = encodeBatch(batch, m.Base)
-			enc[m.Base] = e
+			e = encodeBatch(batch, m.Base, func(pm *pendingMsg) bool { return true }, false)
+			remote[m.Base] = e
 		}
-		segs = segs[:0]
-		if sentIn(batch, m.UID) {
-			from := 0
-			for i, pm := range batch {
-				if pm.uid != m.UID {
-					continue
-				}
-				if start := e.start(i); start > from {
-					segs = append(segs, e.buf[from:start])
-				}
-				var cid *string
-				if pm.from == m {
-					cid = pm.cid
-				}
-				segs = append(segs, appendChatFrame(nil, pm.data, true, cid, m.Base))
-				from = e.ends[i]
-			}
-			if from < len(e.buf) {
-				segs = append(segs, e.buf[from:])
-			}
+		segs.reset()
+		if !sentIn(batch, m.UID) {
+			segs.add(srcRemote, e.buf, 0, len(e.buf))
 		} else {
-			segs = append(segs, e.buf)
+			k := [2]string{m.UID, m.Base}
+			u := user[k]
+			if u == nil {
+				u = encodeBatch(batch, m.Base, func(pm *pendingMsg) bool { return pm.uid == m.UID }, true)
+				user[k] = u
+			}
+			for i := range batch {
+				pm := &batch[i]
+				switch {
+				case pm.uid != m.UID:
+					segs.add(srcRemote, e.buf, e.start(i), e.ends[i])
+				case pm.from == m && pm.cid != nil:
+					segs.private(appendChatFrame(nil, pm.data, true, pm.cid, m.Base))
+				default:
+					segs.add(srcUser, u.buf, u.start(i), u.ends[i])
+				}
+			}
 		}
-		if !m.Sink.Send(segs...) {
+		if !m.Sink.Send(segs.done()...) {
 			slow = append(slow, m)
 		}
 	}
@@ -528,7 +529,8 @@ func (r *room) fanout(ctx actor.Context, batch []pendingMsg) int {
 	return len(batch) * (len(r.members) + len(slow))
 }
 
-// encoded is a batch's frames as others see them, back to back.
+// encoded is a batch's frames of one variant, back to back; a message not in
+// the variant takes no bytes.
 type encoded struct {
 	buf  []byte
 	ends []int // end of message i's frame in buf
@@ -541,13 +543,68 @@ func (e *encoded) start(i int) int {
 	return e.ends[i-1]
 }
 
-func encodeBatch(batch []pendingMsg, base string) *encoded {
+func encodeBatch(batch []pendingMsg, base string, in func(*pendingMsg) bool, own bool) *encoded {
 	e := &encoded{ends: make([]int, len(batch))}
-	for i, pm := range batch {
-		e.buf = appendChatFrame(e.buf, pm.data, false, nil, base)
+	for i := range batch {
+		if in(&batch[i]) {
+			e.buf = appendChatFrame(e.buf, batch[i].data, own, nil, base)
+		}
 		e.ends[i] = len(e.buf)
 	}
 	return e
+}
+
+// segments collects what one member is sent: slices of the shared buffers,
+// joined where they follow on, and its private frames, joined into one.
+type segments struct {
+	out    [][]byte
+	src    int
+	buf    []byte
+	lo, hi int
+	priv   []byte
+}
+
+const (
+	srcNone = iota
+	srcRemote
+	srcUser
+	srcPrivate
+)
+
+func (s *segments) reset() { s.out, s.src = s.out[:0], srcNone }
+
+func (s *segments) add(src int, buf []byte, lo, hi int) {
+	if s.src == src && s.hi == lo {
+		s.hi = hi
+		return
+	}
+	s.flush()
+	s.src, s.buf, s.lo, s.hi = src, buf, lo, hi
+}
+
+func (s *segments) private(frame []byte) {
+	if s.src != srcPrivate {
+		s.flush()
+		s.src, s.priv = srcPrivate, nil
+	}
+	s.priv = append(s.priv, frame...)
+}
+
+func (s *segments) flush() {
+	switch s.src {
+	case srcRemote, srcUser:
+		if s.hi > s.lo {
+			s.out = append(s.out, s.buf[s.lo:s.hi])
+		}
+	case srcPrivate:
+		s.out = append(s.out, s.priv)
+	}
+	s.src = srcNone
+}
+
+func (s *segments) done() [][]byte {
+	s.flush()
+	return s.out
 }
 
 func sentIn(batch []pendingMsg, uid string) bool {

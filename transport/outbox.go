@@ -1,23 +1,27 @@
 package transport
 
 import (
-	"github.com/pandachat/pandachat/protocol"
-	"net"
+	"log/slog"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/pandachat/pandachat/protocol"
 )
 
 // outbox is a connection's bounded outbound queue. Actors add whole frames
 // without blocking; one writer goroutine, started only while there is work,
-// drains everything queued into a single Write. The socket's write lock keeps
-// whole frames from interleaving with the control frames gws writes itself.
+// writes everything queued in one batch through the connection's write lock
+// (wireConn.writeFrames). The queue holds references to frames shared with
+// every other member's queue, never copies: a frame's bytes are read, never written.
 type outbox struct {
-	conn         net.Conn
-	closeFn      func(code int, reason string) // writes the close frame and closes the socket
-	maxFrames    int
-	maxBytes     int
-	writeTimeout time.Duration
-	linger       time.Duration
+	conn      *wireConn
+	closeFn   func(code int, reason string) // writes the close frame and closes the socket
+	maxFrames int
+	maxBytes  int
+	linger    time.Duration
+	log       *slog.Logger
 
 	mu      sync.Mutex
 	q       [][]byte
@@ -32,12 +36,15 @@ type outbox struct {
 	dead    bool // the socket is gone; drop everything
 }
 
-// Send queues frames, all or none; false when the queue is full or the connection is closing.
+// Send queues frames, all or none. It says false only when the queue is full:
+// the caller then counts a slow consumer and closes the connection. A
+// connection that is closing or gone takes nothing and says true, because its
+// close is already on the way to everyone who tracks it.
 func (o *outbox) Send(frames ...[]byte) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closing || o.dead {
-		return false
+		return true
 	}
 	n := 0
 	for _, f := range frames {
@@ -50,23 +57,6 @@ func (o *outbox) Send(frames ...[]byte) bool {
 	o.qBytes += n
 	o.kick()
 	return true
-}
-
-// writeChunk is how much is written under one deadline: the timeout then
-// measures a peer's progress, not the size of a replay.
-const writeChunk = 64 << 10
-
-// write writes b whole; a peer that takes no chunk within writeTimeout is cut off.
-func (o *outbox) write(b []byte) error {
-	for len(b) > 0 {
-		n := min(len(b), writeChunk)
-		_ = o.conn.SetWriteDeadline(time.Now().Add(o.writeTimeout))
-		if _, err := o.conn.Write(b[:n]); err != nil {
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
 }
 
 // Close sends a close frame behind what is queued; the writer then closes the socket.
@@ -90,7 +80,9 @@ func (o *outbox) gone() {
 	defer o.mu.Unlock()
 	o.dead = true
 	o.q, o.spare = nil, nil
-	o.kick()
+	if o.running {
+		o.kick() // a lingering writer wakes up and ends
+	}
 }
 
 // kick starts or wakes the writer. Lock must be held.
@@ -109,9 +101,11 @@ func (o *outbox) kick() {
 	}
 }
 
+// testHookWrite, when set, sees every batch before it is written (tests inject panics).
+var testHookWrite atomic.Pointer[func(batch [][]byte)]
+
 func (o *outbox) run() {
 	var (
-		buf     []byte
 		timer   *time.Timer
 		batches int // written in this run of the writer
 	)
@@ -120,9 +114,7 @@ func (o *outbox) run() {
 			timer.Stop()
 		}
 	}()
-	// An idle socket must not keep a stale deadline: gws writes its own close
-	// frames (1009, 1007, close echoes) later, and they would fail at once.
-	defer func() { _ = o.conn.SetWriteDeadline(time.Time{}) }()
+	defer o.recover()
 	for {
 		o.mu.Lock()
 		if o.dead {
@@ -136,7 +128,6 @@ func (o *outbox) run() {
 				o.dead = true
 				o.running = false
 				o.mu.Unlock()
-				_ = o.conn.SetWriteDeadline(time.Now().Add(o.writeTimeout))
 				o.closeFn(code, reason)
 				return
 			}
@@ -182,21 +173,14 @@ func (o *outbox) run() {
 		o.qBytes = 0
 		o.mu.Unlock()
 
-		var out []byte
-		if len(batch) == 1 {
-			out = batch[0]
-		} else {
-			buf = buf[:0]
-			for _, f := range batch {
-				buf = append(buf, f...)
-			}
-			out = buf
+		if h := testHookWrite.Load(); h != nil {
+			(*h)(batch)
 		}
-		err := o.write(out)
-		clear(batch)
-		if cap(buf) > 1<<20 {
-			buf = nil // don't keep a replay-sized buffer around
-		}
+		// Every write sets its own deadline under the write lock, so nothing is
+		// left to clear when the writer ends: a later writer, or gws writing a
+		// close frame, never inherits a deadline it did not set.
+		err := o.conn.writeFrames(batch)
+		clear(batch) // drop the references to the shared frames
 		o.mu.Lock()
 		if o.spare == nil {
 			o.spare = batch[:0]
@@ -210,4 +194,19 @@ func (o *outbox) run() {
 		}
 		o.mu.Unlock()
 	}
+}
+
+// recover stops a panic in the writer: it is logged with its stack and closes
+// only this connection (gws's read loop then reports the close).
+func (o *outbox) recover() {
+	p := recover()
+	if p == nil {
+		return
+	}
+	o.log.Error("panic in connection writer", "panic", p, "stack", string(debug.Stack()))
+	o.mu.Lock()
+	o.dead, o.running = true, false
+	o.q, o.spare = nil, nil
+	o.mu.Unlock()
+	_ = o.conn.Close()
 }

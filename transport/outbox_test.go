@@ -2,10 +2,14 @@ package transport
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -43,7 +47,8 @@ func tcpPair(t testing.TB, rcvbuf int) (server, client net.Conn) {
 	return server, client
 }
 
-// closeRecorder stands in for gws: it writes a close frame and closes the socket.
+// closeRecorder stands in for gws: it writes a close frame through the
+// connection's Write, as gws does, and closes the socket.
 type closeRecorder struct {
 	conn net.Conn
 	mu   sync.Mutex
@@ -60,10 +65,20 @@ func (c *closeRecorder) close(code int, reason string) {
 	_ = c.conn.Close()
 }
 
+func (c *closeRecorder) closed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.code
+}
+
+// newTestOutbox puts an outbox on conn as handleWS does: through a wireConn
+// past its handshake.
 func newTestOutbox(conn net.Conn, frames int) (*outbox, *closeRecorder) {
-	cr := &closeRecorder{conn: conn}
-	return &outbox{conn: conn, closeFn: cr.close, maxFrames: frames, maxBytes: 1 << 30,
-		writeTimeout: 5 * time.Second, linger: 50 * time.Millisecond}, cr
+	wc := newWireConn(conn, nil, 64<<10, 5*time.Second)
+	wc.startFraming()
+	cr := &closeRecorder{conn: wc}
+	return &outbox{conn: wc, closeFn: cr.close, maxFrames: frames, maxBytes: 1 << 30,
+		linger: 50 * time.Millisecond, log: slog.New(slog.DiscardHandler)}, cr
 }
 
 // readFrames parses server frames until EOF: text payloads and the close code.
@@ -136,47 +151,218 @@ func TestOutboxOrderAndClose(t *testing.T) {
 	}
 }
 
-// A peer that reads nothing fills the queue: Send says so and never blocks;
-// the close frame then follows what was already written once the peer reads.
+// A peer that reads nothing fills the queue: Send says so and never blocks.
+// Close(1013) then discards what is queued: the close frame follows only the
+// bytes already handed to the socket, and the peer gets fewer frames than
+// were accepted.
 func TestOutboxSlowConsumer(t *testing.T) {
 	srv, cli := tcpPair(t, 4096)
 	o, cr := newTestOutbox(srv, 8)
-	frame := protocol.TextFrame(make([]byte, 4000))
-	refused := false
+	refused, accepted := false, 0
 	for i := 0; i < 10000 && !refused; i++ {
-		refused = !o.Send(frame)
+		refused = !o.Send(protocol.TextFrame(fmt.Appendf(nil, "%04d%03990d", i, 0)))
+		if !refused {
+			accepted++
+		}
 	}
 	if !refused {
 		t.Fatal("a peer that reads nothing never filled the queue")
 	}
 	o.Close(protocol.CloseSlowConsumer, "slow consumer")
-	if o.Send(frame) {
-		t.Error("Send accepted a frame after Close")
+	o.mu.Lock()
+	queued, qBytes := len(o.q), o.qBytes
+	o.mu.Unlock()
+	if queued != 0 || qBytes != 0 {
+		t.Errorf("after close 1013 the queue still holds %d frames (%d bytes)", queued, qBytes)
 	}
-	_, code := readFrames(cli)
+	// Closing: frames are taken and dropped, and that is not a full queue.
+	if !o.Send(protocol.TextFrame([]byte("late"))) {
+		t.Error("Send to a closing connection reported a full queue")
+	}
+	texts, code := readFrames(cli)
 	if code != protocol.CloseSlowConsumer {
 		t.Errorf("close code %d, want 1013", code)
 	}
-	cr.mu.Lock()
-	defer cr.mu.Unlock()
-	if cr.code != protocol.CloseSlowConsumer {
-		t.Errorf("closeFn got %d", cr.code)
+	if len(texts) >= accepted {
+		t.Errorf("the peer got all %d accepted frames (%d): the queue was not discarded", accepted, len(texts))
+	}
+	for i, s := range texts {
+		if !strings.HasPrefix(s, fmt.Sprintf("%04d", i)) {
+			t.Fatalf("frame %d is %.8q: out of order or late", i, s)
+		}
+	}
+	if cr.closed() != protocol.CloseSlowConsumer {
+		t.Errorf("closeFn got %d", cr.closed())
 	}
 }
 
-// Once the socket is gone nothing is queued and no writer is left behind.
+// Once the socket is gone nothing is queued, Send does not report a full queue
+// (the room must not count a slow consumer), and no writer is left behind:
+// neither a lingering one nor a new one.
 func TestOutboxGone(t *testing.T) {
-	srv, _ := tcpPair(t, 0)
+	srv, cli := tcpPair(t, 0)
+	go func() { _, _ = io.Copy(io.Discard, cli) }()
 	o, _ := newTestOutbox(srv, 16)
+	o.linger = time.Hour      // only gone can end the writer
+	for i := 0; i < 50; i++ { // enough batches for the writer to linger
+		if !o.Send(protocol.TextFrame([]byte("x"))) {
+			t.Fatal("queue full")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	o.gone()
-	if o.Send(protocol.TextFrame([]byte("x"))) {
-		t.Error("Send accepted a frame for a closed socket")
+	if !o.Send(protocol.TextFrame([]byte("x"))) {
+		t.Error("Send to a closed socket reported a full queue")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		o.mu.Lock()
+		running, queued := o.running, len(o.q)
+		o.mu.Unlock()
+		if queued != 0 {
+			t.Fatalf("%d frames queued for a closed socket", queued)
+		}
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a writer is still running after the socket is gone")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// An idle outbox that learns it is gone starts no writer.
+	srv2, _ := tcpPair(t, 0)
+	o2, _ := newTestOutbox(srv2, 16)
+	o2.gone()
+	o2.mu.Lock()
+	defer o2.mu.Unlock()
+	if o2.running {
+		t.Error("gone started a writer")
+	}
+}
+
+// deadlineConn records the write deadline and fails the test when a write
+// runs without one, or when one is cleared.
+type deadlineConn struct {
+	net.Conn
+	t      testing.TB
+	mu     sync.Mutex
+	dl     time.Time
+	writes int
+}
+
+func (c *deadlineConn) SetWriteDeadline(d time.Time) error {
+	c.mu.Lock()
+	c.dl = d
+	c.mu.Unlock()
+	if d.IsZero() {
+		c.t.Error("the write deadline was cleared")
+	}
+	return c.Conn.SetWriteDeadline(d)
+}
+
+func (c *deadlineConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	dl := c.dl
+	c.writes++
+	c.mu.Unlock()
+	if dl.IsZero() || time.Until(dl) <= 0 {
+		c.t.Error("a write ran without a write deadline")
+	}
+	return c.Conn.Write(b)
+}
+
+// Writers come and go (one-off writes end the writer at once); each write
+// still runs under a deadline of its own, and no ending writer clears the
+// deadline of the next one.
+func TestOutboxRestartedWriterKeepsDeadline(t *testing.T) {
+	srv, cli := tcpPair(t, 0)
+	dc := &deadlineConn{Conn: srv, t: t}
+	o, _ := newTestOutbox(dc, 16)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var got []string
+	go func() { defer wg.Done(); got, _ = readFrames(cli) }()
+	const n = 2000
+	for i := 0; i < n; i++ {
+		for !o.Send(protocol.TextFrame(fmt.Appendf(nil, "%d", i))) {
+			time.Sleep(time.Millisecond) // a full queue: let the writer catch up
+		}
+		if i%3 == 0 {
+			runtime.Gosched()
+		}
+	}
+	o.Close(protocol.CloseNormal, "")
+	wg.Wait()
+	if len(got) != n {
+		t.Fatalf("peer got %d frames, want %d", len(got), n)
+	}
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	if dc.writes == 0 {
+		t.Fatal("no write went through the connection")
+	}
+}
+
+// A panic in the writer closes that connection only, is logged with its
+// stack, and leaves no writer behind; other connections write on.
+func TestOutboxWriterPanic(t *testing.T) {
+	var logs logBuffer
+	h := func(batch [][]byte) {
+		for _, f := range batch {
+			if bytes.Contains(f, []byte("boom")) {
+				panic("injected writer panic")
+			}
+		}
+	}
+	testHookWrite.Store(&h)
+	defer testHookWrite.Store(nil)
+
+	srv, cli := tcpPair(t, 0)
+	o, _ := newTestOutbox(srv, 16)
+	o.log = slog.New(slog.NewTextHandler(&logs, nil))
+	other, otherCli := tcpPair(t, 0)
+	o2, _ := newTestOutbox(other, 16)
+
+	o.Send(protocol.TextFrame([]byte("boom")))
+	if texts, code := readFrames(cli); len(texts) != 0 || code != 0 {
+		t.Errorf("peer got %q, close %d; want the connection dropped", texts, code)
 	}
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.q) != 0 {
-		t.Errorf("%d frames queued for a closed socket", len(o.q))
+	dead, running := o.dead, o.running
+	o.mu.Unlock()
+	if !dead || running {
+		t.Errorf("after the panic: dead=%v running=%v", dead, running)
 	}
+	out := logs.String()
+	if !strings.Contains(out, "panic in connection writer") || !strings.Contains(out, "injected writer panic") ||
+		!strings.Contains(out, "goroutine") || !strings.Contains(out, "outbox") {
+		t.Errorf("log lacks the panic and its stack:\n%s", out)
+	}
+
+	o2.Send(protocol.TextFrame([]byte("still here")))
+	o2.Close(protocol.CloseNormal, "")
+	if texts, code := readFrames(otherCli); len(texts) != 1 || texts[0] != "still here" || code != protocol.CloseNormal {
+		t.Errorf("other connection got %q, close %d", texts, code)
+	}
+}
+
+// logBuffer is a log sink that a test reads while writers log.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // BenchmarkOutbox sends one 130-byte frame to each of 100 loopback sockets per

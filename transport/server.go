@@ -24,7 +24,7 @@ import (
 type Observer interface {
 	ConnOpened()
 	ConnClosed()
-	Login(kind, result string) // kind: code|dev|check; result: ok|refused|unavailable|bad_request|throttled
+	Login(kind, result string) // kind: code|dev|check; result: ok|refused|unavailable|bad_request
 }
 
 type nopObserver struct{}
@@ -40,9 +40,6 @@ type Options struct {
 	Store    persistence.Store // required (profiles, history)
 	Media    *media.Service    // uploads and media; nil disables images
 	DevLogin bool              // POST /login/dev
-	// DevLoginRate throttles dev logins per client address (default 10 per
-	// minute, in a burst; Off: no limit).
-	DevLoginRate actors.Rate
 	// TrustProxy takes the client address from X-Real-IP (set it only behind a proxy).
 	TrustProxy bool
 	Web        http.Handler // the browser client at /
@@ -58,6 +55,10 @@ type Options struct {
 	Logger       *slog.Logger
 }
 
+// readBufferSize is the read buffer each connection keeps (gws reads frames
+// through it): chat frames are small.
+const readBufferSize = 1 << 10
+
 // Server serves the chat over HTTP and WebSocket.
 type Server struct {
 	opts     Options
@@ -68,8 +69,6 @@ type Server struct {
 	admit    sync.Mutex     // orders conns.Add against the start of Drain
 	open     atomic.Int64
 	draining atomic.Bool
-
-	devLogins *throttle // nil: dev logins are not throttled
 }
 
 // New builds the server's routes.
@@ -99,15 +98,9 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: o, log: o.Logger, mux: http.NewServeMux()}
-	if r := o.DevLoginRate; o.DevLogin && !r.Off {
-		if r.Messages <= 0 || r.Per <= 0 {
-			r = actors.Rate{Messages: 10, Per: time.Minute}
-		}
-		s.devLogins = newThrottle(r.Messages, r.Per, maxThrottled)
-	}
 	s.upgrader = gws.NewUpgrader(events{s}, &gws.ServerOption{
 		ReadMaxPayloadSize: o.ReadLimit,
-		ReadBufferSize:     1 << 10, // chat frames are small; gws keeps this buffer per connection
+		ReadBufferSize:     readBufferSize,
 		CheckUtf8Enabled:   true,
 		Recovery:           gws.Recovery,
 		Logger:             gwsLogger{o.Logger},
@@ -123,13 +116,11 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /ws", s.handleWS)
 	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]any{"ok": true}) })
 	s.mux.HandleFunc("/readyz", s.handleReady)
-	s.mux.HandleFunc("/logout", postOnly(s.handleLogout))
-	s.mux.HandleFunc("/ws-ticket", postOnly(s.handleTicket))
 	s.mux.HandleFunc("GET /me", s.handleMe)
 	s.mux.HandleFunc("POST /profile", s.handleProfile)
 	s.mux.HandleFunc("GET /history", s.handleHistory)
 	if m := s.opts.Media; m != nil {
-		s.mux.HandleFunc("/upload", s.checkedUpload(m.ServeUpload))
+		s.mux.HandleFunc("/upload", m.ServeUpload)
 		s.mux.HandleFunc("/media/", m.ServeMedia)
 	}
 	if s.opts.Metrics != nil {

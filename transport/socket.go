@@ -2,7 +2,9 @@ package transport
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -43,7 +45,9 @@ func (e events) OnClose(c *gws.Conn, err error) {
 		return
 	}
 	st.out.gone()
-	st.conn.Closed()
+	if st.conn != nil { // nil when the handler failed before the hub took the socket
+		st.conn.Closed()
+	}
 	e.s.opts.Observer.ConnClosed()
 	e.s.log.Info("connection closed", "uid", st.uid, "room", st.room, "remote", st.remote,
 		"reason", closeReason(err), "duration", time.Since(st.opened).Round(time.Millisecond))
@@ -51,7 +55,13 @@ func (e events) OnClose(c *gws.Conn, err error) {
 	e.s.conns.Done()
 }
 
+// testHookPing, when set, sees every client ping (tests inject panics).
+var testHookPing atomic.Pointer[func(payload []byte)]
+
 func (e events) OnPing(c *gws.Conn, payload []byte) {
+	if h := testHookPing.Load(); h != nil {
+		(*h)(payload)
+	}
 	if st := stateOf(c); st != nil {
 		st.touch()
 		st.out.Send(protocol.PongFrame(payload))
@@ -72,6 +82,32 @@ func (e events) OnMessage(c *gws.Conn, m *gws.Message) {
 	}
 	st.touch()
 	st.conn.Receive(m.Bytes(), m.Opcode == gws.OpcodeBinary)
+}
+
+// readLoop runs gws's read loop for one socket. gws recovers panics in
+// OnMessage only; a panic anywhere else in the loop (its frame parser, the
+// control-frame handlers, the wire check) ends here and closes this socket alone.
+func (s *Server) readLoop(ws *gws.Conn) {
+	defer s.recoverSocket(ws, "connection reader")
+	ws.ReadLoop()
+}
+
+// recoverSocket, deferred, stops a panic in a goroutine that serves ws: it is
+// logged with its stack, the socket gets 1011 and closes, and what the server
+// holds for it is released as for any close.
+func (s *Server) recoverSocket(ws *gws.Conn, where string) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	args := []any{"where", where, "panic", p, "stack", string(debug.Stack())}
+	if st := stateOf(ws); st != nil {
+		args = append(args, "uid", st.uid, "room", st.room, "remote", st.remote)
+	}
+	s.log.Error("panic serving a websocket", args...)
+	_ = ws.WriteClose(protocol.CloseInternal, []byte("internal error"))
+	_ = ws.NetConn().Close()
+	events{s}.OnClose(ws, fmt.Errorf("panic in %s: %v", where, p))
 }
 
 // touch moves the idle deadline: any traffic from the peer proves it alive.

@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"net/http"
 	"strconv"
@@ -21,7 +23,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var refusal []byte
-	sess, u, err := s.wsSession(r) // a ticket, or the id/skey pair
+	sess, u, err := s.opts.Auth.Check(Param(r, paramID), Param(r, paramSkey))
 	q := r.URL.Query()
 	room := q.Get("room")
 	if room == "" {
@@ -40,13 +42,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			refusal = protocol.ErrorFrame(protocol.ErrBadMessage, "since must be a message id (a whole number)", nil)
 		}
 	}
-	ws, err := s.upgrader.Upgrade(w, r)
+	wc, ws, err := s.upgrade(w, r)
 	if err != nil {
 		return // gws has answered 400
 	}
-	_ = ws.NetConn().SetDeadline(time.Time{}) // drop deadlines the http.Server set
+	defer s.recoverSocket(ws, "websocket handler")
+	_ = wc.SetDeadline(time.Time{}) // drop deadlines the http.Server set
 	if refusal != nil {
-		_ = ws.NetConn().SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 		_ = ws.WriteMessage(gws.OpcodeText, refusal)
 		_ = ws.WriteClose(protocol.ClosePolicy, []byte("refused"))
 		return
@@ -58,12 +60,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		opened: time.Now(), uid: u.UID, room: room, remote: s.clientAddr(r),
 	}
 	st.out = &outbox{
-		conn:         ws.NetConn(),
-		closeFn:      func(code int, reason string) { _ = ws.WriteClose(uint16(code), []byte(reason)) },
-		maxFrames:    s.opts.Outbox,
-		maxBytes:     s.opts.OutboxBytes,
-		writeTimeout: s.opts.WriteTimeout,
-		linger:       2 * time.Second,
+		conn:      wc,
+		closeFn:   func(code int, reason string) { _ = ws.WriteClose(uint16(code), []byte(reason)) },
+		maxFrames: s.opts.Outbox,
+		maxBytes:  s.opts.OutboxBytes,
+		linger:    2 * time.Second,
+		log:       s.log,
 	}
 	spec := actors.ConnSpec{
 		UID:       u.UID,
@@ -108,7 +110,35 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	s.opts.Observer.ConnOpened()
 	st.touch()
 	s.log.Info("connection opened", "uid", u.UID, "room", room, "remote", st.remote)
-	go ws.ReadLoop()
+	go s.readLoop(ws)
+}
+
+// upgrade takes the connection over from net/http and completes the WebSocket
+// handshake with every byte from the client passing through a wireConn first:
+// also the bytes the HTTP server had already read behind the request, which a
+// client may send right after its handshake.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*wireConn, *gws.Conn, error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "WebSocket needs HTTP/1.1", http.StatusBadRequest)
+		return nil, nil, errors.New("response cannot be hijacked")
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	var early []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		early = bytes.Clone(b)
+	}
+	wc := newWireConn(conn, early, s.opts.ReadLimit, s.opts.WriteTimeout)
+	ws, err := s.upgrader.UpgradeFromConn(wc, bufio.NewReaderSize(wc, readBufferSize), r)
+	if err != nil {
+		return nil, nil, err
+	}
+	wc.startFraming()
+	return wc, ws, nil
 }
 
 // clientAddr is the peer address; behind a trusted proxy, the one it forwarded.
