@@ -25,37 +25,39 @@ import (
 
 // Config is every setting of the server. The zero value of each field is its default.
 type Config struct {
-	Addr         string // listen address (default 127.0.0.1:8765)
-	DataDir      string // store and media directory (default ./data)
-	Store        string // "badger" (default) or "memory" (nothing survives a restart)
-	Sync         bool   // fsync every batch before delivery
-	WXAppID      string
-	WXSecret     string
-	WXAPI        string        // WeChat API base URL (default https://api.weixin.qq.com)
-	WXTimeout    time.Duration // default 5 s
-	DevLogin     bool
-	TLSCert      string
-	TLSKey       string
-	Rate         actors.Rate
-	Outbox       int
-	SessionTTL   time.Duration
-	ReadLimit    int
-	MaxContent   int
-	UploadLimit  int64
-	PublicURL    string
-	TrustProxy   bool
-	AllowedHosts []string
-	ReplayLimit  int
-	Retention    int
-	HistoryLimit int
-	IdleRoom     time.Duration
-	FlushWindow  time.Duration // 0: default 20 ms; negative: flush at once
-	PingInterval time.Duration
-	IdleTimeout  time.Duration
-	WriteTimeout time.Duration
-	Grace        time.Duration // shutdown grace period (default 10 s)
-	DebugAddr    string        // pprof listener, off when empty
-	Logger       *slog.Logger
+	Addr      string // listen address (default 127.0.0.1:8765)
+	DataDir   string // store and media directory (default ./data)
+	Store     string // "badger" (default) or "memory" (nothing survives a restart)
+	Sync      bool   // fsync every batch before delivery
+	WXAppID   string
+	WXSecret  string
+	WXAPI     string        // WeChat API base URL (default https://api.weixin.qq.com)
+	WXTimeout time.Duration // default 5 s
+	DevLogin  bool
+	TLSCert   string
+	TLSKey    string
+	Rate      actors.Rate
+	// MaxConnsPerUser caps each user's open sockets (default 16; negative: no cap).
+	MaxConnsPerUser int
+	Outbox          int
+	SessionTTL      time.Duration
+	ReadLimit       int
+	MaxContent      int
+	UploadLimit     int64
+	PublicURL       string
+	TrustProxy      bool
+	AllowedHosts    []string
+	ReplayLimit     int
+	Retention       int
+	HistoryLimit    int
+	IdleRoom        time.Duration
+	FlushWindow     time.Duration // 0: default 20 ms; negative: flush at once
+	PingInterval    time.Duration
+	IdleTimeout     time.Duration
+	WriteTimeout    time.Duration
+	Grace           time.Duration // shutdown grace period (default 10 s)
+	DebugAddr       string        // pprof listener, off when empty
+	Logger          *slog.Logger
 
 	// Upload limits that protect the disk (see media.Service).
 	UploadQuota media.Quota // bytes per user per rolling window (default 200MiB/24h; Off: none)
@@ -132,16 +134,17 @@ func New(cfg Config) (*Server, error) {
 		wx = &wechat.Client{BaseURL: cfg.WXAPI, AppID: cfg.WXAppID, Secret: cfg.WXSecret, Timeout: cfg.WXTimeout}
 	}
 	s.hub = actors.NewHub(actors.Options{
-		Store:        store,
-		IdleRoom:     cfg.IdleRoom,
-		ReplayLimit:  cfg.ReplayLimit,
-		Retention:    cfg.Retention,
-		MaxContent:   cfg.MaxContent,
-		Rate:         cfg.Rate,
-		PingInterval: cfg.PingInterval,
-		FlushWindow:  cfg.FlushWindow,
-		Observer:     cfg.ActorObserver,
-		Logger:       log,
+		Store:           store,
+		IdleRoom:        cfg.IdleRoom,
+		ReplayLimit:     cfg.ReplayLimit,
+		Retention:       cfg.Retention,
+		MaxContent:      cfg.MaxContent,
+		Rate:            cfg.Rate,
+		MaxConnsPerUser: cfg.MaxConnsPerUser,
+		PingInterval:    cfg.PingInterval,
+		FlushWindow:     cfg.FlushWindow,
+		Observer:        cfg.ActorObserver,
+		Logger:          log,
 	})
 	m := &media.Service{
 		Dir:          filepath.Join(cfg.DataDir, "media"),
