@@ -34,9 +34,12 @@ type Config struct {
 	WXAPI     string        // WeChat API base URL (default https://api.weixin.qq.com)
 	WXTimeout time.Duration // default 5 s
 	DevLogin  bool
-	TLSCert   string
-	TLSKey    string
-	Rate      actors.Rate
+	// DevLoginRate throttles dev logins per client address (default 10 per
+	// minute, in a burst; Off: no limit).
+	DevLoginRate actors.Rate
+	TLSCert      string
+	TLSKey       string
+	Rate         actors.Rate
 	// MaxConnsPerUser caps each user's open sockets (default 16; negative: no cap).
 	MaxConnsPerUser int
 	Outbox          int
@@ -57,6 +60,7 @@ type Config struct {
 	WriteTimeout    time.Duration
 	Grace           time.Duration // shutdown grace period (default 10 s)
 	DebugAddr       string        // pprof listener, off when empty
+	MetricsAddr     string        // when set, /metrics is served there and not on Addr
 	Logger          *slog.Logger
 
 	// Upload limits that protect the disk (see media.Service).
@@ -83,6 +87,8 @@ type Server struct {
 	edge  *transport.Server
 	http  *http.Server
 	debug *http.Server
+	mtx   *http.Server // the metrics listener, when MetricsAddr is set
+	mAddr string       // where /metrics listens, when MetricsAddr is set
 	ln    net.Listener
 	log   *slog.Logger
 
@@ -109,6 +115,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if (cfg.WXAppID == "") != (cfg.WXSecret == "") {
 		return nil, errors.New("--wx-appid and --wx-secret go together")
+	}
+	if cfg.MetricsAddr != "" && cfg.Metrics == nil {
+		return nil, errors.New("--metrics-addr is set but metrics are off (--metrics=false)")
 	}
 	log := cfg.Logger
 	var store persistence.Store
@@ -162,15 +171,20 @@ func New(cfg Config) (*Server, error) {
 		store.Close()
 		return nil, fmt.Errorf("media directory: %w", err)
 	}
+	public := cfg.Metrics
+	if cfg.MetricsAddr != "" {
+		public = nil // served only on its own listener
+	}
 	s.edge = transport.New(transport.Options{
 		Hub:          s.hub,
 		Auth:         &auth.Service{Store: store, WeChat: wx, TTL: cfg.SessionTTL},
 		Store:        store,
 		Media:        m,
 		DevLogin:     cfg.DevLogin,
+		DevLoginRate: cfg.DevLoginRate,
 		TrustProxy:   cfg.TrustProxy,
 		Web:          web.Handler(),
-		Metrics:      cfg.Metrics,
+		Metrics:      public,
 		Observer:     cfg.EdgeObserver,
 		ReadLimit:    cfg.ReadLimit,
 		Outbox:       cfg.Outbox,
@@ -197,20 +211,52 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.ln = ln
+	shared := s.cfg.MetricsAddr != "" && s.cfg.MetricsAddr == s.cfg.DebugAddr
 	if s.cfg.DebugAddr != "" {
 		dl, err := net.Listen("tcp", s.cfg.DebugAddr)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("debug listener on %s: %w", s.cfg.DebugAddr, err)
 		}
-		s.debug = &http.Server{Handler: debugMux(), ReadHeaderTimeout: 10 * time.Second}
+		mux := debugMux()
+		if shared {
+			mux.Handle("GET /metrics", s.cfg.Metrics)
+		}
+		s.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = s.debug.Serve(dl) }()
+		if shared {
+			s.mAddr = dl.Addr().String()
+		}
+	}
+	if s.cfg.MetricsAddr != "" && !shared {
+		ml, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			if s.debug != nil {
+				s.debug.Close()
+			}
+			return fmt.Errorf("metrics listener on %s: %w", s.cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.cfg.Metrics)
+		s.mtx = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.mAddr = ml.Addr().String()
+		go func() { _ = s.mtx.Serve(ml) }()
 	}
 	return nil
 }
 
+// MetricsURL is where /metrics is served: the metrics listener's, or the
+// public URL's when there is none.
+func (s *Server) MetricsURL() string {
+	if s.mAddr != "" {
+		return "http://" + s.mAddr + "/metrics"
+	}
+	return s.URL() + "/metrics"
+}
+
 // debugMux serves pprof on its own listener, never on the public one.
-func debugMux() http.Handler {
+func debugMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -261,6 +307,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	_ = s.http.Shutdown(ctx)
 	if s.debug != nil {
 		_ = s.debug.Close()
+	}
+	if s.mtx != nil {
+		_ = s.mtx.Close()
 	}
 	if err := s.store.Sync(); err != nil {
 		errs = append(errs, fmt.Errorf("sync store: %w", err))

@@ -24,7 +24,7 @@ import (
 type Observer interface {
 	ConnOpened()
 	ConnClosed()
-	Login(kind, result string) // kind: code|dev|check; result: ok|refused|unavailable|bad_request
+	Login(kind, result string) // kind: code|dev|check; result: ok|refused|unavailable|bad_request|throttled
 }
 
 type nopObserver struct{}
@@ -40,6 +40,9 @@ type Options struct {
 	Store    persistence.Store // required (profiles, history)
 	Media    *media.Service    // uploads and media; nil disables images
 	DevLogin bool              // POST /login/dev
+	// DevLoginRate throttles dev logins per client address (default 10 per
+	// minute, in a burst; Off: no limit).
+	DevLoginRate actors.Rate
 	// TrustProxy takes the client address from X-Real-IP (set it only behind a proxy).
 	TrustProxy bool
 	Web        http.Handler // the browser client at /
@@ -69,6 +72,8 @@ type Server struct {
 	admit    sync.Mutex     // orders conns.Add against the start of Drain
 	open     atomic.Int64
 	draining atomic.Bool
+
+	devLogins *throttle // nil: dev logins are not throttled
 }
 
 // New builds the server's routes.
@@ -98,6 +103,12 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: o, log: o.Logger, mux: http.NewServeMux()}
+	if r := o.DevLoginRate; o.DevLogin && !r.Off {
+		if r.Messages <= 0 || r.Per <= 0 {
+			r = actors.Rate{Messages: 10, Per: time.Minute}
+		}
+		s.devLogins = newThrottle(r.Messages, r.Per, maxThrottled)
+	}
 	s.upgrader = gws.NewUpgrader(events{s}, &gws.ServerOption{
 		ReadMaxPayloadSize: o.ReadLimit,
 		ReadBufferSize:     readBufferSize,
@@ -116,11 +127,13 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /ws", s.handleWS)
 	s.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]any{"ok": true}) })
 	s.mux.HandleFunc("/readyz", s.handleReady)
+	s.mux.HandleFunc("/logout", postOnly(s.handleLogout))
+	s.mux.HandleFunc("/ws-ticket", postOnly(s.handleTicket))
 	s.mux.HandleFunc("GET /me", s.handleMe)
 	s.mux.HandleFunc("POST /profile", s.handleProfile)
 	s.mux.HandleFunc("GET /history", s.handleHistory)
 	if m := s.opts.Media; m != nil {
-		s.mux.HandleFunc("/upload", m.ServeUpload)
+		s.mux.HandleFunc("/upload", s.checkedUpload(m.ServeUpload))
 		s.mux.HandleFunc("/media/", m.ServeMedia)
 	}
 	if s.opts.Metrics != nil {

@@ -23,7 +23,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var refusal []byte
-	sess, u, err := s.opts.Auth.Check(Param(r, paramID), Param(r, paramSkey))
+	sess, u, err := s.wsSession(r) // a ticket, or the id/skey pair
 	q := r.URL.Query()
 	room := q.Get("room")
 	if room == "" {

@@ -48,6 +48,9 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	str(&cfg.WXAPI, "wx-api", "WX_API", "https://api.weixin.qq.com", "WeChat API base URL")
 	dur(&cfg.WXTimeout, "wx-timeout", "WX_TIMEOUT", 5*time.Second, "time limit of a WeChat API call")
 	str(&x.devLogin, "dev-login", "PANDA_DEV_LOGIN", "auto", "dev login at POST /login/dev: true, false, or auto (on only when no WeChat appid is set)")
+	cfg.DevLoginRate = actors.Rate{Messages: 10, Per: time.Minute}
+	fs.Var(rateFlag{&cfg.DevLoginRate}, "dev-login-rate", "dev logins per client address, e.g. 10/1m (bursts up to the count; beyond: HTTP 429), or off")
+	env["dev-login-rate"] = "PANDA_DEV_LOGIN_RATE"
 	str(&cfg.TLSCert, "tls-cert", "PANDA_TLS_CERT", "", "TLS certificate file (serve https/wss directly)")
 	str(&cfg.TLSKey, "tls-key", "PANDA_TLS_KEY", "", "TLS private key file")
 	fs.Var(rateFlag{&cfg.Rate}, "rate-limit", "messages per user (all of its connections together), e.g. 20/10s (bursts up to the count), or off")
@@ -82,8 +85,9 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	str(&cfg.DebugAddr, "debug-addr", "PANDA_DEBUG_ADDR", "", "serve Go pprof profiles on this separate address, e.g. 127.0.0.1:6060 (off when empty)")
 	str(&x.logFormat, "log-format", "PANDA_LOG_FORMAT", "text", "log format: text or json")
 	str(&x.logLevel, "log-level", "PANDA_LOG_LEVEL", "info", "log level: debug, info, warn, error")
-	fs.BoolVar(&x.metrics, "metrics", true, "serve Prometheus metrics at GET /metrics (keep it off the public side of a proxy)")
+	fs.BoolVar(&x.metrics, "metrics", true, "serve Prometheus metrics at GET /metrics (keep it off the public side of a proxy, or use --metrics-addr)")
 	env["metrics"] = "PANDA_METRICS"
+	str(&cfg.MetricsAddr, "metrics-addr", "PANDA_METRICS_ADDR", "", "serve /metrics only on this separate address, e.g. 127.0.0.1:9100, and not on --addr (empty: on --addr)")
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintf(out, "Usage: pandachat serve [flags]\n\nRuns the chat server. Every flag can also be set by the environment variable shown; a flag wins.\n\nFlags:\n")
@@ -168,6 +172,8 @@ func parseServe(args []string, lookup func(string) (string, bool), out, logs io.
 	cfg.Logger = newLogger(out, x.logFormat, level)
 	if x.metrics {
 		withMetrics(&cfg)
+	} else if cfg.MetricsAddr != "" {
+		return cfg, "", errors.New("--metrics-addr needs --metrics (metrics are off)")
 	}
 	return cfg, x.logFormat, nil
 }
