@@ -4,8 +4,10 @@ package actors
 // Both methods are called from actors and must never block.
 type Sink interface {
 	// Send queues complete WebSocket frames, all or none; false means the queue
-	// is full or closed, and the caller treats the connection as gone. The
-	// slices are shared with other sinks: a sink reads them and never writes them.
+	// is full (a slow consumer), and the caller treats the connection as gone.
+	// A connection that is already closing or gone takes nothing and says true:
+	// its leave is on the way. The slices are shared with other sinks: a sink
+	// reads them and never writes them.
 	Send(frames ...[]byte) bool
 	// Close sends a close frame behind what is already queued, then closes.
 	Close(code int, reason string)
