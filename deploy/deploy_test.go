@@ -107,6 +107,40 @@ func TestNginxInFront(t *testing.T) {
 		t.Fatalf("plain http: HTTP %d Location %q, want a redirect to https", resp.StatusCode, loc)
 	}
 
+	// nginx's access log has every request, and no query string: the
+	// sessions these clients put in the /ws URL (as the original client
+	// does) are not in it. The http{} level log gets nothing from this site.
+	plainSkey := noFollow // a request on port 80 with a session in its query
+	if resp, err := plainSkey.Get(origin.http + "/ws?X-WX-Id=" + alice.ID + "&X-WX-Skey=" + alice.Skey); err == nil {
+		resp.Body.Close()
+	}
+	// A WebSocket request is logged when it ends.
+	_ = a.Conn.WriteClose(1000, nil)
+	_ = b.Conn.WriteClose(1000, nil)
+	a.Closed()
+	b.Closed()
+	var access string
+	for deadline := time.Now().Add(chattest.Wait); ; time.Sleep(20 * time.Millisecond) {
+		logged, _ := os.ReadFile(filepath.Join(origin.prefix, "pandachat.access.log"))
+		access = string(logged)
+		if strings.Count(access, `"GET /ws HTTP/1.1" 101`) == 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range []string{`"GET /ws HTTP/1.1" 101`, `"POST /login/dev HTTP/1.1" 200`, `"POST /upload HTTP/1.1" 200`, `"GET /ws HTTP/1.1" 301`} {
+		if !strings.Contains(access, want) {
+			t.Errorf("access log lacks %s:\n%s", want, access)
+		}
+	}
+	for _, secret := range []string{"?", "X-WX", alice.Skey, bob.Skey, alice.ID} {
+		if strings.Contains(access, secret) {
+			t.Errorf("access log contains %q:\n%s", secret, access)
+		}
+	}
+	if other, _ := os.ReadFile(filepath.Join(origin.prefix, "access.log")); strings.Contains(string(other), "/ws") {
+		t.Errorf("the http{} access log got this site's requests:\n%s", other)
+	}
+
 	// The server logs the client's address that nginx forwarded (X-Real-IP has
 	// no port; the proxy's own connection would have one).
 	opened := 0
@@ -126,6 +160,7 @@ func TestNginxInFront(t *testing.T) {
 type nginxOrigin struct {
 	https, http string
 	pool        *x509.CertPool
+	prefix      string // nginx's directory: its logs are here
 }
 
 // startNginx runs nginx in the foreground under a temp prefix, proxying to upstream.
@@ -147,6 +182,7 @@ func startNginx(t *testing.T, upstream string) nginxOrigin {
 		{"server 127.0.0.1:8765;", "server " + upstream + ";"},
 		{"/etc/letsencrypt/live/chat.example.com/fullchain.pem", cert},
 		{"/etc/letsencrypt/live/chat.example.com/privkey.pem", key},
+		{"/var/log/nginx/pandachat.access.log", filepath.Join(prefix, "pandachat.access.log")},
 	} {
 		if !strings.Contains(conf, r.old) {
 			t.Fatalf("deploy/nginx.conf no longer contains %q: update this test with it", r.old)
@@ -220,7 +256,7 @@ http {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return nginxOrigin{https: "https://127.0.0.1:" + httpsPort, http: "http://127.0.0.1:" + httpPort, pool: pool}
+	return nginxOrigin{https: "https://127.0.0.1:" + httpsPort, http: "http://127.0.0.1:" + httpPort, pool: pool, prefix: prefix}
 }
 
 func freePort(t *testing.T) string {

@@ -96,6 +96,11 @@ func newTab(t *testing.T, browser context.Context, name string, width, height in
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, height)); err != nil {
 		t.Fatalf("open tab %s: %v", name, err)
 	}
+	// Every WebSocket URL the page opens is kept in window.__wsURLs (a test
+	// checks that no skey goes into one).
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: recordWebSockets}); err != nil {
+		t.Fatalf("tab %s: %v", name, err)
+	}
 	b := &tab{t: t, name: name, ctx: ctx}
 	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
 	go func() {
@@ -124,6 +129,17 @@ func newTab(t *testing.T, browser context.Context, name string, width, height in
 	}()
 	return b
 }
+
+const recordWebSockets = `(function () {
+  var W = window.WebSocket;
+  window.__wsURLs = [];
+  window.WebSocket = function (u, p) {
+    window.__wsURLs.push(String(u));
+    return p === undefined ? new W(u) : new W(u, p);
+  };
+  window.WebSocket.prototype = W.prototype;
+  ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'].forEach(function (k) { window.WebSocket[k] = W[k]; });
+})();`
 
 // clean fails the test if the page opened a dialog or threw.
 func (b *tab) clean() {
@@ -515,12 +531,46 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("session", func(t *testing.T) {
 		on(t, a, b)
+		// Sockets open with one-time tickets: the skey is in no URL.
+		for _, p := range []*tab{a, b} { // b has reconnected too
+			var urls []string
+			var skey string
+			p.eval(`window.__wsURLs`, &urls)
+			p.eval(`JSON.parse(localStorage.getItem('panda.session')).skey`, &skey)
+			if len(urls) == 0 || skey == "" {
+				t.Fatalf("%s: socket URLs %q, skey %q", p.name, urls, skey)
+			}
+			for _, u := range urls {
+				if !strings.Contains(u, "ticket=") || strings.Contains(u, skey) || strings.Contains(strings.ToLower(u), "skey") {
+					t.Errorf("%s: socket URL %s: want a ticket and no skey", p.name, u)
+				}
+			}
+		}
 		// The stored session is reused after a reload.
 		b.do(chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#input")))
 		b.until("connected with the stored session", `window.__panda.state().connected && window.__panda.state().me.nickName === 'Robert'`)
 		// An invalid session leads back to sign-in.
 		b.eval(`localStorage.setItem('panda.session', JSON.stringify({id: 'nope', skey: 'nope'}))`, nil)
 		b.do(chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#signin-name")))
+	})
+
+	t.Run("sign out", func(t *testing.T) {
+		on(t, a, b)
+		var sess chattest.Session
+		a.eval(`(function () { var s = JSON.parse(localStorage.getItem('panda.session')); return {ID: s.id, Skey: s.skey}; })()`, &sess)
+		if code := env.Do(sess, "GET", "/me", nil, nil); code != 200 {
+			t.Fatalf("/me before signing out: HTTP %d", code)
+		}
+		a.eval(`document.getElementById('signout').click()`, nil)
+		a.do(chromedp.WaitVisible(chromedp.CSS("#signin-name")))
+		// The server has ended the session, not just the page forgotten it.
+		deadline := time.Now().Add(wait)
+		for env.Do(sess, "GET", "/me", nil, nil) != 401 {
+			if time.Now().After(deadline) {
+				t.Fatal("the session still works after signing out")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	})
 
 	on(t, a, b)

@@ -44,7 +44,7 @@ test('socket: idle → connecting → open, session in URL and headers', async f
   assert.equal(wx.sockets.length, 1);
   const t = wx.sockets[0];
   assert.equal(t.url.split('?')[0], 'wss://chat.test/ws');
-  assert.deepEqual(params(t.url), { room: 'lobby', 'X-WX-Id': 'sid', 'X-WX-Skey': 'skey' });
+  assert.deepEqual(params(t.url), { room: 'lobby' }); // the session is in the header only, never in the URL
   assert.deepEqual(t.header, { 'X-WX-Id': 'sid', 'X-WX-Skey': 'skey' });
   t.serverOpen();
   assert.equal(socket.state, STATES.OPEN);
@@ -61,7 +61,8 @@ test('socket: logs in first when there is no session', async function () {
   socket.start();
   await settle();
   assert.equal(wx.logins, 1);
-  assert.deepEqual(params(wx.sockets[0].url), { room: 'r1', since: '5', 'X-WX-Id': 'sid1', 'X-WX-Skey': 'skey1' });
+  assert.deepEqual(params(wx.sockets[0].url), { room: 'r1', since: '5' });
+  assert.deepEqual(wx.sockets[0].header, { 'X-WX-Id': 'sid1', 'X-WX-Skey': 'skey1' });
 });
 
 test('socket: reconnect after a close carries since=<last id seen>', async function () {
@@ -170,7 +171,8 @@ test('socket: ERR_INVALID_SESSION frame → session cleared, one login, reconnec
   assert.equal(wx.logins, 1);
   assert.equal(wx.sockets.length, 2);
   assert.equal(timers.size, 0);
-  assert.deepEqual(params(wx.sockets[1].url)['X-WX-Skey'], 'skey1');
+  assert.equal(wx.sockets[1].header['X-WX-Skey'], 'skey1');
+  assert.equal(params(wx.sockets[1].url)['X-WX-Skey'], undefined);
   assert.equal(client.session.get().skey, 'skey1');
   wx.sockets[1].serverOpen();
   wx.sockets[1].serverSend({ type: 'system', num: 1 });

@@ -78,8 +78,8 @@ function createChatSocket(opts) {
     const params = { room: room };
     if (typeof lastId === 'number') params.since = lastId;
     if (presence) params.presence = 1;
-    params['X-WX-Id'] = s.id;
-    params['X-WX-Skey'] = s.skey;
+    // The session goes in the connectSocket header only: a URL ends up in
+    // proxy and server access logs, and the skey must not.
     return urls.wsBase(config) + '/ws?' + urls.query(params);
   }
 

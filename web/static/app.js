@@ -364,16 +364,29 @@
     $('online-count').textContent = String(n);
   }
 
+  // connect asks for a one-time ticket and opens the socket with it: a browser
+  // cannot set headers on a WebSocket, and the skey must never be in a URL
+  // (URLs end up in proxy logs and browser history).
   function connect() {
     if (!S.session) return;
     clearTimeout(S.timer);
     var gen = S.gen;
+    setConn('connecting', S.attempt ? 'Reconnecting…' : 'Connecting…');
+    api('POST', '/ws-ticket').then(function (t) {
+      if (gen !== S.gen || !S.session || S.ws) return;
+      if (!t || typeof t.ticket !== 'string') throw new Error('no ticket');
+      openSocket(gen, t.ticket);
+    }).catch(function () {
+      if (gen !== S.gen || !S.session || S.ws) return; // signed out (401), or another attempt won
+      scheduleReconnect();
+    });
+  }
+
+  function openSocket(gen, ticket) {
     var proto = location.protocol === 'https:' ? 'wss://' : 'ws://';
     var url = proto + location.host + '/ws?room=' + encodeURIComponent(S.room) +
-      '&X-WX-Id=' + encodeURIComponent(S.session.id) +
-      '&X-WX-Skey=' + encodeURIComponent(S.session.skey) +
+      '&ticket=' + encodeURIComponent(ticket) +
       '&since=' + S.lastId + '&presence=1';
-    setConn('connecting', S.attempt ? 'Reconnecting…' : 'Connecting…');
     var ws;
     try { ws = new WebSocket(url); } catch (e) { scheduleReconnect(); return; }
     S.ws = ws;
@@ -1016,7 +1029,12 @@
       saveProfile();
     });
     $('profile-file').addEventListener('change', function () { pickAvatar(this.files[0]); this.value = ''; });
-    $('signout').addEventListener('click', function () { signOut(''); });
+    $('signout').addEventListener('click', function () {
+      if (S.session) { // end the session on the server too: its sockets close, its skey stops working
+        fetch('/logout', { method: 'POST', headers: authHeaders(), cache: 'no-store', keepalive: true }).catch(function () {});
+      }
+      signOut('');
+    });
     document.querySelectorAll('[data-close]').forEach(function (b) {
       b.addEventListener('click', function () { b.closest('dialog').close(); });
     });
