@@ -260,6 +260,7 @@ func TestLoginDev(t *testing.T) {
 		{"invalid UTF-8", "Pan\xffda", ""},
 		{"a line break inside", "Pan\nda", ""},
 		{"a control character", "Pan\x07da", ""},
+		{"a control character first", "\x07Panda", ""},
 		{"right-to-left override", "\u202Egnp.exe", "gnp.exe"},
 		{"every bidi control", "a\u202Ab\u202Bc\u202Cd\u202De\u202Ef\u2066g\u2067h\u2068i\u2069j", "abcdefghij"},
 		{"zero-width spaces", "Pa\u200Bn\u2060d\uFEFFa", "Panda"},
@@ -323,6 +324,11 @@ func TestCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		long := strings.Repeat("a", 129)
+		// The longest id and skey Check reads from the store.
+		longest := persistence.Session{ID: strings.Repeat("e", 128), Skey: strings.Repeat("k", 128), UID: u.UID, Expires: time.Now().Add(time.Hour)}
+		if err := svc.Store.PutSession(longest); err != nil {
+			t.Fatal(err)
+		}
 
 		for _, tt := range []struct {
 			name     string
@@ -333,6 +339,7 @@ func TestCheck(t *testing.T) {
 			{"valid", sess.ID, sess.Skey, nil, true},
 			{"valid until just before expiry", sess.ID, sess.Skey, func() time.Time { return sess.Expires.Add(-time.Second) }, true},
 			{"another valid session", third.ID, third.Skey, nil, true},
+			{"id and skey of 128 bytes", longest.ID, longest.Skey, nil, true},
 			{"wrong skey", sess.ID, strings.Repeat("0", 40), nil, false},
 			{"skey of another session", sess.ID, other.Skey, nil, false},
 			{"skey in upper case", sess.ID, strings.ToUpper(sess.Skey), nil, false},
@@ -498,6 +505,14 @@ func TestTickets(t *testing.T) {
 			if _, _, err := svc.CheckTicket(id); !errors.Is(err, auth.ErrInvalidSession) {
 				t.Errorf("CheckTicket(%q) = %v, want ErrInvalidSession", id, err)
 			}
+		}
+		// The longest ticket id CheckTicket reads from the store.
+		longest := persistence.Ticket{ID: strings.Repeat("t", 128), SessionID: sess.ID, Expires: time.Now().Add(auth.TicketTTL)}
+		if err := svc.Store.PutTicket(longest); err != nil {
+			t.Fatal(err)
+		}
+		if gs, _, err := svc.CheckTicket(longest.ID); err != nil || gs.ID != sess.ID {
+			t.Errorf("ticket id of 128 bytes: %+v, %v; want the session", gs, err)
 		}
 		// Expired: refused (the clock moves past the ticket's 30 s).
 		late := issue()
