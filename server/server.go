@@ -40,26 +40,28 @@ type Config struct {
 	TLSCert      string
 	TLSKey       string
 	Rate         actors.Rate
-	Outbox       int
-	SessionTTL   time.Duration
-	ReadLimit    int
-	MaxContent   int
-	UploadLimit  int64
-	PublicURL    string
-	TrustProxy   bool
-	AllowedHosts []string
-	ReplayLimit  int
-	Retention    int
-	HistoryLimit int
-	IdleRoom     time.Duration
-	FlushWindow  time.Duration // 0: default 20 ms; negative: flush at once
-	PingInterval time.Duration
-	IdleTimeout  time.Duration
-	WriteTimeout time.Duration
-	Grace        time.Duration // shutdown grace period (default 10 s)
-	DebugAddr    string        // pprof listener, off when empty
-	MetricsAddr  string        // when set, /metrics is served there and not on Addr
-	Logger       *slog.Logger
+	// MaxConnsPerUser caps each user's open sockets (default 16; negative: no cap).
+	MaxConnsPerUser int
+	Outbox          int
+	SessionTTL      time.Duration
+	ReadLimit       int
+	MaxContent      int
+	UploadLimit     int64
+	PublicURL       string
+	TrustProxy      bool
+	AllowedHosts    []string
+	ReplayLimit     int
+	Retention       int
+	HistoryLimit    int
+	IdleRoom        time.Duration
+	FlushWindow     time.Duration // 0: default 20 ms; negative: flush at once
+	PingInterval    time.Duration
+	IdleTimeout     time.Duration
+	WriteTimeout    time.Duration
+	Grace           time.Duration // shutdown grace period (default 10 s)
+	DebugAddr       string        // pprof listener, off when empty
+	MetricsAddr     string        // when set, /metrics is served there and not on Addr
+	Logger          *slog.Logger
 
 	// Upload limits that protect the disk (see media.Service).
 	UploadQuota media.Quota // bytes per user per rolling window (default 200MiB/24h; Off: none)
@@ -141,16 +143,17 @@ func New(cfg Config) (*Server, error) {
 		wx = &wechat.Client{BaseURL: cfg.WXAPI, AppID: cfg.WXAppID, Secret: cfg.WXSecret, Timeout: cfg.WXTimeout}
 	}
 	s.hub = actors.NewHub(actors.Options{
-		Store:        store,
-		IdleRoom:     cfg.IdleRoom,
-		ReplayLimit:  cfg.ReplayLimit,
-		Retention:    cfg.Retention,
-		MaxContent:   cfg.MaxContent,
-		Rate:         cfg.Rate,
-		PingInterval: cfg.PingInterval,
-		FlushWindow:  cfg.FlushWindow,
-		Observer:     cfg.ActorObserver,
-		Logger:       log,
+		Store:           store,
+		IdleRoom:        cfg.IdleRoom,
+		ReplayLimit:     cfg.ReplayLimit,
+		Retention:       cfg.Retention,
+		MaxContent:      cfg.MaxContent,
+		Rate:            cfg.Rate,
+		MaxConnsPerUser: cfg.MaxConnsPerUser,
+		PingInterval:    cfg.PingInterval,
+		FlushWindow:     cfg.FlushWindow,
+		Observer:        cfg.ActorObserver,
+		Logger:          log,
 	})
 	m := &media.Service{
 		Dir:          filepath.Join(cfg.DataDir, "media"),

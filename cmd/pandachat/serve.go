@@ -53,8 +53,9 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	env["dev-login-rate"] = "PANDA_DEV_LOGIN_RATE"
 	str(&cfg.TLSCert, "tls-cert", "PANDA_TLS_CERT", "", "TLS certificate file (serve https/wss directly)")
 	str(&cfg.TLSKey, "tls-key", "PANDA_TLS_KEY", "", "TLS private key file")
-	fs.Var(rateFlag{&cfg.Rate}, "rate-limit", "messages per connection, e.g. 20/10s (bursts up to the count), or off")
+	fs.Var(rateFlag{&cfg.Rate}, "rate-limit", "messages per user (all of its connections together), e.g. 20/10s (bursts up to the count), or off")
 	env["rate-limit"] = "PANDA_RATE_LIMIT"
+	num(&cfg.MaxConnsPerUser, "max-conns-per-user", "PANDA_MAX_CONNS_PER_USER", 16, "open WebSocket connections per user; one more is refused with ERR_TOO_MANY_CONNECTIONS (-1: no cap)")
 	num(&cfg.Outbox, "outbox", "PANDA_OUTBOX", 1024, "queued writes per connection before it is closed as a slow consumer (1013)")
 	dur(&cfg.SessionTTL, "session-ttl", "PANDA_SESSION_TTL", 24*time.Hour, "session lifetime")
 	num(&cfg.ReadLimit, "max-frame", "PANDA_MAX_FRAME", 64<<10, "largest client frame in bytes (larger: close 1009)")
