@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -715,5 +716,91 @@ func TestFanoutVariants(t *testing.T) {
 		if !sameIDs(ids(s.all()), seq(1, 6)) {
 			t.Errorf("ids %v, want 1..6", ids(s.all()))
 		}
+		for _, f := range s.all()[1:] {
+			if f["number"] != float64(3) {
+				t.Errorf("number %v, want 3 (the online count)", f["number"])
+			}
+		}
+	}
+}
+
+// A replay never exceeds 4 MiB: the newest messages that fit are sent, ending
+// at the last id, with no gap (the client pages older ones from /history).
+func TestReplayIsCappedInBytes(t *testing.T) {
+	store := persistence.NewMemory()
+	hub := NewHub(Options{Store: store, Rate: Rate{Off: true}, MaxContent: 20000})
+	defer hub.Shutdown(5 * time.Second)
+	a := &countSink{}
+	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	waitFor(t, func() bool { return a.frames.Load() == 1 })
+	body := strings.Repeat("z", 10000)
+	for i := 0; i < 600; i++ { // 6 MB
+		ca.Receive(text(body), false)
+	}
+	waitFor(t, func() bool { return a.frames.Load() == 601 })
+	j := &captureSink{}
+	connect(t, hub, ConnSpec{UID: "uj", Room: "r", Sink: j, HasSince: true, Since: 0})
+	waitFor(t, func() bool { return len(j.all()) > 1 })
+	got := ids(j.all())
+	size := 0
+	for _, f := range j.all()[1:] {
+		size += len(f["content"].(string))
+	}
+	if size > 4<<20 || len(got) < 300 {
+		t.Errorf("replayed %d messages, %d bytes of content; want at most 4 MiB and as many as fit", len(got), size)
+	}
+	if !sameIDs(got, seq(601-uint64(len(got)), 600)) {
+		t.Errorf("replay is not the newest run ending at 600: %v…", got[:3])
+	}
+}
+
+// Members leave in any order; the ones left keep getting messages and the
+// online count stays right (a removal must not drop the wrong member).
+func TestLeavesInAnyOrder(t *testing.T) {
+	hub := NewHub(Options{Store: persistence.NewMemory(), Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	sinks := []*captureSink{{}, {}, {}, {}}
+	conns := make([]*Conn, len(sinks))
+	for i, s := range sinks {
+		conns[i] = connect(t, hub, ConnSpec{UID: fmt.Sprint("u", i), Room: "r", Sink: s})
+		waitFor(t, func() bool { return len(s.all()) == 1 })
+	}
+	conns[0].Closed() // the first: the last member moves into its place
+	conns[3].Closed() // then that moved member
+	time.Sleep(50 * time.Millisecond)
+	conns[1].Receive(text("still"), false)
+	for _, i := range []int{1, 2} {
+		waitFor(t, func() bool { return len(sinks[i].all()) == 2 })
+		if f := sinks[i].all()[1]; f["content"] != "still" || f["number"] != float64(2) {
+			t.Errorf("member %d got %v; want the message with number 2", i, f)
+		}
+	}
+	late := &captureSink{}
+	connect(t, hub, ConnSpec{UID: "late", Room: "r", Sink: late})
+	waitFor(t, func() bool { return len(late.all()) == 1 })
+	if f := late.all()[0]; f["num"] != float64(3) {
+		t.Errorf("system frame %v, want num 3", f)
+	}
+}
+
+// Binary and malformed frames spend the rate budget like messages.
+func TestEveryFrameCountsAgainstTheRate(t *testing.T) {
+	hub := NewHub(Options{Store: persistence.NewMemory(), Rate: Rate{Messages: 3, Per: time.Hour}})
+	defer hub.Shutdown(5 * time.Second)
+	a := &captureSink{}
+	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	waitFor(t, func() bool { return len(a.all()) == 1 })
+	ca.Receive([]byte{1, 2, 3}, true)
+	ca.Receive([]byte(`not json`), false)
+	ca.Receive(textCID("third"), false)
+	ca.Receive(textCID("fourth"), false)
+	waitFor(t, func() bool { return len(a.all()) == 5 })
+	var got []string
+	for _, f := range a.all()[1:] {
+		got = append(got, fmt.Sprintf("%v/%v", f["error"], f["cid"]))
+	}
+	slices.Sort(got)
+	if g := strings.Join(got, " "); g != "<nil>/third ERR_BAD_MESSAGE/<nil> ERR_BAD_MESSAGE/<nil> ERR_RATE_LIMITED/fourth" {
+		t.Errorf("frames: %s; want two refused bad frames, the third accepted, the fourth over the rate", g)
 	}
 }
