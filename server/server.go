@@ -16,6 +16,7 @@ import (
 
 	"github.com/pandachat/pandachat/actors"
 	"github.com/pandachat/pandachat/auth"
+	"github.com/pandachat/pandachat/internal/guard"
 	"github.com/pandachat/pandachat/media"
 	"github.com/pandachat/pandachat/persistence"
 	"github.com/pandachat/pandachat/transport"
@@ -223,7 +224,10 @@ func (s *Server) Listen() error {
 			mux.Handle("GET /metrics", s.cfg.Metrics)
 		}
 		s.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = s.debug.Serve(dl) }()
+		go func() {
+			defer guard.Recover(s.log, "debug listener", nil)
+			_ = s.debug.Serve(dl)
+		}()
 		if shared {
 			s.mAddr = dl.Addr().String()
 		}
@@ -241,7 +245,10 @@ func (s *Server) Listen() error {
 		mux.Handle("GET /metrics", s.cfg.Metrics)
 		s.mtx = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		s.mAddr = ml.Addr().String()
-		go func() { _ = s.mtx.Serve(ml) }()
+		go func() {
+			defer guard.Recover(s.log, "metrics listener", nil)
+			_ = s.mtx.Serve(ml)
+		}()
 	}
 	return nil
 }
@@ -300,7 +307,10 @@ func (s *Server) shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Grace)
 	defer cancel()
 	var errs []error
-	go func() { _ = s.http.Shutdown(ctx) }() // stops the listener at once, then waits for HTTP requests
+	go func() { // stops the listener at once, then waits for HTTP requests
+		defer guard.Recover(s.log, "http shutdown", nil)
+		_ = s.http.Shutdown(ctx)
+	}()
 	if err := s.edge.Drain(ctx, func() error { return s.hub.Shutdown(s.cfg.Grace) }); err != nil {
 		errs = append(errs, err)
 	}

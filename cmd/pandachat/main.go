@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/pandachat/pandachat/bench"
+	"github.com/pandachat/pandachat/internal/guard"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -34,7 +35,11 @@ Run "pandachat COMMAND --help" for the flags of a command.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go func() { <-ctx.Done(); stop() }() // a second signal ends the process at once
+	go func() { // a second signal ends the process at once
+		defer guard.Recover(nil, "signal watcher", nil)
+		<-ctx.Done()
+		stop()
+	}()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 

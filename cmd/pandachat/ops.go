@@ -11,9 +11,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/pandachat/pandachat/internal/guard"
 	"github.com/pandachat/pandachat/metrics"
 	"github.com/pandachat/pandachat/persistence"
 	"github.com/pandachat/pandachat/server"
@@ -43,8 +45,9 @@ func withMetrics(cfg *server.Config) *metrics.Metrics {
 
 // admin serves the admin socket of a running server.
 type admin struct {
-	http *http.Server
-	path string
+	http    *http.Server
+	path    string
+	backups sync.WaitGroup // running backups: the store must outlive them
 }
 
 // startAdmin opens <data>/admin.sock for online backups. It returns nil (and
@@ -67,8 +70,11 @@ func startAdmin(srv *server.Server, cfg server.Config) *admin {
 		cfg.Logger.Warn("admin socket off: online backup unavailable", "path", path, "err", err)
 		return nil
 	}
+	a := &admin{path: path}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
+		a.backups.Add(1)
+		defer a.backups.Done()
 		w.Header().Set("Trailer", backupStatus)
 		w.Header().Set("Content-Type", "application/x-tar")
 		start := time.Now()
@@ -81,8 +87,11 @@ func startAdmin(srv *server.Server, cfg server.Config) *admin {
 		w.Header().Set(backupStatus, "ok")
 		cfg.Logger.Info("backup written", "media", man.Media, "took", time.Since(start).Round(time.Millisecond))
 	})
-	a := &admin{http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, path: path}
-	go func() { _ = a.http.Serve(ln) }()
+	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		defer guard.Recover(cfg.Logger, "admin socket", nil)
+		_ = a.http.Serve(ln)
+	}()
 	return a
 }
 
@@ -93,7 +102,10 @@ func (a *admin) stop(grace time.Duration) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	_ = a.http.Shutdown(ctx)
+	if err := a.http.Shutdown(ctx); err != nil {
+		_ = a.http.Close() // past the grace period: cut the backup off; its writes now fail
+	}
+	a.backups.Wait() // never close the store under a backup that still reads it
 	_ = os.Remove(a.path)
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pandachat/pandachat/actors"
+	"github.com/pandachat/pandachat/internal/guard"
 	"github.com/pandachat/pandachat/media"
 	"github.com/pandachat/pandachat/server"
 )
@@ -212,7 +213,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	startupLines(stderr, cfg, srv.URL())
 	adm := startAdmin(srv, cfg)
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
+	go func() {
+		defer guard.Recover(cfg.Logger, "public listener", func(p any) { done <- fmt.Errorf("listener panicked: %v", p) })
+		done <- srv.Serve()
+	}()
 	select {
 	case err = <-done:
 		cfg.Logger.Error("server stopped", "err", err)
