@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pandachat/pandachat/protocol"
@@ -216,11 +217,18 @@ type wireConn struct {
 	framing   bool        // the handshake is written: every Write is one frame
 	closeSent bool        // a close frame was written
 	iov       net.Buffers // the chunk being written, a view into the caller's frames
+	vectored  bool        // the connection is a kernel socket: writev; otherwise (TLS) chunks are copied
 }
+
+// chunkPool holds the buffers that coalesce a chunk of frames for connections
+// without writev (TLS, which copies into records anyway): one buffer per write
+// in progress, not per connection.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, writeChunk); return &b }}
 
 // newWireConn wraps conn; buffered holds bytes already read from it.
 func newWireConn(conn net.Conn, buffered []byte, readLimit int, writeTimeout time.Duration) *wireConn {
-	return &wireConn{Conn: conn, pending: buffered, writeTimeout: writeTimeout, p: newWireParser(readLimit)}
+	_, vectored := conn.(syscall.Conn) // *net.TCPConn, *net.UnixConn: net.Buffers becomes one writev
+	return &wireConn{Conn: conn, pending: buffered, writeTimeout: writeTimeout, p: newWireParser(readLimit), vectored: vectored}
 }
 
 // Read hands gws the client's bytes up to the first refused frame.
@@ -293,6 +301,27 @@ func (c *wireConn) writeClose(code int, reason string) {
 	_, _ = c.Conn.Write(f)
 }
 
+// writeVec writes one chunk of frames: with writev on a kernel socket;
+// otherwise coalesced, so that a chunk of small frames is one write (for TLS:
+// one record) instead of one per frame. Lock must be held.
+func (c *wireConn) writeVec(chunk [][]byte) error {
+	if c.vectored {
+		c.iov = chunk
+		_, err := c.iov.WriteTo(c.Conn)
+		c.iov = nil
+		return err
+	}
+	bp := chunkPool.Get().(*[]byte)
+	b := (*bp)[:0]
+	for _, f := range chunk {
+		b = append(b, f...)
+	}
+	_, err := c.Conn.Write(b)
+	*bp = b[:0]
+	chunkPool.Put(bp)
+	return err
+}
+
 // writeChunk is how much is written under one deadline: the write timeout
 // then measures a peer's progress, not the size of a replay.
 const writeChunk = 64 << 10
@@ -319,10 +348,7 @@ func (c *wireConn) writeFrames(frames [][]byte) error {
 			frames[n-1], rest = last[:len(last)-over], last[len(last)-over:]
 		}
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
-		c.iov = frames[:n]
-		_, err := c.iov.WriteTo(c.Conn)
-		c.iov = nil
-		if err != nil {
+		if err := c.writeVec(frames[:n]); err != nil {
 			return err
 		}
 		if rest != nil {

@@ -337,11 +337,30 @@ func TestWireConnOneWritePath(t *testing.T) {
 	}
 }
 
-// writeFrames sends frames larger than a chunk, and many small ones, intact.
+// plainConn hides the socket behind a net.Conn, as TLS does: no writev.
+type plainConn struct{ net.Conn }
+
+// writeFrames sends frames larger than a chunk, and many small ones, intact:
+// with writev on a socket, and coalesced on a connection without it.
 func TestWireConnWriteFramesChunks(t *testing.T) {
-	srv, cli := tcpPair(t, 0)
+	for _, vectored := range []bool{true, false} {
+		t.Run(map[bool]string{true: "writev", false: "coalesced"}[vectored], func(t *testing.T) {
+			srv, cli := tcpPair(t, 0)
+			var conn net.Conn = srv
+			if !vectored {
+				conn = plainConn{srv}
+			}
+			testWriteFramesChunks(t, conn, cli, vectored)
+		})
+	}
+}
+
+func testWriteFramesChunks(t *testing.T, srv, cli net.Conn, vectored bool) {
 	wc := newWireConn(srv, nil, 64<<10, 5*time.Second)
 	wc.startFraming()
+	if wc.vectored != vectored {
+		t.Fatalf("vectored = %v, want %v", wc.vectored, vectored)
+	}
 	var frames [][]byte
 	var want []string
 	for i, size := range []int{10, writeChunk - 2, writeChunk + 5, 1, 3*writeChunk + 7, 0, 200} {
