@@ -275,6 +275,24 @@ func TestStoredUID(t *testing.T) {
 	}
 }
 
+func TestStoredTime(t *testing.T) {
+	for _, tt := range []struct {
+		name, stored string
+		want         int64
+	}{
+		{"record", string(protocol.AppendRecord(nil, &protocol.Record{ID: 5, Time: 1234567890999, UID: "u"})), 1234567890999},
+		{"every digit", `{"id":1,"time":9876543210,"uid":"u"}`, 9876543210},
+		{"time first", `,"time":42}`, 42},
+		{"zero", `{"id":1,"time":0,"uid":"u"}`, 0},
+		{"no time", `{"id":1,"uid":"u"}`, 0},
+		{"empty", ``, 0},
+	} {
+		if got := protocol.StoredTime([]byte(tt.stored)); got != tt.want {
+			t.Errorf("%s: StoredTime(%s) = %d, want %d", tt.name, tt.stored, got, tt.want)
+		}
+	}
+}
+
 func BenchmarkAppendChatFrame(b *testing.B) {
 	rec := protocol.Record{
 		ID: 123456, Number: 250, Time: 1717000000123, UID: "0123456789abcdef01234567",
