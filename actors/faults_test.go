@@ -804,3 +804,25 @@ func TestEveryFrameCountsAgainstTheRate(t *testing.T) {
 		t.Errorf("frames: %s; want two refused bad frames, the third accepted, the fourth over the rate", g)
 	}
 }
+
+// A socket admitted just after its session ended (its session check passed a
+// moment before the logout) is closed as soon as it arrives.
+func TestSocketOfAnEndedSessionIsClosedOnArrival(t *testing.T) {
+	hub := NewHub(Options{Store: persistence.NewMemory()})
+	defer hub.Shutdown(5 * time.Second)
+	hub.EndSession("gone")
+	a := &captureSink{}
+	connect(t, hub, ConnSpec{UID: "ua", SessionID: "gone", Room: "r", Sink: a})
+	waitFor(t, func() bool { n := len(a.all()); return n > 0 && a.all()[n-1]["close"] != nil })
+	got := a.all()
+	if got[len(got)-1]["close"] != float64(1008) || got[len(got)-2]["error"] != "ERR_INVALID_SESSION" {
+		t.Errorf("frames %v; want the session error and close 1008", got)
+	}
+	b := &captureSink{}
+	connect(t, hub, ConnSpec{UID: "ua", SessionID: "live", Room: "r", Sink: b})
+	waitFor(t, func() bool { return len(b.all()) == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if got := b.all(); len(got) != 1 || got[0]["type"] != "system" {
+		t.Errorf("another session's socket got %v", got)
+	}
+}

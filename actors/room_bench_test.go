@@ -97,3 +97,68 @@ func BenchmarkRoom_Broadcast(b *testing.B) {
 		}
 	}
 }
+
+// tallySink counts frames into a counter shared by many sinks.
+type tallySink struct{ n *atomic.Int64 }
+
+func (s tallySink) Send(frames ...[]byte) bool {
+	for _, b := range frames {
+		s.n.Add(countFrames(b))
+	}
+	return true
+}
+
+func (tallySink) Close(int, string) {}
+
+// BenchmarkRooms_Small measures one message in many small rooms: one sender
+// per room, messages spread round-robin over the rooms. ns/op and allocs/op
+// are per message (fan-out to the room's members included).
+func BenchmarkRooms_Small(b *testing.B) {
+	for _, shape := range []struct{ rooms, members int }{{1000, 10}, {100, 100}} {
+		for _, store := range []string{"memory", "badger"} {
+			b.Run(fmt.Sprintf("%dx%d/store=%s", shape.rooms, shape.members, store), func(b *testing.B) {
+				var st persistence.Store = persistence.NewMemory()
+				if store == "badger" {
+					bs, err := persistence.OpenBadger(b.TempDir(), persistence.Options{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer bs.Close()
+					st = bs
+				}
+				hub := NewHub(Options{Store: st, Rate: Rate{Off: true}, Retention: -1, MaxConnsPerUser: -1})
+				defer hub.Shutdown(10 * time.Second)
+				var frames atomic.Int64
+				senders := make([]*Conn, shape.rooms)
+				for r := 0; r < shape.rooms; r++ {
+					for m := 0; m < shape.members; m++ {
+						c := connect(b, hub, ConnSpec{UID: fmt.Sprintf("u%d-%d", r, m), NickName: "n", Room: fmt.Sprint("room", r), Sink: tallySink{&frames}})
+						if m == 0 {
+							senders[r] = c
+						}
+					}
+				}
+				joined := int64(shape.rooms * shape.members)
+				for deadline := time.Now().Add(60 * time.Second); frames.Load() < joined; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						b.Fatalf("%d of %d joined", frames.Load(), joined)
+					}
+				}
+				msg := []byte(`{"text":true,"content":"hello, this is a chat message of about one hundred bytes in total length!"}`)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					senders[i%shape.rooms].Receive(msg, false) // waits at the in-flight bound
+				}
+				want := joined + int64(b.N*shape.members)
+				for deadline := time.Now().Add(60 * time.Second); frames.Load() < want; time.Sleep(50 * time.Microsecond) {
+					if time.Now().After(deadline) {
+						b.Fatalf("%d of %d frames delivered", frames.Load(), want)
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			})
+		}
+	}
+}

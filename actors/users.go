@@ -18,8 +18,17 @@ type users struct {
 	hub      *Hub
 	byUID    map[string]*userState
 	sessions map[string]map[*actor.PID]struct{}
+	ended    map[string]time.Time // sessions ended lately: a socket that checked one just before it ended is closed on arrival
+	endOrder []string
 	sweeper  *time.Timer
 }
+
+// Ended sessions are remembered this long (a socket is admitted within
+// seconds of its session check), and at most this many.
+const (
+	endedFor = time.Minute
+	maxEnded = 10000
+)
 
 type userState struct {
 	conns   int
@@ -66,6 +75,10 @@ func (u *users) Receive(ctx actor.Context) {
 		if m.Session == "" {
 			return
 		}
+		if _, ended := u.ended[m.Session]; ended {
+			ctx.Send(m.PID, sessionEnded{})
+			return
+		}
 		set := u.sessions[m.Session]
 		if set == nil {
 			set = map[*actor.PID]struct{}{}
@@ -90,7 +103,9 @@ func (u *users) Receive(ctx actor.Context) {
 			ctx.Send(pid, sessionEnded{})
 		}
 		delete(u.sessions, m.ID)
+		u.remember(m.ID)
 	case sweepUsers:
+		u.forget(time.Now())
 		for uid, st := range u.byUID {
 			if st.conns <= 0 && u.rested(st) {
 				delete(u.byUID, uid)
@@ -130,4 +145,27 @@ func (u *users) rested(st *userState) bool {
 func (u *users) arm(ctx actor.Context) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	u.sweeper = time.AfterFunc(sweepEvery, func() { root.Send(self, sweepUsers{}) })
+}
+
+func (u *users) remember(session string) {
+	if u.ended == nil {
+		u.ended = map[string]time.Time{}
+	}
+	if _, ok := u.ended[session]; !ok {
+		u.endOrder = append(u.endOrder, session)
+	}
+	u.ended[session] = time.Now()
+	if len(u.endOrder) > maxEnded {
+		u.forget(time.Now())
+	}
+}
+
+// forget drops ended sessions past endedFor, and the oldest beyond maxEnded.
+func (u *users) forget(now time.Time) {
+	n := 0
+	for n < len(u.endOrder) && (len(u.endOrder)-n > maxEnded || now.Sub(u.ended[u.endOrder[n]]) > endedFor) {
+		delete(u.ended, u.endOrder[n])
+		n++
+	}
+	u.endOrder = append(u.endOrder[:0], u.endOrder[n:]...)
 }

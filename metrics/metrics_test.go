@@ -226,22 +226,28 @@ func TestMetricsThroughARealServer(t *testing.T) {
 }
 
 func TestRateLimitMetrics(t *testing.T) {
-	// One message an hour: the first passes, the next ones are refused until the
-	// flood limit (10 refusals in a row) closes the connection.
+	// One message an hour: the first passes; refusals that keep coming for 5 s
+	// are a flood and close the connection.
 	env, _ := startWithMetrics(t, server.Config{Rate: actors.Rate{Messages: 1, Per: time.Hour}})
 	c := env.Dial(env.DevLogin("flood"), "")
 	c.NextOfType("system")
-	for i := range 11 {
+	c.Send(map[string]any{"text": true, "content": "allowed"})
+	c.NextOfType("user")
+	for i := 0; i < 100 && !c.IsClosed(); i++ {
 		c.Send(map[string]any{"text": true, "content": fmt.Sprint("spam ", i)})
+		time.Sleep(100 * time.Millisecond)
 	}
 	if code := c.Closed(); code != 1008 {
 		t.Fatalf("close code %d, want 1008", code)
 	}
 	eventually(t, env.URL+"/metrics", map[string]float64{
-		"pandachat_messages_in_total":                    11,
-		"pandachat_messages_broadcast_total":             1,
-		`pandachat_rate_limited_total{action="refused"}`: 9,
-		`pandachat_rate_limited_total{action="closed"}`:  1,
-		"pandachat_connections":                          0,
+		"pandachat_messages_broadcast_total":            1,
+		`pandachat_rate_limited_total{action="closed"}`: 1,
+		"pandachat_connections":                         0,
 	})
+	got := scrapeURL(t, env.URL+"/metrics")
+	refused := got[`pandachat_rate_limited_total{action="refused"}`]
+	if in := got["pandachat_messages_in_total"]; refused < 40 || in != 1+refused+1 {
+		t.Errorf("messages in %v, refused %v: want every frame counted once, as accepted, refused (about 50 in 5 s) or the one that closed", in, refused)
+	}
 }
