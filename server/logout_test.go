@@ -279,6 +279,14 @@ func TestSessionStoreDownIs503(t *testing.T) {
 	if code != http.StatusServiceUnavailable || out["error"] != "ERR_UNAVAILABLE" {
 		t.Errorf("upload with the store down: HTTP %d %v, want 503 ERR_UNAVAILABLE", code, out)
 	}
+	// A socket: the error frame says the store, not the session, failed, and the close is 1011.
+	c := env.Dial(s, "")
+	if m := c.Next(); m["error"] != "ERR_UNAVAILABLE" {
+		t.Errorf("socket with the store down got %v, want ERR_UNAVAILABLE", m)
+	}
+	if code := c.Closed(); code != 1011 {
+		t.Errorf("socket with the store down closed with %d, want 1011", code)
+	}
 
 	fs.fail.Store(false) // back: the same session works again
 	if code := env.Do(s, "GET", "/me", nil, nil); code != 200 {

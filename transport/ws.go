@@ -12,6 +12,7 @@ import (
 	"github.com/lxzan/gws"
 
 	"github.com/pandachat/pandachat/actors"
+	"github.com/pandachat/pandachat/auth"
 	"github.com/pandachat/pandachat/protocol"
 )
 
@@ -31,7 +32,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	var since uint64
 	hasSince := q.Get("since") != ""
+	refusalCode := uint16(protocol.ClosePolicy)
 	switch {
+	case err != nil && !errors.Is(err, auth.ErrInvalidSession):
+		// The store failed, not the session: the client keeps it and reconnects.
+		s.log.Error("session check failed", "err", err)
+		refusal = protocol.ErrorFrame(protocol.ErrUnavailable, "session store unavailable; reconnect later", nil)
+		refusalCode = protocol.CloseInternal
 	case err != nil:
 		refusal = protocol.SessionError(protocol.ErrInvalidSession, "session is invalid or expired; log in again")
 	case !protocol.ValidRoom(room):
@@ -50,7 +57,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	_ = wc.SetDeadline(time.Time{}) // drop deadlines the http.Server set
 	if refusal != nil {
 		_ = ws.WriteMessage(gws.OpcodeText, refusal)
-		_ = ws.WriteClose(protocol.ClosePolicy, []byte("refused"))
+		_ = ws.WriteClose(refusalCode, []byte("refused"))
 		return
 	}
 
