@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -20,8 +21,9 @@ type conn struct {
 	member  *Member
 	room    *actor.PID // the room that will answer (or has answered) our join
 	joined  bool
-	stash   []*inbound    // frames that arrived before the room answered the join
-	limiter *rate.Limiter // the user's, shared with its other connections
+	stash   []*inbound               // frames that arrived before the room answered the join
+	limiter *rate.Limiter            // the user's, shared with its other connections
+	profile *atomic.Pointer[profile] // the user's, shared too: no store read per message
 
 	floodStart  time.Time // first refusal of the current run of refusals
 	lastRefusal time.Time
@@ -120,14 +122,11 @@ func (c *conn) receive(ctx actor.Context, in *inbound) {
 		}
 		msg.URL = abs
 	}
-	nick, avatar := c.spec.NickName, c.spec.AvatarURL
-	if u, err := c.hub.store.User(c.spec.UID); err == nil { // profile changes apply to the next message
-		nick, avatar = u.Profile.NickName, u.Profile.AvatarURL
-	}
+	p := c.profile.Load() // profile changes apply to the next message
 	// Paths of this server stay paths in the store; every recipient gets them
 	// absolute with its own base, so no client's Host header reaches another.
-	avatar = strings.TrimPrefix(avatar, c.spec.Base)
-	ctx.Send(c.room, &post{From: c.member, NickName: nick, AvatarURL: avatar, Msg: msg}) // the room gives the credit back
+	avatar := strings.TrimPrefix(p.AvatarURL, c.spec.Base)
+	ctx.Send(c.room, &post{From: c.member, NickName: p.NickName, AvatarURL: avatar, Msg: msg}) // the room gives the credit back
 }
 
 // refuseOrEnd answers a refused frame: over the rate it is ERR_RATE_LIMITED,

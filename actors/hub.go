@@ -174,7 +174,7 @@ type ConnSpec struct {
 	UID       string
 	SessionID string    // the login behind the socket: its logout or expiry closes it
 	Expires   time.Time // when that session ends (zero: never)
-	NickName  string    // profile at connect time, used when the store cannot say
+	NickName  string    // profile at connect time; later changes come through ProfileChanged
 	AvatarURL string
 	Room      string
 	Since     uint64
@@ -196,7 +196,7 @@ type Conn struct {
 // Connect admits the connection (ErrTooManyConnections at the user's cap) and
 // spawns its actor, which joins the room.
 func (h *Hub) Connect(spec ConnSpec) (*Conn, error) {
-	res, err := h.system.Root.RequestFuture(h.users, &admit{UID: spec.UID}, 5*time.Second).Result()
+	res, err := h.system.Root.RequestFuture(h.users, &admit{UID: spec.UID, Profile: profile{spec.NickName, spec.AvatarURL}}, 5*time.Second).Result()
 	if err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
@@ -204,7 +204,7 @@ func (h *Hub) Connect(spec ConnSpec) (*Conn, error) {
 	if adm.err != nil {
 		return nil, adm.err
 	}
-	c := &conn{hub: h, spec: spec, limiter: adm.limiter}
+	c := &conn{hub: h, spec: spec, limiter: adm.limiter, profile: adm.profile}
 	c.member = &Member{UID: spec.UID, NickName: spec.NickName, Sink: spec.Sink, Presence: spec.Presence, Base: spec.Base,
 		gate: newGate(h.opts.MaxInflight)}
 	// A lock-free list mailbox: a connection gets few messages, and an idle one
@@ -232,6 +232,13 @@ func (c *Conn) Closed() {
 
 // InFlight is how many of the connection's frames are not yet handled (tests).
 func (c *Conn) InFlight() int { return c.actor.member.gate.inFlight() }
+
+// ProfileChanged gives a user's connections its new profile (nickname and
+// avatar as stored: this server's media as a path) for their next messages.
+// It returns when they have it.
+func (h *Hub) ProfileChanged(uid, nickName, avatarURL string) {
+	_, _ = h.system.Root.RequestFuture(h.users, &profileChanged{UID: uid, Profile: profile{nickName, avatarURL}}, 5*time.Second).Result()
+}
 
 // EndSession closes every open socket of a session (logout): each gets the
 // invalid-session error frame and close 1008, behind what is already queued.

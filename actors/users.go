@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -33,14 +34,30 @@ const (
 type userState struct {
 	conns   int
 	limiter *rate.Limiter // shared by the user's connections; nil when the rate limit is off
+	profile atomic.Pointer[profile]
 }
 
-// admit reserves a connection slot; answered with *admission.
-type admit struct{ UID string }
+// profile is what a user's messages carry; replaced whole, never changed.
+type profile struct{ NickName, AvatarURL string }
+
+// admit reserves a connection slot; answered with *admission. The profile
+// is the one the connection read at its session check.
+type admit struct {
+	UID     string
+	Profile profile
+}
 
 type admission struct {
 	limiter *rate.Limiter
+	profile *atomic.Pointer[profile] // the user's current profile, shared by its connections
 	err     error
+}
+
+// profileChanged replaces a user's profile for its next messages; answered
+// when done, so that a message sent after the change carries it.
+type profileChanged struct {
+	UID     string
+	Profile profile
 }
 
 // attach and release bracket a connection's life; release frees its slot.
@@ -70,7 +87,10 @@ func (u *users) Receive(ctx actor.Context) {
 	case *actor.Started:
 		u.arm(ctx)
 	case *admit:
-		ctx.Respond(u.admit(m.UID))
+		ctx.Respond(u.admit(m.UID, m.Profile))
+	case *profileChanged:
+		u.state(m.UID, m.Profile).profile.Store(&m.Profile)
+		ctx.Respond(true)
 	case *attach:
 		if m.Session == "" {
 			return
@@ -119,21 +139,28 @@ func (u *users) Receive(ctx actor.Context) {
 	}
 }
 
-func (u *users) admit(uid string) *admission {
+func (u *users) admit(uid string, p profile) *admission {
+	st := u.state(uid, p)
+	if max := u.hub.opts.MaxConnsPerUser; max > 0 && st.conns >= max {
+		return &admission{err: ErrTooManyConnections}
+	}
+	st.conns++
+	return &admission{limiter: st.limiter, profile: &st.profile}
+}
+
+// state is the user's, made with profile p when the user is new here.
+func (u *users) state(uid string, p profile) *userState {
 	st := u.byUID[uid]
 	if st == nil {
 		st = &userState{}
+		st.profile.Store(&p)
 		if r := u.hub.opts.Rate; !r.Off {
 			r = r.withDefaults()
 			st.limiter = rate.NewLimiter(rate.Every(r.Per/time.Duration(r.Messages)), r.Messages)
 		}
 		u.byUID[uid] = st
 	}
-	if max := u.hub.opts.MaxConnsPerUser; max > 0 && st.conns >= max {
-		return &admission{err: ErrTooManyConnections}
-	}
-	st.conns++
-	return &admission{limiter: st.limiter}
+	return st
 }
 
 // rested: forgetting the user loses nothing, its budget is full again (a user

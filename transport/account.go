@@ -68,5 +68,6 @@ func (s *Server) handleProfile(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusInternalServerError, "ERR_STORAGE", "could not save the profile")
 		return
 	}
+	s.opts.Hub.ProfileChanged(u.UID, u.Profile.NickName, u.Profile.AvatarURL) // before the answer: the next message carries it
 	writeJSON(w, http.StatusOK, publicProfile(u, base))
 }

@@ -68,6 +68,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.opts.Observer.Login("code", "ok")
+	s.opts.Hub.ProfileChanged(u.UID, u.Profile.NickName, u.Profile.AvatarURL) // the old flow may bring a new profile
 	s.loginAnswer(w, r, sess, u)
 }
 
