@@ -214,10 +214,11 @@ type wireConn struct {
 	rerr *wireError
 
 	wmu       sync.Mutex
-	framing   bool        // the handshake is written: every Write is one frame
-	closeSent bool        // a close frame was written
-	iov       net.Buffers // the chunk being written, a view into the caller's frames
-	vectored  bool        // the connection is a kernel socket: writev; otherwise (TLS) chunks are copied
+	framing   bool            // the handshake is written: every Write is one frame
+	closeSent bool            // a close frame was written
+	raw       syscall.RawConn // the socket, for writev (Linux); nil: see vectored
+	vectored  bool            // a kernel socket elsewhere: net.Buffers; false (TLS): chunks are copied
+	iov       net.Buffers     // the chunk being written by net.Buffers, a view into the caller's frames
 }
 
 // chunkPool holds the buffers that coalesce a chunk of frames for connections
@@ -228,7 +229,8 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, writeChunk); re
 // newWireConn wraps conn; buffered holds bytes already read from it.
 func newWireConn(conn net.Conn, buffered []byte, readLimit int, writeTimeout time.Duration) *wireConn {
 	_, vectored := conn.(syscall.Conn) // *net.TCPConn, *net.UnixConn: net.Buffers becomes one writev
-	return &wireConn{Conn: conn, pending: buffered, writeTimeout: writeTimeout, p: newWireParser(readLimit), vectored: vectored}
+	return &wireConn{Conn: conn, pending: buffered, writeTimeout: writeTimeout, p: newWireParser(readLimit),
+		raw: rawSocket(conn), vectored: vectored}
 }
 
 // Read hands gws the client's bytes up to the first refused frame.
@@ -305,6 +307,9 @@ func (c *wireConn) writeClose(code int, reason string) {
 // otherwise coalesced, so that a chunk of small frames is one write (for TLS:
 // one record) instead of one per frame. Lock must be held.
 func (c *wireConn) writeVec(chunk [][]byte) error {
+	if c.raw != nil {
+		return writev(c.raw, chunk)
+	}
 	if c.vectored {
 		c.iov = chunk
 		_, err := c.iov.WriteTo(c.Conn)
@@ -326,6 +331,18 @@ func (c *wireConn) writeVec(chunk [][]byte) error {
 // then measures a peer's progress, not the size of a replay.
 const writeChunk = 64 << 10
 
+// chunkOf says what the next write takes of frames: the first n slices, but
+// not the last over bytes of the nth; at most writeChunk bytes, and at least
+// one slice.
+func chunkOf(frames [][]byte) (n, over int) {
+	size := 0
+	for n < len(frames) && size < writeChunk {
+		size += len(frames[n])
+		n++
+	}
+	return n, max(size-writeChunk, 0)
+}
+
 // writeFrames writes whole frames, in order, straight from the caller's slices
 // (writev where the connection supports it), holding the write lock for all of
 // them and moving the deadline for each writeChunk bytes. The frames' bytes are
@@ -337,13 +354,9 @@ func (c *wireConn) writeFrames(frames [][]byte) error {
 		return net.ErrClosed
 	}
 	for len(frames) > 0 {
-		n, size := 0, 0
-		for n < len(frames) && size < writeChunk {
-			size += len(frames[n])
-			n++
-		}
+		n, over := chunkOf(frames)
 		var rest []byte // the part of the last frame beyond this chunk
-		if over := size - writeChunk; over > 0 {
+		if over > 0 {
 			last := frames[n-1]
 			frames[n-1], rest = last[:len(last)-over], last[len(last)-over:]
 		}

@@ -400,6 +400,68 @@ func testWriteFramesChunks(t *testing.T, srv, cli net.Conn, vectored bool) {
 	}
 }
 
+// A write takes at most writeChunk bytes, and always makes progress.
+func TestChunkOf(t *testing.T) {
+	mk := func(sizes ...int) [][]byte {
+		var f [][]byte
+		for _, n := range sizes {
+			f = append(f, make([]byte, n))
+		}
+		return f
+	}
+	many := make([]int, 10000)
+	for i := range many {
+		many[i] = 3
+	}
+	for _, c := range []struct {
+		name    string
+		frames  [][]byte
+		n, over int
+	}{
+		{"one small", mk(10), 1, 0},
+		{"exactly a chunk", mk(writeChunk), 1, 0},
+		{"a frame above a chunk", mk(writeChunk + 7), 1, 7},
+		{"the chunk ends inside the second", mk(writeChunk-2, 10), 2, 8},
+		{"the chunk ends between frames", mk(writeChunk-10, 10, 5), 2, 0},
+		{"many small", mk(many...), len(many), 0},
+		{"empty slices", mk(0, 0, 0), 3, 0},
+	} {
+		n, over := chunkOf(c.frames)
+		if n != c.n || over != c.over {
+			t.Errorf("%s: chunkOf = %d, %d; want %d, %d", c.name, n, over, c.n, c.over)
+		}
+	}
+}
+
+// A peer that takes nothing makes writeFrames fail within the write timeout,
+// on every write path.
+func TestWireConnWriteTimeout(t *testing.T) {
+	for _, vectored := range []bool{true, false} {
+		t.Run(map[bool]string{true: "writev", false: "coalesced"}[vectored], func(t *testing.T) {
+			srv, _ := tcpPair(t, 4096)
+			var conn net.Conn = srv
+			if !vectored {
+				conn = plainConn{srv}
+			}
+			wc := newWireConn(conn, nil, 64<<10, 200*time.Millisecond)
+			wc.startFraming()
+			var frames [][]byte
+			for i := 0; i < 64; i++ {
+				frames = append(frames, protocol.TextFrame(make([]byte, 64<<10)))
+			}
+			start := time.Now()
+			err := wc.writeFrames(frames)
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				t.Fatalf("writeFrames to a peer that reads nothing: %v, want a timeout", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("gave up after %s", d)
+			}
+		})
+	}
+}
+
 // Reads pass through unchanged until a refusal.
 func TestWireConnPassesGoodStream(t *testing.T) {
 	srv, cli := tcpPair(t, 0)

@@ -1,0 +1,96 @@
+package transport
+
+import (
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// maxIovecs is IOV_MAX on Linux: the most slices one writev takes.
+const maxIovecs = 1024
+
+// vecWriters lend each writev its iovec array for the length of one write.
+// Go's own net.Buffers path keeps a socket's largest iovec array for as long
+// as the socket lives (16 bytes a slice, up to 16 KiB), which a connection
+// that once had a long queue would hold while idle.
+var vecWriters = sync.Pool{New: func() any {
+	w := &vecWriter{iov: make([]syscall.Iovec, 0, 64)}
+	w.fn = w.write // bound once: no allocation per write
+	return w
+}}
+
+// vecWriter is one writev call in progress.
+type vecWriter struct {
+	iov   []syscall.Iovec
+	n     uintptr
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+// write is called by RawConn.Write with the socket; false: wait until it is
+// writable (within the write deadline), then again.
+func (w *vecWriter) write(fd uintptr) bool {
+	w.n, _, w.errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+	return w.errno != syscall.EAGAIN && w.errno != syscall.EINTR
+}
+
+// rawSocket is conn's file descriptor for writev, or nil when conn is not a
+// kernel socket (TLS).
+func rawSocket(conn net.Conn) syscall.RawConn {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// writev writes all of bufs to the socket behind rc straight from the slices,
+// waiting (within the connection's write deadline) whenever the socket is
+// full. The slice headers in bufs are consumed; the bytes are only read.
+func writev(rc syscall.RawConn, bufs [][]byte) error {
+	w := vecWriters.Get().(*vecWriter)
+	defer vecWriters.Put(w)
+	for {
+		w.iov = w.iov[:0]
+		for _, b := range bufs {
+			if len(b) == 0 {
+				continue
+			}
+			w.iov = append(w.iov, syscall.Iovec{Base: &b[0]})
+			w.iov[len(w.iov)-1].SetLen(len(b))
+			if len(w.iov) == maxIovecs {
+				break
+			}
+		}
+		if len(w.iov) == 0 {
+			return nil
+		}
+		err := rc.Write(w.fn)
+		clear(w.iov) // the pool must not keep frames alive
+		if err != nil {
+			return err
+		}
+		if w.errno != 0 {
+			return os.NewSyscallError("writev", w.errno)
+		}
+		consume(&bufs, int(w.n))
+	}
+}
+
+// consume drops the first n bytes of bufs.
+func consume(bufs *[][]byte, n int) {
+	for len(*bufs) > 0 && n >= len((*bufs)[0]) {
+		n -= len((*bufs)[0])
+		(*bufs)[0] = nil
+		*bufs = (*bufs)[1:]
+	}
+	if n > 0 {
+		(*bufs)[0] = (*bufs)[0][n:]
+	}
+}
