@@ -2,9 +2,10 @@ package protocol
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -23,15 +24,6 @@ type ClientMessage struct {
 	URL     string // KindGallery: as sent; the caller resolves it
 	CID     string // echoed to the sender only
 	HasCID  bool
-}
-
-// clientFrame is the accepted shape; every other field is dropped.
-type clientFrame struct {
-	Text    *bool           `json:"text"`
-	Gallery *bool           `json:"gallery"`
-	Content *string         `json:"content"`
-	URL     *string         `json:"url"`
-	CID     json.RawMessage `json:"cid"`
 }
 
 // BadMessage is a refused client frame; CID is kept when it could be read.
@@ -57,63 +49,661 @@ func cidRef(cid string, ok bool) *string {
 }
 
 // ParseClientMessage validates one text frame. maxContent is in characters (runes).
+//
+// The frame is read in one pass without reflection and behaves exactly as decoding it with
+// encoding/json into
+//
+//	struct{ Text, Gallery *bool; Content, URL *string; CID json.RawMessage }
+//
+// would: the frame must be one valid JSON value (at most 10 000 levels deep); `null` is an
+// empty object; keys match case-insensitively (after unescaping) and the last duplicate wins,
+// null resetting the field; other fields of any type are skipped; strings are unescaped with
+// bad UTF-8 and lone surrogates turned into U+FFFD. A known field of the wrong type refuses the
+// frame, a cid that is not a string too; neither refusal keeps the cid.
+// protocol/client_ref_test.go keeps the encoding/json version and a fuzz test compares them.
 func ParseClientMessage(data []byte, maxContent int) (ClientMessage, *BadMessage) {
 	if maxContent <= 0 {
 		maxContent = DefaultMaxContent
 	}
-	var f clientFrame
-	if err := json.Unmarshal(data, &f); err != nil {
-		return ClientMessage{}, &BadMessage{Reason: describeJSONError(data, err)}
+	var f frameFields
+	if reason := scanFrame(data, &f); reason != "" {
+		return ClientMessage{}, &BadMessage{Reason: reason}
 	}
 	var m ClientMessage
-	if len(f.CID) > 0 && string(f.CID) != "null" {
-		var cid string
-		if err := json.Unmarshal(f.CID, &cid); err != nil {
-			return m, &BadMessage{Reason: "cid must be a string"}
-		}
-		if utf8.RuneCountInString(cid) > MaxCIDLen {
+	var cidBuf [64]byte
+	var cid []byte
+	switch f.cid.state {
+	case valueNotString:
+		return m, &BadMessage{Reason: "cid must be a string"}
+	case valueString:
+		cid = f.cid.value(data, cidBuf[:0])
+		if runeCount(cid) > MaxCIDLen {
 			return m, &BadMessage{Reason: fmt.Sprintf("cid is longer than %d characters", MaxCIDLen)}
 		}
-		m.CID, m.HasCID = cid, true
+		m.HasCID = true
 	}
-	bad := func(format string, args ...any) (ClientMessage, *BadMessage) {
-		return ClientMessage{}, &BadMessage{Reason: fmt.Sprintf(format, args...), CID: m.CID, HasCID: m.HasCID}
+	bad := func(reason string) (ClientMessage, *BadMessage) {
+		b := &BadMessage{Reason: reason, HasCID: m.HasCID}
+		if m.HasCID {
+			b.CID = string(cid)
+		}
+		return ClientMessage{}, b
 	}
-	text := f.Text != nil && *f.Text
-	gallery := f.Gallery != nil && *f.Gallery
 	switch {
-	case text && gallery:
+	case f.text && f.gallery:
 		return bad("a message is either text or gallery, not both")
-	case text:
-		if f.Content == nil {
+	case f.text:
+		if f.content.state != valueString {
 			return bad("text message without content")
 		}
-		c := strings.TrimSpace(*f.Content)
-		n := utf8.RuneCountInString(c)
+		var buf [256]byte
+		c := bytes.TrimSpace(f.content.value(data, buf[:0]))
+		n := runeCount(c)
 		if n == 0 {
 			return bad("content is empty")
 		}
 		if n > maxContent {
-			return bad("content is %d characters, the limit is %d", n, maxContent)
+			return bad(fmt.Sprintf("content is %d characters, the limit is %d", n, maxContent))
 		}
-		m.Kind, m.Content = KindText, c
-	case gallery:
-		if f.URL == nil || strings.TrimSpace(*f.URL) == "" {
+		m.Kind = KindText
+		m.Content, m.CID = twoStrings(c, cid)
+	case f.gallery:
+		var buf [256]byte
+		var u []byte
+		if f.url.state == valueString {
+			u = bytes.TrimSpace(f.url.value(data, buf[:0]))
+		}
+		if len(u) == 0 {
 			return bad("gallery message without url")
 		}
-		m.Kind, m.URL = KindGallery, strings.TrimSpace(*f.URL)
+		m.Kind = KindGallery
+		m.URL, m.CID = twoStrings(u, cid)
 	default:
 		return bad(`a message needs "text":true with content or "gallery":true with url`)
 	}
 	return m, nil
 }
 
-func describeJSONError(data []byte, err error) string {
-	if !json.Valid(data) {
-		return "frame is not valid JSON"
+// twoStrings copies a and b into one allocation (the cid is small and lives as long as the
+// message it belongs to).
+func twoStrings(a, b []byte) (string, string) {
+	if len(b) == 0 {
+		return string(a), ""
 	}
-	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '{' {
-		return "a field has the wrong type: " + err.Error()
+	var sb strings.Builder
+	sb.Grow(len(a) + len(b))
+	sb.Write(a)
+	sb.Write(b)
+	s := sb.String()
+	return s[:len(a)], s[len(a):]
+}
+
+// runeCount counts the characters of valid UTF-8: the bytes that start one. (utf8.RuneCount
+// copies non-ASCII text longer than 32 bytes into a new string first.)
+func runeCount(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c&0xC0 != 0x80 {
+			n++
+		}
 	}
-	return "frame is not a JSON object"
+	return n
+}
+
+// Reasons for frames that are not a JSON object.
+const (
+	reasonInvalid   = "frame is not valid JSON"
+	reasonNotObject = "frame is not a JSON object"
+)
+
+// maxDepth is encoding/json's nesting limit: arrays and objects together, the frame itself
+// counting as one level.
+const maxDepth = 10000
+
+// The fields of a frame, as scanned.
+type frameFields struct {
+	text, gallery bool // true, not false, null or absent
+	content, url  jsonString
+	cid           jsonString
+	wrongType     string // the first known field of the wrong type, as a reason
+}
+
+const (
+	valueAbsent    = iota // absent or null
+	valueString           // body holds the string
+	valueNotString        // cid only: any other JSON value
+)
+
+// jsonString is where a string value is in the frame.
+type jsonString struct {
+	state      uint8
+	escaped    bool // body has a backslash
+	start, end int  // the body, between the quotes
+}
+
+// value is the unescaped string: the frame's own bytes when they need no change, or the
+// string decoded into buf (grown when too small).
+func (s *jsonString) value(data []byte, buf []byte) []byte {
+	body := data[s.start:s.end]
+	if !s.escaped && utf8.Valid(body) {
+		return body
+	}
+	for r := 0; r < len(body); {
+		var c rune
+		c, r = nextRune(body, r)
+		buf = utf8.AppendRune(buf, c)
+	}
+	return buf
+}
+
+// nextRune decodes the character at body[r] of a string the scanner accepted, the way
+// encoding/json unquotes it: escapes and surrogate pairs decoded, a lone surrogate or a byte
+// that is not UTF-8 becomes U+FFFD.
+func nextRune(body []byte, r int) (rune, int) {
+	c := body[r]
+	if c >= utf8.RuneSelf {
+		rr, size := utf8.DecodeRune(body[r:])
+		return rr, r + size
+	}
+	if c != '\\' {
+		return rune(c), r + 1
+	}
+	switch body[r+1] {
+	case 'b':
+		return '\b', r + 2
+	case 'f':
+		return '\f', r + 2
+	case 'n':
+		return '\n', r + 2
+	case 'r':
+		return '\r', r + 2
+	case 't':
+		return '\t', r + 2
+	case 'u':
+		rr := hex4(body[r+2 : r+6])
+		r += 6
+		if utf16.IsSurrogate(rr) {
+			if r+6 <= len(body) && body[r] == '\\' && body[r+1] == 'u' {
+				if dec := utf16.DecodeRune(rr, hex4(body[r+2:r+6])); dec != unicode.ReplacementChar {
+					return dec, r + 6
+				}
+			}
+			return unicode.ReplacementChar, r
+		}
+		return rr, r
+	default: // " \ /
+		return rune(body[r+1]), r + 2
+	}
+}
+
+// hex4 decodes four hex digits the scanner checked.
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b[:4] {
+		r <<= 4
+		switch {
+		case c <= '9':
+			r |= rune(c - '0')
+		case c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			r |= rune(c - 'a' + 10)
+		}
+	}
+	return r
+}
+
+// Fields a client may set.
+const (
+	fieldOther = iota
+	fieldText
+	fieldGallery
+	fieldContent
+	fieldURL
+	fieldCID
+)
+
+var fieldNames = [...]string{fieldText: "text", fieldGallery: "gallery", fieldContent: "content", fieldURL: "url", fieldCID: "cid"}
+
+// matchField names the field a key sets. Keys match as encoding/json matches them: the
+// unescaped key equals the name under Unicode simple case folding (bytes.EqualFold).
+func matchField(key []byte, escaped bool) int {
+	plain := !escaped
+	for _, c := range key {
+		if c >= utf8.RuneSelf {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		switch len(key) {
+		case 3:
+			if asciiFold(key, "url") {
+				return fieldURL
+			}
+			if asciiFold(key, "cid") {
+				return fieldCID
+			}
+		case 4:
+			if asciiFold(key, "text") {
+				return fieldText
+			}
+		case 7:
+			if asciiFold(key, "content") {
+				return fieldContent
+			}
+			if asciiFold(key, "gallery") {
+				return fieldGallery
+			}
+		}
+		return fieldOther
+	}
+	for f := fieldText; f <= fieldCID; f++ {
+		if foldEqual(key, fieldNames[f]) {
+			return f
+		}
+	}
+	return fieldOther
+}
+
+// asciiFold reports whether the ASCII key is name (lower case) in any case.
+func asciiFold(key []byte, name string) bool {
+	for i, c := range key {
+		if c|0x20 != name[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// foldEqual reports whether the key, unescaped, equals the ASCII name under simple folding.
+func foldEqual(key []byte, name string) bool {
+	i := 0
+	for r := 0; r < len(key); {
+		var c rune
+		c, r = nextRune(key, r)
+		if c >= utf8.RuneSelf {
+			c = foldRune(c) // 'ſ' (U+017F) folds to s, 'K' (U+212A) to k
+		}
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if i == len(name) || c != rune(name[i]) {
+			return false
+		}
+		i++
+	}
+	return i == len(name)
+}
+
+// foldRune is the smallest rune of r's case folding orbit, as encoding/json folds names.
+func foldRune(r rune) rune {
+	for {
+		r2 := unicode.SimpleFold(r)
+		if r2 <= r {
+			return r2
+		}
+		r = r2
+	}
+}
+
+// scanFrame checks that data is one JSON value and reads the fields of a top-level object
+// into f. It returns the reason for a refusal without cid, or "".
+func scanFrame(data []byte, f *frameFields) string {
+	i := skipSpace(data, 0)
+	if i == len(data) {
+		return reasonInvalid
+	}
+	switch data[i] {
+	case '{':
+		i = scanObject(data, i, f)
+	case 'n':
+		i = scanLiteral(data, i, "null") // like an empty object
+	default:
+		if i = skipValue(data, i, 0); i >= 0 && skipSpace(data, i) == len(data) {
+			return reasonNotObject
+		}
+		return reasonInvalid
+	}
+	if i < 0 || skipSpace(data, i) != len(data) {
+		return reasonInvalid
+	}
+	return f.wrongType
+}
+
+// scanObject reads the top-level object at data[i] into f and returns the offset after it,
+// or -1 when it is not valid JSON.
+func scanObject(data []byte, i int, f *frameFields) int {
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return i + 1
+	}
+	for {
+		if i >= len(data) || data[i] != '"' {
+			return -1
+		}
+		start := i + 1
+		var escaped bool
+		if i, escaped = scanString(data, i); i < 0 {
+			return -1
+		}
+		field := matchField(data[start:i-1], escaped)
+		if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
+			return -1
+		}
+		if i = skipSpace(data, i+1); i >= len(data) {
+			return -1
+		}
+		switch c := data[i]; field {
+		case fieldText, fieldGallery:
+			var v bool
+			switch c {
+			case 't':
+				i, v = scanLiteral(data, i, "true"), true
+			case 'f':
+				i = scanLiteral(data, i, "false")
+			case 'n':
+				i = scanLiteral(data, i, "null")
+			default:
+				f.typeError(field, c)
+				i = skipValue(data, i, 1)
+			}
+			if field == fieldText {
+				f.text = v
+			} else {
+				f.gallery = v
+			}
+		case fieldContent, fieldURL, fieldCID:
+			s := &f.content
+			if field == fieldURL {
+				s = &f.url
+			} else if field == fieldCID {
+				s = &f.cid
+			}
+			switch c {
+			case '"':
+				s.start = i + 1
+				i, s.escaped = scanString(data, i)
+				s.state, s.end = valueString, i-1
+			case 'n':
+				i = scanLiteral(data, i, "null")
+				s.state = valueAbsent
+			default:
+				if field == fieldCID {
+					s.state = valueNotString
+				} else {
+					f.typeError(field, c)
+				}
+				i = skipValue(data, i, 1)
+			}
+		default:
+			i = skipValue(data, i, 1)
+		}
+		if i < 0 {
+			return -1
+		}
+		if i = skipSpace(data, i); i >= len(data) {
+			return -1
+		}
+		switch data[i] {
+		case ',':
+			i = skipSpace(data, i+1)
+		case '}':
+			return i + 1
+		default:
+			return -1
+		}
+	}
+}
+
+// typeError keeps the first field of the wrong type; c starts its value.
+func (f *frameFields) typeError(field int, c byte) {
+	if f.wrongType != "" {
+		return
+	}
+	var got string
+	switch c {
+	case '"':
+		got = "a string"
+	case '{':
+		got = "an object"
+	case '[':
+		got = "an array"
+	case 't', 'f':
+		got = "a boolean"
+	default:
+		got = "a number"
+	}
+	want := "a string"
+	if field == fieldText || field == fieldGallery {
+		want = "true or false"
+	}
+	f.wrongType = "a field has the wrong type: " + fieldNames[field] + " must be " + want + ", not " + got
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\r', '\n':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// scanLiteral checks for lit at data[i] and returns the offset after it, or -1.
+func scanLiteral(data []byte, i int, lit string) int {
+	if len(data)-i < len(lit) || string(data[i:i+len(lit)]) != lit {
+		return -1
+	}
+	return i + len(lit)
+}
+
+// stringSafe marks the bytes a string may hold as they are: not a quote, a backslash or a
+// control character. Bytes from 0x80 on are taken as they are; bad UTF-8 is replaced later.
+var stringSafe = func() (t [256]bool) {
+	for c := 0x20; c < 0x100; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// scanString checks the string at data[i] (the opening quote) and returns the offset after
+// its closing quote, or -1, and whether it has escapes.
+func scanString(data []byte, i int) (int, bool) {
+	escaped := false
+	for i++; i < len(data); {
+		c := data[i]
+		if stringSafe[c] {
+			i++
+			continue
+		}
+		switch c {
+		case '"':
+			return i + 1, escaped
+		case '\\':
+			escaped = true
+			if i+1 >= len(data) {
+				return -1, false
+			}
+			switch data[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if len(data)-i < 6 || !isHex(data[i+2]) || !isHex(data[i+3]) || !isHex(data[i+4]) || !isHex(data[i+5]) {
+					return -1, false
+				}
+				i += 6
+			default:
+				return -1, false
+			}
+		default: // a control character
+			return -1, false
+		}
+	}
+	return -1, false
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// scanNumber checks the number at data[i] (JSON's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?)
+// and returns the offset after it, or -1.
+func scanNumber(data []byte, i int) int {
+	if data[i] == '-' {
+		if i++; i == len(data) {
+			return -1
+		}
+	}
+	switch c := data[i]; {
+	case c == '0':
+		i++
+	case c >= '1' && c <= '9':
+		i = skipDigits(data, i+1)
+	default:
+		return -1
+	}
+	if i < len(data) && data[i] == '.' {
+		j := skipDigits(data, i+1)
+		if j == i+1 {
+			return -1
+		}
+		i = j
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		i++
+		if i < len(data) && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		j := skipDigits(data, i)
+		if j == i {
+			return -1
+		}
+		i = j
+	}
+	return i
+}
+
+func skipDigits(data []byte, i int) int {
+	for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// skipValue checks the JSON value at data[i], inside depth open arrays and objects, and
+// returns the offset after it, or -1.
+func skipValue(data []byte, i int, depth int) int {
+	switch data[i] {
+	case '{', '[':
+		return skipNested(data, i, depth)
+	case '"':
+		i, _ = scanString(data, i)
+		return i
+	case 't':
+		return scanLiteral(data, i, "true")
+	case 'f':
+		return scanLiteral(data, i, "false")
+	case 'n':
+		return scanLiteral(data, i, "null")
+	default:
+		return scanNumber(data, i)
+	}
+}
+
+// skipNested checks the array or object at data[i] without recursion: one bit per open
+// level says whether it is an object.
+func skipNested(data []byte, i int, depth int) int {
+	var small [4]uint64
+	objects := small[:]
+	n := 0 // levels opened here
+	for {
+		// A value starts at data[i].
+		if i >= len(data) {
+			return -1
+		}
+		switch c := data[i]; c {
+		case '{', '[':
+			if depth+n >= maxDepth {
+				return -1
+			}
+			if n/64 == len(objects) {
+				objects = append(objects, 0)
+			}
+			bit := uint64(1) << (n % 64)
+			objects[n/64] &^= bit
+			if c == '{' {
+				objects[n/64] |= bit
+			}
+			n++
+			if i = skipSpace(data, i+1); i < len(data) && data[i] == c+2 { // ']' or '}'
+				n--
+				i++
+				break
+			}
+			if c == '{' {
+				if i = skipKey(data, i); i < 0 {
+					return -1
+				}
+			}
+			continue
+		case '"':
+			i, _ = scanString(data, i)
+		case 't':
+			i = scanLiteral(data, i, "true")
+		case 'f':
+			i = scanLiteral(data, i, "false")
+		case 'n':
+			i = scanLiteral(data, i, "null")
+		default:
+			i = scanNumber(data, i)
+		}
+		// After a value: close levels until a comma.
+		for {
+			if i < 0 {
+				return -1
+			}
+			if n == 0 {
+				return i
+			}
+			if i = skipSpace(data, i); i >= len(data) {
+				return -1
+			}
+			object := objects[(n-1)/64]&(1<<((n-1)%64)) != 0
+			c := data[i]
+			if c == ',' {
+				i = skipSpace(data, i+1)
+				if object {
+					i = skipKey(data, i)
+				}
+				break
+			}
+			if object && c == '}' || !object && c == ']' {
+				n--
+				i++
+				continue
+			}
+			return -1
+		}
+		if i < 0 {
+			return -1
+		}
+	}
+}
+
+// skipKey checks `"key" :` at data[i] and returns the offset of the value after it, or -1.
+func skipKey(data []byte, i int) int {
+	if i >= len(data) || data[i] != '"' {
+		return -1
+	}
+	if i, _ = scanString(data, i); i < 0 {
+		return -1
+	}
+	if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
+		return -1
+	}
+	return skipSpace(data, i+1)
 }
