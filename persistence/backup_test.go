@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -245,5 +247,126 @@ func TestRestoreChecksTheManifest(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// addMedia writes a media file named id under mediaDir with its metadata.
+func addMedia(t *testing.T, s *Badger, mediaDir, id string, body []byte) {
+	t.Helper()
+	if err := s.PutMedia(Media{ID: id, Owner: "u1", MIME: "image/png", Size: int64(len(body))}); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(mediaDir, id[:2], id[2:])
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, body, 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every media file is in the archive, which ends with tar's end marker; files
+// in the media directory that are not media are left out; a server that never
+// stored an upload (no media directory) backs up too; a restore goes into
+// directories that exist and are empty as well as into new ones.
+func TestBackupMediaFiles(t *testing.T) {
+	for _, n := range []int{0, 3} {
+		t.Run(fmt.Sprintf("%d media files", n), func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := OpenBadger(filepath.Join(dir, "store"), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			mediaDir := filepath.Join(dir, "media")
+			var ids []string
+			for i := range n {
+				id := fmt.Sprintf("%02x", i) + strings.Repeat("e", 62)
+				addMedia(t, s, mediaDir, id, bytes.Repeat([]byte{byte(i)}, 100+i))
+				ids = append(ids, id)
+			}
+			if n > 0 { // not media: wrong case, wrong length, wrong place
+				os.WriteFile(filepath.Join(mediaDir, "00", strings.Repeat("E", 62)), []byte("x"), 0o640)
+				os.WriteFile(filepath.Join(mediaDir, "00", strings.Repeat("e", 61)), []byte("x"), 0o640)
+				os.WriteFile(filepath.Join(mediaDir, "notes.txt"), []byte("x"), 0o640)
+			}
+			var buf bytes.Buffer
+			man, err := WriteBackup(&buf, s, mediaDir, dir)
+			if err != nil || man.Media != n {
+				t.Fatalf("backup: %+v, %v; want %d media files", man, err, n)
+			}
+			if b := buf.Bytes(); len(b) < 1024 || !bytes.Equal(b[len(b)-1024:], make([]byte, 1024)) {
+				t.Fatal("the archive does not end with tar's end marker")
+			}
+			to := t.TempDir()
+			storeTo, mediaTo := filepath.Join(to, "store"), filepath.Join(to, "media")
+			for _, d := range []string{storeTo, mediaTo} {
+				if err := os.Mkdir(d, 0o750); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if man, err := RestoreBackup(bytes.NewReader(buf.Bytes()), storeTo, mediaTo); err != nil || man.Media != n {
+				t.Fatalf("restore into empty directories: %+v, %v", man, err)
+			}
+			for i, id := range ids {
+				b, err := os.ReadFile(filepath.Join(mediaTo, id[:2], id[2:]))
+				if err != nil || !bytes.Equal(b, bytes.Repeat([]byte{byte(i)}, 100+i)) {
+					t.Errorf("media %s: %d bytes, %v", id, len(b), err)
+				}
+			}
+			var got []string
+			filepath.WalkDir(mediaTo, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					got = append(got, p)
+				}
+				return nil
+			})
+			if len(got) != n {
+				t.Errorf("restored files %v, want the %d media files only", got, n)
+			}
+		})
+	}
+}
+
+// A restore refuses entries that look like media but are not named as media.
+func TestRestoreRefusesMisnamedMedia(t *testing.T) {
+	good := backupOf(t)
+	for _, name := range []string{
+		"media/zz/" + strings.Repeat("g", 62),
+		"media/AB/" + strings.Repeat("0", 62),
+		"media/ab/" + strings.Repeat("0", 61),
+		"media/abc/" + strings.Repeat("0", 61),
+		"media/" + strings.Repeat("0", 64),
+	} {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		tr := tar.NewReader(bytes.NewReader(good))
+		for {
+			hdr, err := tr.Next()
+			if err != nil {
+				break
+			}
+			body, _ := io.ReadAll(tr)
+			tw.WriteHeader(hdr)
+			tw.Write(body)
+		}
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
+		tw.Write([]byte("x"))
+		tw.Close()
+		dir := t.TempDir()
+		_, err := RestoreBackup(bytes.NewReader(buf.Bytes()), filepath.Join(dir, "store"), filepath.Join(dir, "media"))
+		if err == nil || !strings.Contains(err.Error(), "unexpected entry") {
+			t.Errorf("%s: err = %v, want an unexpected entry", name, err)
+		}
+	}
+}
+
+// writeEntry notices a file that is shorter than the size it announced (a
+// media file changed while the backup ran).
+func TestWriteEntryShortFile(t *testing.T) {
+	tw := tar.NewWriter(io.Discard)
+	err := writeEntry(tw, "media/x", time.Now(), 10, strings.NewReader("12345"))
+	if err == nil || !strings.Contains(err.Error(), "5 of 10 bytes") {
+		t.Fatalf("err = %v, want 5 of 10 bytes", err)
 	}
 }
