@@ -20,9 +20,16 @@ class FakeSocketTask {
   onClose(cb) { this.handlers.close.push(cb); }
   onError(cb) { this.handlers.error.push(cb); }
   emit(kind, arg) { this.handlers[kind].slice().forEach(function (cb) { cb(arg); }); }
+  // like SocketTask.send: a send on a closed socket (or while failSends is
+  // set) calls fail later, as WeChat does
   send(o) {
-    if (this.closed) throw new Error('send on a closed socket');
+    if (this.closed || this.failSends) {
+      const msg = this.closed ? 'sendSocketMessage:fail socket is closed' : 'sendSocketMessage:fail network';
+      Promise.resolve().then(function () { if (o.fail) o.fail({ errMsg: msg }); });
+      return;
+    }
     this.sent.push(JSON.parse(o.data));
+    Promise.resolve().then(function () { if (o.success) o.success({}); });
   }
   close(o) {
     if (this.closed) return;
@@ -82,18 +89,38 @@ function createFakeWx() {
       }
       setImmediate(function () { o.success({ statusCode: r.statusCode, data: clone(r.data), header: {} }); });
     },
+    // holdUploads: uploads wait for the test: wx.pendingUploads[i].progress(50), .finish()
+    holdUploads: false,
+    pendingUploads: [],
     uploadFile: function (o) {
       const rec = { url: o.url, filePath: o.filePath, name: o.name, header: Object.assign({}, o.header) };
       wx.uploads.push(rec);
-      let r;
-      try {
-        r = wx.uploadImpl(rec);
-      } catch (e) {
-        setImmediate(function () { o.fail && o.fail({ errMsg: 'uploadFile:fail ' + e.message }); });
-        return;
-      }
-      // wx.uploadFile hands back the body as a string
-      setImmediate(function () { o.success({ statusCode: r.statusCode, data: typeof r.data === 'string' ? r.data : JSON.stringify(r.data) }); });
+      const listeners = [];
+      const task = {
+        onProgressUpdate: function (cb) { listeners.push(cb); },
+        abort: function () {}
+      };
+      const finish = function () {
+        let r;
+        try {
+          r = wx.uploadImpl(rec);
+        } catch (e) {
+          setImmediate(function () { o.fail && o.fail({ errMsg: 'uploadFile:fail ' + e.message }); });
+          return;
+        }
+        // wx.uploadFile hands back the body as a string
+        setImmediate(function () { o.success({ statusCode: r.statusCode, data: typeof r.data === 'string' ? r.data : JSON.stringify(r.data) }); });
+      };
+      const held = {
+        rec: rec,
+        progress: function (pct) {
+          listeners.forEach(function (cb) { cb({ progress: pct, totalBytesSent: pct, totalBytesExpectedToSend: 100 }); });
+        },
+        finish: finish
+      };
+      if (wx.holdUploads) wx.pendingUploads.push(held);
+      else finish();
+      return task;
     },
     connectSocket: function (o) {
       if (wx.connectImpl && wx.connectImpl(o) === 'fail') {

@@ -1,36 +1,52 @@
 'use strict';
+process.env.TZ = 'UTC';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { createMessageList } = require('../utils/messages');
+const { createMessageList, SHADOW_TRUST } = require('../utils/messages');
+const timefmt = require('../utils/time');
 
 function cids() {
   let n = 0;
   return function () { return 'cid' + (++n); };
 }
 
+const T0 = Date.UTC(2024, 2, 7, 14, 0, 0); // 2024-03-07 14:00 UTC
+
 function msg(id, type, extra) {
-  return Object.assign({ type: type || 'remote', id: id, number: 2, time: 1700000000000 + id, uid: 'u-other', nickName: 'B', avatarUrl: 'https://x/media/b', text: true, content: 'm' + id }, extra || {});
+  return Object.assign({ type: type || 'remote', id: id, number: 2, time: T0 + id * 1000, uid: 'u-other', nickName: 'B', avatarUrl: 'https://x/media/b', text: true, content: 'm' + id }, extra || {});
+}
+
+function ids(list) {
+  return list.messages.map(function (m) { return m.id; });
+}
+
+function range(a, b) {
+  const out = [];
+  for (let i = a; i <= b; i++) out.push(i);
+  return out;
 }
 
 test('messages: out-of-order and duplicate frames merge by id, once each', function () {
   const list = createMessageList();
   const kinds = [3, 1, 2, 2, 3, 5, 1, 4].map(function (id) { return list.applyFrame(msg(id)).kind; });
-  assert.deepEqual(kinds, ['message', 'message', 'message', 'duplicate', 'duplicate', 'message', 'duplicate', 'message']);
-  assert.deepEqual(list.messages.map(function (m) { return m.id; }), [1, 2, 3, 4, 5]);
-  assert.deepEqual(list.view().map(function (m) { return m.content; }), ['m1', 'm2', 'm3', 'm4', 'm5']);
-  assert.equal(list.firstId, 1);
+  assert.deepEqual(kinds, ['message', 'old', 'old', 'old', 'duplicate', 'message', 'old', 'message']);
+  assert.deepEqual(ids(list), [3, 4, 5]);
+  assert.deepEqual(list.gaps, [], 'the hole 4 was filled by its message');
+  assert.equal(list.firstId, 3);
   assert.equal(list.lastId, 5);
 });
 
 test('messages: history pages merge with live frames', function () {
   const list = createMessageList({ me: { uid: 'u-me' } });
+  list.addLatest([msg(8, undefined, { type: undefined, uid: 'u-me' }), msg(9, undefined, { type: undefined }), msg(10)], 3);
   list.applyFrame(msg(10));
   list.applyFrame(msg(11));
-  const added = list.addHistory([msg(8, undefined, { type: undefined, uid: 'u-me' }), msg(9, undefined, { type: undefined }), msg(10)]);
-  assert.equal(added, 2);
   const v = list.view();
   assert.deepEqual(v.map(function (m) { return m.id; }), [8, 9, 10, 11]);
   assert.deepEqual(v.map(function (m) { return m.own; }), [true, false, false, false]);
+  assert.equal(list.hasOlder, true, 'a full first page: there may be older ones');
+  list.addLatest([msg(1), msg(2)], 20);
+  assert.equal(list.hasOlder, false, 'a short first page: nothing older');
 });
 
 test('messages: online count from system, presence and message frames', function () {
@@ -52,6 +68,7 @@ test('messages: type user → own bubble, remote → other with nickname and ava
   const [a, b] = list.view();
   assert.equal(a.own, true);
   assert.equal(a.domId, 'msg-1');
+  assert.equal(a.initial, 'A');
   assert.equal(b.own, false);
   assert.equal(b.nickName, 'B');
   assert.equal(b.avatarUrl, 'https://x/media/b');
@@ -74,7 +91,8 @@ test('messages: own pending messages are matched by cid', function () {
   assert.equal(v[1].nickName, 'A');
   // the gallery comes back first: only it is settled
   const r = list.applyFrame(msg(2, 'user', { cid: 'cid2', text: undefined, gallery: true, url: 'https://x/media/p' }));
-  assert.deepEqual(r, { kind: 'message', id: 2, own: true, cid: 'cid2' });
+  assert.equal(r.kind, 'message');
+  assert.equal(r.cid, 'cid2');
   v = list.view();
   assert.deepEqual(v.map(function (m) { return m.key; }), ['m1', 'm2', 'pcid1']);
   list.applyFrame(msg(3, 'user', { cid: 'cid1', content: 'hello' }));
@@ -82,18 +100,36 @@ test('messages: own pending messages are matched by cid', function () {
   assert.equal(list.pending.length, 0);
 });
 
-test('messages: a replayed own message without cid settles the pending copy by content', function () {
+test('messages: an echo of a message already held (a re-sent cid) still settles its pending copy', function () {
   const list = createMessageList({ newCid: cids() });
-  list.addPending({ text: 'same' });
-  list.addPending({ text: 'other' });
-  list.applyFrame(msg(7, 'user', { content: 'same' }));
-  assert.deepEqual(list.pending.map(function (p) { return p.content; }), ['other']);
-  // somebody else's identical text does not
-  list.applyFrame(msg(8, 'remote', { content: 'other' }));
-  assert.equal(list.pending.length, 1);
+  list.addPending({ text: 'x' });
+  list.applyFrame(msg(4, 'user', { content: 'x' })); // replayed copy, no cid
+  const r = list.applyFrame(msg(4, 'user', { content: 'x', cid: 'cid1' })); // the echo of the re-send
+  assert.equal(r.kind, 'duplicate');
+  assert.equal(r.cid, 'cid1');
+  assert.equal(list.pending.length, 0);
 });
 
-test('messages: ERR_RATE_LIMITED / ERR_BAD_MESSAGE become notices on the pending message', function () {
+test('messages: a replayed own copy without cid hides the pending bubble but keeps it for the re-send', function () {
+  let t = 1000;
+  const list = createMessageList({ newCid: cids(), now: function () { return t; } });
+  list.addPending({ text: 'same' });
+  list.addPending({ text: 'other' });
+  list.markSent('cid1');
+  list.markSent('cid2');
+  list.applyFrame(msg(7, 'user', { content: 'same' }));
+  assert.deepEqual(list.view().map(function (v) { return v.key; }), ['m7', 'pcid2'], 'no bubble shown twice');
+  assert.deepEqual(list.unsent().map(function (u) { return u.cid; }), ['cid1', 'cid2'], 'both go again with their cids');
+  // somebody else's identical text does not
+  list.applyFrame(msg(8, 'remote', { content: 'other' }));
+  assert.equal(list.view().length, 3);
+  // past the server's cid window the replayed copy stands for the message
+  t += SHADOW_TRUST + 1;
+  assert.deepEqual(list.unsent().map(function (u) { return u.cid; }), ['cid2']);
+  assert.deepEqual(list.pending.map(function (p) { return p.content; }), ['other']);
+});
+
+test('messages: error frames with a cid fail that message; retry and delete', function () {
   const list = createMessageList({ newCid: cids() });
   list.addPending({ text: 'one' });
   list.addPending({ text: 'two' });
@@ -105,24 +141,132 @@ test('messages: ERR_RATE_LIMITED / ERR_BAD_MESSAGE become notices on the pending
   assert.match(v[0].notice, /too fast/i);
   assert.match(v[1].notice, /content too long/);
   assert.equal(list.notice, '');
+  assert.deepEqual(list.unsent(), [], 'failed messages are not sent by themselves');
   // an error frame for no known message is a general notice
   list.applyFrame({ type: 'error', error: 'ERR_BAD_MESSAGE', message: 'invalid JSON' });
   assert.match(list.notice, /invalid JSON/);
   list.clearNotice();
   assert.equal(list.notice, '');
-  // retry gives the same frame again and clears the notice
-  assert.deepEqual(list.retryPending('cid1'), { text: true, content: 'one', cid: 'cid1' });
+  // retry gives the same frame again, clears the notice, starts the count over
+  list.markSent('cid1');
+  assert.deepEqual(list.retryPending('cid1'), { frame: { text: true, content: 'one', cid: 'cid1' } });
   assert.equal(list.view()[0].failed, false);
   assert.equal(list.view()[0].notice, '');
+  assert.equal(list.unsent()[0].attempts, 0);
   assert.equal(list.failPending('cid1'), true);
   assert.match(list.view()[0].notice, /not connected/i);
   assert.equal(list.removePending('cid1'), true);
   assert.equal(list.retryPending('cid1'), null);
+  assert.deepEqual(list.view().map(function (x) { return x.key; }), ['pcid2']);
 });
 
-test('messages: the list keeps at most `max` messages, dropping the oldest', function () {
+test('messages: uploads show the local file with progress, then go as a gallery frame', function () {
+  const list = createMessageList({ newCid: cids() });
+  const cid = list.addUpload('wxfile://tmp/a.png');
+  let v = list.view()[0];
+  assert.equal(v.uploading, true);
+  assert.equal(v.progress, 0);
+  assert.equal(v.url, 'wxfile://tmp/a.png');
+  assert.deepEqual(list.unsent(), [], 'nothing to send before the upload ends');
+  assert.equal(list.setProgress(cid, 42.4), true);
+  assert.equal(list.setProgress(cid, 42), false, 'same percent: nothing to render');
+  assert.equal(list.view()[0].progress, 42);
+  list.failPending(cid, 'ERR_UPLOAD');
+  assert.match(list.view()[0].notice, /upload failed/i);
+  assert.deepEqual(list.retryPending(cid), { upload: 'wxfile://tmp/a.png' });
+  assert.deepEqual(list.uploadDone(cid, 'https://x/media/a'), { gallery: true, url: 'https://x/media/a', cid: cid });
+  v = list.view()[0];
+  assert.equal(v.uploading, undefined);
+  assert.equal(v.url, 'https://x/media/a');
+  assert.deepEqual(list.unsent().map(function (u) { return u.cid; }), [cid]);
+});
+
+test('messages: live messages past the cap push the oldest out and set hasOlder', function () {
   const list = createMessageList({ max: 3 });
-  [1, 2, 3, 4, 5].forEach(function (id) { list.applyFrame(msg(id)); });
-  assert.deepEqual(list.messages.map(function (m) { return m.id; }), [3, 4, 5]);
-  assert.equal(list.applyFrame(msg(1)).kind, 'ignored');
+  list.addLatest([msg(1), msg(2)], 20);
+  assert.equal(list.hasOlder, false);
+  [3, 4, 5].forEach(function (id) { list.applyFrame(msg(id)); });
+  assert.deepEqual(ids(list), [3, 4, 5]);
+  assert.equal(list.hasOlder, true, 'what was pushed out can be paged back');
+  assert.equal(list.applyFrame(msg(1)).kind, 'old');
+});
+
+test('messages: older pages past the cap push the newest out; live frames wait; addLatest comes back', function () {
+  const list = createMessageList({ max: 5, newCid: cids() });
+  list.addLatest(range(16, 20).map(function (i) { return msg(i); }), 5);
+  list.addPending({ text: 'mine' });
+  let r = list.addOlder(range(11, 15).map(function (i) { return msg(i); }), 5);
+  assert.deepEqual(r, { added: 5, dropped: 5 });
+  assert.deepEqual(ids(list), range(11, 15), 'the older page is kept, the newest go');
+  assert.equal(list.atLatest, false);
+  assert.equal(list.hasOlder, true);
+  assert.deepEqual(list.view().map(function (v) { return v.id; }), range(11, 15), 'own pending bubbles stay at the live end');
+  // live frames while away from the live end wait in the tail
+  assert.equal(list.applyFrame(msg(21)).kind, 'detached');
+  assert.equal(list.tailSize, 1);
+  // the first message of the room: nothing older any more, no refetch
+  r = list.addOlder([msg(1), msg(2)], 5);
+  assert.equal(r.added, 2);
+  assert.equal(list.hasOlder, false);
+  assert.deepEqual(ids(list), [1, 2, 11, 12, 13], 'a deleted range (retention) is no hole');
+  // a page that brings nothing new ends the paging too (no loop on the same page)
+  const again = createMessageList({ max: 5 });
+  again.addLatest(range(6, 10).map(function (i) { return msg(i); }), 5);
+  assert.deepEqual(again.addOlder(range(6, 10).map(function (i) { return msg(i); }), 5), { added: 0, dropped: 0 });
+  assert.equal(again.hasOlder, false);
+  // back to the live end: newest page + tail
+  list.addLatest(range(17, 20).map(function (i) { return msg(i); }), 4);
+  assert.deepEqual(ids(list), range(17, 21));
+  assert.equal(list.atLatest, true);
+  assert.deepEqual(list.view().map(function (v) { return v.key; }).slice(-1), ['pcid1']);
+});
+
+test('messages: a replay that starts above since+1 opens a gap; fillGap closes it, cutGap gives up on it', function () {
+  const list = createMessageList({ max: 100 });
+  list.addLatest(range(1, 10).map(function (i) { return msg(i); }), 20);
+  const r = list.applyFrame(msg(31)); // reconnect with since=10, replay limit 5: 26..31 replayed... first is 31 here
+  assert.deepEqual(r.gap, { from: 11, to: 30 });
+  list.applyFrame(msg(32));
+  assert.deepEqual(list.gaps, [{ from: 11, to: 30 }]);
+  // a page for another place is left out
+  assert.equal(list.fillGap([msg(5)], 5, 99).stale, true);
+  let f = list.fillGap(range(21, 30).map(function (i) { return msg(i); }), 10, 31);
+  assert.deepEqual(f, { open: true, before: 21 });
+  assert.deepEqual(list.gaps, [{ from: 11, to: 20 }]);
+  f = list.fillGap(range(11, 20).map(function (i) { return msg(i); }), 10, 21);
+  assert.deepEqual(f, { open: false });
+  assert.deepEqual(ids(list), range(1, 32));
+  // another hole, given up on: everything below it goes, older paging takes over
+  list.applyFrame(msg(50));
+  assert.deepEqual(list.gaps, [{ from: 33, to: 49 }]);
+  list.fillGap(range(45, 49).map(function (i) { return msg(i); }), 5, 50);
+  assert.deepEqual(list.gaps, [{ from: 33, to: 44 }]);
+  list.cutGap();
+  assert.deepEqual(ids(list), range(45, 50));
+  assert.deepEqual(list.gaps, []);
+  assert.equal(list.hasOlder, true);
+  // a hole whose lower side is pushed out by the cap is no hole any more
+  const small = createMessageList({ max: 4 });
+  small.addLatest([msg(1), msg(2)], 2);
+  small.applyFrame(msg(10));
+  small.applyFrame(msg(11));
+  small.applyFrame(msg(12));
+  assert.deepEqual(ids(small), [2, 10, 11, 12]);
+  small.applyFrame(msg(13));
+  assert.deepEqual(small.gaps, []);
+  assert.equal(small.hasOlder, true);
+});
+
+test('messages: time separators above the first message and after a pause of more than 5 minutes', function () {
+  const now = T0 + 3600 * 1000;
+  const list = createMessageList({ now: function () { return now; } });
+  list.applyFrame(msg(1, 'remote', { time: T0 }));
+  list.applyFrame(msg(2, 'remote', { time: T0 + 60 * 1000 }));
+  list.applyFrame(msg(3, 'remote', { time: T0 + 6 * 60 * 1000 }));
+  list.applyFrame(msg(4, 'remote', { time: T0 + 12 * 60 * 1000 + 1 }));
+  assert.deepEqual(list.view().map(function (v) { return v.timeLabel; }), ['14:00', undefined, undefined, '14:12']);
+  assert.equal(timefmt.label(T0 - 24 * 3600 * 1000, now), 'Yesterday 14:00');
+  assert.equal(timefmt.label(T0 - 3 * 24 * 3600 * 1000, now), '3/4 14:00');
+  assert.equal(timefmt.label(Date.UTC(2023, 11, 31, 9, 5), now), '2023/12/31 09:05');
+  assert.equal(timefmt.label(0, now), '');
 });

@@ -1,154 +1,303 @@
 'use strict';
-// The pages' logic under a fake mini-program runtime: Page(), getApp(), wx.
+// The app and the pages under a fake mini-program runtime (page-shim.js).
+process.env.TZ = 'UTC';
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const path = require('node:path');
-const { createClient } = require('../utils/client');
-const { createFakeWx, settle, MAGIC, CONFIG } = require('./fake-wx');
+const { settle } = require('./fake-wx');
+const { runtime, flushRender } = require('./page-shim');
+const { utf8Length } = require('../utils/render');
 
-function runtime() {
-  const wx = createFakeWx();
-  const calls = { titles: [], toasts: [], previews: [], navigate: [] };
-  wx.setNavigationBarTitle = function (o) { calls.titles.push(o.title); };
-  wx.showToast = function (o) { calls.toasts.push(o.title); };
-  wx.showLoading = function () {};
-  wx.hideLoading = function () {};
-  wx.showModal = function () {};
-  wx.previewImage = function (o) { calls.previews.push(o); };
-  wx.navigateTo = function (o) { calls.navigate.push(o.url); };
-  wx.navigateBack = function () {};
-  wx.chooseMedia = function (o) { o.success({ tempFiles: [{ tempFilePath: 'wxfile://tmp/pic.png' }] }); };
-  let n = 0;
-  const history = [
-    { id: 3, uid: 'u-b', nickName: 'Bob', avatarUrl: '', text: true, content: 'three' },
-    { id: 4, uid: 'u-me', nickName: 'Me', avatarUrl: 'https://chat.test/media/me', text: true, content: 'four' }
-  ];
-  wx.requestImpl = function (r) {
-    const p = r.url.replace('https://chat.test', '');
-    if (p === '/login') return { statusCode: 200, data: { [MAGIC]: 1, session: { id: 's' + (++n), skey: 'k' + n }, userInfo: { uid: 'u-me', nickName: 'Me', avatarUrl: '' } } };
-    if (p === '/me') return { statusCode: 200, data: { uid: 'u-me', nickName: 'Me', avatarUrl: 'https://chat.test/media/me' } };
-    if (p === '/profile') return { statusCode: 200, data: Object.assign({ uid: 'u-me' }, r.data) };
-    if (p.startsWith('/history')) {
-      const before = Number(new URL(r.url).searchParams.get('before')) || Infinity;
-      return { statusCode: 200, data: history.filter(function (m) { return m.id < before; }) };
-    }
-    return { statusCode: 404, data: '' };
-  };
-  wx.uploadImpl = function () { return { statusCode: 200, data: { url: 'https://chat.test/media/pic', id: 'pic', mime: 'image/png', size: 1, width: 1, height: 1 } }; };
-  const client = createClient({ wx: wx, config: CONFIG });
-  const app = { client: client, ready: client.auth.ensure() };
-  let def = null;
-  global.wx = wx;
-  global.getApp = function () { return app; };
-  global.getCurrentPages = function () { return [{}, {}]; };
-  global.Page = function (d) { def = d; };
-  return {
-    wx: wx,
-    calls: calls,
-    client: client,
-    load: function (name) {
-      const file = path.join(__dirname, '..', 'pages', name, name + '.js');
-      delete require.cache[require.resolve(file)];
-      require(file);
-      const page = Object.assign({}, def);
-      page.data = JSON.parse(JSON.stringify(def.data));
-      page.setData = function (d) { Object.assign(this.data, d); };
-      return page;
-    }
-  };
+function params(url) {
+  return Object.fromEntries(new URL(url).searchParams);
 }
 
-const flushRender = function () { return new Promise(function (r) { setTimeout(r, 50); }); };
-
-test('chat page: history, then socket with since, live frames, title, send, image, preview', async function () {
-  const rt = runtime();
+// a chat page loaded, its socket open and in the room
+async function openChat(rt) {
   const page = rt.load('chat');
   page.onLoad();
+  page.onShow();
   await settle(10);
-  assert.equal(rt.wx.sockets.length, 1);
-  const t = rt.wx.sockets[0];
-  assert.equal(new URL(t.url).searchParams.get('since'), '4');
+  const t = rt.wx.sockets[rt.wx.sockets.length - 1];
   t.serverOpen();
   t.serverSend({ type: 'system', num: 3 });
-  t.serverSend({ type: 'remote', id: 5, number: 3, uid: 'u-b', nickName: 'Bob', avatarUrl: '', text: true, content: 'five' });
+  await flushRender();
+  return { page: page, t: t };
+}
+
+function shown(page) {
+  return page.data.items.filter(function (x) { return !x.gone; });
+}
+
+test('chat page: history, then socket with since, live frames, title, send, time separators, copy', async function () {
+  const rt = runtime();
+  rt.room.add({ content: 'three' });
+  rt.room.add({ uid: 'u-me', nickName: 'Me', content: 'four' });
+  const { page, t } = await openChat(rt);
+  assert.equal(params(t.url).since, '2');
+  assert.equal(params(t.url).room, 'lobby');
+  assert.equal(Object.keys(params(t.url)).some(function (k) { return /skey|id/i.test(k) && k !== 'since'; }), false, 'the session is not in the URL');
+  assert.deepEqual(t.header, { 'X-WX-Id': 's1', 'X-WX-Skey': 'k1' });
+  const m3 = rt.room.add({ content: 'five', number: 3 });
+  t.serverSend(rt.room.frame(m3));
   await flushRender();
   assert.equal(page.data.connState, 'open');
   assert.deepEqual(rt.calls.titles, ['Panda chat room (3)']);
-  assert.deepEqual(page.data.items.map(function (m) { return [m.id, m.own]; }), [[3, false], [4, true], [5, false]]);
-  assert.equal(page.data.items[0].initial, 'B');
-  assert.equal(page.data.scrollTo, 'msg-5');
+  assert.deepEqual(shown(page).map(function (m) { return [m.id, m.own]; }), [[1, false], [2, true], [3, false]]);
+  assert.equal(shown(page)[0].initial, 'B');
+  assert.match(shown(page)[0].timeLabel, /^(Yesterday )?\d\d:\d\d$/, 'a time separator above the first message');
+  assert.equal(shown(page)[1].timeLabel, undefined, 'none a second later');
+  assert.equal(page.data.scrollTo, 'msg-3', 'at the bottom: follows new messages');
 
   page.onInput({ detail: { value: '  hello  ' } });
   page.onSend();
   assert.equal(page.data.input, '');
-  assert.equal(t.sent.length, 1);
-  assert.equal(t.sent[0].content, 'hello');
+  assert.deepEqual(t.sent.map(function (f) { return f.content; }), ['hello']);
   await flushRender();
-  assert.equal(page.data.items[3].pending, true);
-  t.serverSend({ type: 'user', id: 6, number: 3, uid: 'u-me', nickName: 'Me', text: true, content: 'hello', cid: t.sent[0].cid });
+  assert.equal(shown(page)[3].pending, true);
+  const mine = rt.room.add({ uid: 'u-me', nickName: 'Me', content: 'hello' });
+  t.serverSend(Object.assign(rt.room.frame(mine, 'user'), { cid: t.sent[0].cid }));
   await flushRender();
-  assert.deepEqual(page.data.items.map(function (m) { return m.key; }), ['m3', 'm4', 'm5', 'm6']);
+  assert.deepEqual(shown(page).map(function (m) { return m.key; }), ['m1', 'm2', 'm3', 'm4']);
 
-  page.onChooseImage();
-  await settle(10);
-  assert.deepEqual(rt.wx.uploads[0].name, 'file');
-  assert.deepEqual(t.sent[1], { gallery: true, url: 'https://chat.test/media/pic', cid: t.sent[1].cid });
-  t.serverSend({ type: 'user', id: 7, uid: 'u-me', gallery: true, url: 'https://chat.test/media/pic', cid: t.sent[1].cid });
-  t.serverSend({ type: 'error', error: 'ERR_RATE_LIMITED', message: 'slow down', cid: 'nope' });
-  await flushRender();
-  assert.equal(page.data.items[4].gallery, true);
-  assert.match(page.data.notice, /too fast/i);
-  page.onPreview({ currentTarget: { dataset: { url: 'https://chat.test/media/pic' } } });
-  assert.deepEqual(rt.calls.previews[0].urls, ['https://chat.test/media/pic']);
-
-  // a send while disconnected fails visibly and can be retried
-  t.serverClose(1006);
-  assert.equal(page.data.connState, 'reconnecting');
-  page.onInput({ detail: { value: 'later' } });
-  page.onSend();
-  await flushRender();
-  const failed = page.data.items[page.data.items.length - 1];
-  assert.equal(failed.failed, true);
-  page.onShow(); // back in the foreground: reconnect now
-  await settle(10);
-  const t2 = rt.wx.sockets[1];
-  assert.equal(new URL(t2.url).searchParams.get('since'), '7');
-  t2.serverOpen();
-  page.onRetry({ currentTarget: { dataset: { cid: failed.cid } } });
-  assert.equal(t2.sent[0].content, 'later');
-
-  // history page on scroll to top (the first page was short: nothing more to ask for)
-  assert.equal(page.data.noMoreHistory, true);
-  const before = rt.wx.requests.length;
-  page.onLoadHistory();
-  assert.equal(rt.wx.requests.length, before);
-  page.setData({ noMoreHistory: false });
-  page.onLoadHistory();
-  await settle(10);
-  assert.match(rt.wx.requests[rt.wx.requests.length - 1].url, /\/history\?room=lobby&before=3&limit=20$/);
-  assert.equal(page.data.noMoreHistory, true);
-
+  // long press on a text bubble copies it
+  page.onCopy({ currentTarget: { dataset: { content: 'five' } } });
+  assert.deepEqual(rt.calls.clipboard, ['five']);
+  // wx.setClipboardData is a privacy interface too: a refusal says why
+  rt.wx.clipboardFail = 'setClipboardData:fail privacy permission is not authorized';
+  page.onCopy({ currentTarget: { dataset: { content: 'five' } } });
+  await settle();
+  assert.match(rt.calls.toasts[rt.calls.toasts.length - 1], /privacy/i);
   page.onUnload();
-  assert.equal(t2.closed.by, 'client');
+  assert.equal(t.closed.by, 'client');
 });
 
-test('profile page: chooseAvatar upload, nickname, POST /profile', async function () {
+test('chat page: setData by path — one new message sends one item; a page holds MAX_HELD; no call near 1 024 kB', async function () {
   const rt = runtime();
+  const long = '熊猫'.repeat(1000); // 6 000 bytes of content
+  for (let i = 0; i < 20; i++) rt.room.add({ content: long });
+  const { page, t } = await openChat(rt);
+  assert.equal(shown(page).length, 20);
+  // 400 live messages of 2 000 characters each
+  for (let i = 0; i < 400; i++) t.serverSend(rt.room.frame(rt.room.add({ content: long })));
+  await flushRender();
+  assert.equal(shown(page).length, 300, 'the page holds MAX_HELD messages');
+  assert.equal(shown(page)[299].id, 420);
+  assert.equal(page.data.noMoreHistory, false, 'what was pushed out can be paged back');
+  const sizes = page.setDataCalls.map(function (c) { return utf8Length(JSON.stringify(c)); });
+  assert.ok(Math.max.apply(null, sizes) < 400 * 1024, 'largest setData: ' + Math.max.apply(null, sizes) + ' bytes');
+  // one more message: by path only its place, the one freed at the top and
+  // the new first message (which gets the time separator), not the list
+  page.setDataCalls.length = 0;
+  t.serverSend(rt.room.frame(rt.room.add({ content: 'short' })));
+  await flushRender();
+  const keys = [].concat.apply([], page.setDataCalls.map(Object.keys));
+  assert.ok(keys.indexOf('items') < 0, 'the list is not sent whole: ' + keys.join(','));
+  assert.ok(keys.filter(function (k) { return k.startsWith('items['); }).length <= 3, keys.join(','));
+  assert.equal(shown(page)[299].content, 'short');
+  page.onUnload();
+});
+
+test('chat page: no jump to the bottom while reading history; a "new messages" button instead', async function () {
+  const rt = runtime();
+  for (let i = 0; i < 30; i++) rt.room.add();
+  const { page, t } = await openChat(rt);
+  page.viewHeight = 500;
+  // the reader scrolls up
+  page.onScroll({ detail: { scrollTop: 100, scrollHeight: 3000 } });
+  const before = page.data.scrollTo;
+  t.serverSend(rt.room.frame(rt.room.add()));
+  t.serverSend(rt.room.frame(rt.room.add()));
+  await flushRender();
+  assert.equal(page.data.scrollTo, before, 'stays where the reader is');
+  assert.equal(page.data.unread, 2);
+  assert.equal(page.data.showJump, true);
+  page.onJump();
+  await flushRender();
+  assert.equal(page.data.scrollTo, 'msg-32');
+  assert.equal(page.data.unread, 0);
+  assert.equal(page.data.showJump, false);
+  // at the bottom again: new messages are followed
+  page.onScroll({ detail: { scrollTop: 2480, scrollHeight: 3000 } });
+  t.serverSend(rt.room.frame(rt.room.add()));
+  await flushRender();
+  assert.equal(page.data.scrollTo, 'msg-33');
+  // scrolling to the top pages older messages and keeps the top one in view
+  page.onLoadHistory();
+  assert.equal(page.data.loadingHistory, true);
+  await settle(10);
+  await flushRender();
+  assert.equal(page.data.loadingHistory, false);
+  assert.equal(page.data.scrollTo, 'msg-11');
+  assert.equal(shown(page)[0].id, 1);
+  assert.equal(page.data.noMoreHistory, true);
+  page.onUnload();
+});
+
+test('chat page: failed bubbles — send again or delete; chooseMedia and its failures; progress without a mask', async function () {
+  const rt = runtime();
+  const { page, t } = await openChat(rt);
+  page.onInput({ detail: { value: 'refused' } });
+  page.onSend();
+  t.serverSend({ type: 'error', error: 'ERR_RATE_LIMITED', message: 'slow down', cid: t.sent[0].cid });
+  await flushRender();
+  let failed = shown(page)[0];
+  assert.equal(failed.failed, true);
+  rt.wx.sheetAnswer = 0; // "Send again"
+  page.onFailedTap({ currentTarget: { dataset: { cid: failed.cid } } });
+  await settle();
+  assert.deepEqual(rt.calls.sheets[0], ['Send again', 'Delete']);
+  assert.equal(t.sent.length, 2);
+  assert.equal(t.sent[1].cid, t.sent[0].cid);
+  t.serverSend({ type: 'error', error: 'ERR_RATE_LIMITED', message: 'slow down', cid: t.sent[0].cid });
+  await flushRender();
+  failed = shown(page)[0];
+  rt.wx.sheetAnswer = 1; // "Delete"
+  page.onFailedTap({ currentTarget: { dataset: { cid: failed.cid } } });
+  await settle();
+  await flushRender();
+  assert.equal(shown(page).length, 0);
+
+  // an image: shown at once with its progress, no blocking loading mask
+  rt.wx.holdUploads = true;
+  page.onChooseImage();
+  await settle();
+  await flushRender();
+  assert.equal(rt.calls.loading, undefined, 'no wx.showLoading mask');
+  assert.equal(shown(page)[0].uploading, true);
+  assert.equal(shown(page)[0].url, 'wxfile://tmp/pic.png');
+  rt.wx.pendingUploads[0].progress(60);
+  await flushRender();
+  assert.equal(shown(page)[0].progress, 60);
+  page.onPreview({ currentTarget: { dataset: { url: 'wxfile://tmp/pic.png', id: 0 } } });
+  assert.equal(rt.calls.previews.length, 0, 'no preview of an image still on its way');
+  rt.wx.pendingUploads[0].finish();
+  await settle(10);
+  assert.deepEqual(t.sent[2], { gallery: true, url: 'https://chat.example.com/media/pic', cid: t.sent[2].cid });
+
+  // chooseMedia failures: cancel is silent, a refusal says why
+  rt.wx.chooseMediaImpl = function (o) { o.fail({ errMsg: 'chooseMedia:fail cancel' }); };
+  page.onChooseImage();
+  assert.equal(rt.calls.toasts.length, 0);
+  rt.wx.chooseMediaImpl = function (o) { o.fail({ errMsg: 'chooseMedia:fail privacy permission is not authorized' }); };
+  page.onChooseImage();
+  assert.match(rt.calls.toasts[0], /privacy/i);
+  rt.wx.chooseMediaImpl = function (o) { o.fail({ errMsg: 'chooseMedia:fail auth deny' }); };
+  page.onChooseImage();
+  assert.match(rt.calls.toasts[1], /settings/i);
+  page.onUnload();
+});
+
+test('app: coming back to the foreground on the profile page reconnects the chat at once; network changes', async function () {
+  const rt = runtime();
+  const { page, t } = await openChat(rt);
+  const profile = rt.load('profile');
+  profile.onLoad();
+  t.serverClose(1006);
+  assert.equal(page.data.connState, 'reconnecting');
+  assert.equal(rt.wx.sockets.length, 1);
+  rt.app.onShow(); // App onShow, whatever page is on top
+  await settle(10);
+  assert.equal(rt.wx.sockets.length, 2, 'no waiting out the backoff');
+  const t2 = rt.wx.sockets[1];
+  t2.serverOpen();
+  t2.serverSend({ type: 'system', num: 1 });
+  // the network goes away and comes back
+  rt.wx.networkListener({ isConnected: false, networkType: 'none' });
+  assert.match(page.data.stateText, /no network/i);
+  t2.serverClose(1006);
+  assert.match(page.data.stateText, /no network/i);
+  rt.wx.networkListener({ isConnected: true, networkType: 'wifi' });
+  await settle(10);
+  assert.equal(rt.wx.sockets.length, 3);
+  rt.wx.sockets[2].serverOpen();
+  assert.equal(page.data.connState, 'open');
+  assert.equal(page.data.stateText, '');
+  profile.onUnload();
+  page.onUnload();
+  assert.equal(rt.app.wakers.size, 0, 'pages leave no listeners behind');
+});
+
+test('privacy: WeChat asks → every page shows the panel; agree answers with the agree button id; disagree', async function () {
+  const rt = runtime();
+  const { page } = await openChat(rt);
+  const profile = rt.load('profile');
+  profile.onLoad();
+  await settle();
+  assert.equal(profile.data.privacyShown, false);
+  rt.wx.needPrivacy('wx.chooseMedia');
+  assert.equal(page.data.privacyShown, true);
+  assert.equal(profile.data.privacyShown, true);
+  assert.deepEqual(rt.calls.privacyAnswers, [{ event: 'exposureAuthorization' }]);
+  page.onOpenPrivacyContract();
+  assert.equal(rt.calls.contract, 1);
+  page.onAgreePrivacy(); // bindagreeprivacyauthorization of the agree button
+  assert.deepEqual(rt.calls.privacyAnswers[1], { event: 'agree', buttonId: 'agree-btn' });
+  assert.equal(page.data.privacyShown, false);
+  assert.equal(profile.data.privacyShown, false);
+  rt.wx.needPrivacy('button.chooseAvatar');
+  profile.onDisagreePrivacy();
+  assert.deepEqual(rt.calls.privacyAnswers[3], { event: 'disagree' });
+  assert.equal(page.data.privacyShown, false);
+  profile.onUnload();
+  page.onUnload();
+  // the panel: an agreePrivacyAuthorization button with that id, used by both pages
+  const tpl = fs.readFileSync(path.join(__dirname, '..', 'pages', 'common', 'privacy.wxml'), 'utf8');
+  assert.match(tpl, /<button id="agree-btn"[^>]*open-type="agreePrivacyAuthorization"[^>]*bindagreeprivacyauthorization="onAgreePrivacy"/);
+  ['chat', 'profile'].forEach(function (name) {
+    const wxml = fs.readFileSync(path.join(__dirname, '..', 'pages', name, name + '.wxml'), 'utf8');
+    assert.match(wxml, /<import src="..\/common\/privacy.wxml" \/>/);
+    assert.match(wxml, /<template is="privacy"/);
+  });
+});
+
+test('profile page: consent asked up front when needed; chooseAvatar upload with progress; POST /profile', async function () {
+  const rt = runtime();
+  rt.wx.privacyNeeded = true;
   const page = rt.load('profile');
   page.onLoad();
   await settle(10);
+  assert.equal(page.data.privacyShown, true, 'the nickname input needs consent before it is used');
   assert.equal(page.data.nickName, 'Me');
+  rt.wx.holdUploads = true;
   page.onChooseAvatar({ detail: { avatarUrl: 'wxfile://tmp/avatar.jpg' } });
   assert.equal(page.data.uploading, true);
+  await settle();
+  rt.wx.pendingUploads[0].progress(30);
+  assert.equal(page.data.progress, 30);
+  rt.wx.pendingUploads[0].finish();
   await settle(10);
   assert.equal(rt.wx.uploads[0].filePath, 'wxfile://tmp/avatar.jpg');
-  assert.equal(page.data.avatarUrl, 'https://chat.test/media/pic');
+  assert.equal(page.data.avatarUrl, 'https://chat.example.com/media/pic');
   page.onSave({ detail: { value: { nickName: ' Panda ' } } });
   await settle(10);
   const post = rt.wx.requests.find(function (r) { return r.url.endsWith('/profile'); });
-  assert.deepEqual(post.data, { nickName: 'Panda', avatarUrl: 'https://chat.test/media/pic' });
+  assert.deepEqual(post.data, { nickName: 'Panda', avatarUrl: 'https://chat.example.com/media/pic' });
   assert.deepEqual(rt.calls.toasts, ['Saved']);
   assert.equal(rt.client.session.get().userInfo.nickName, 'Panda');
   page.onSave({ detail: { value: { nickName: '' } } });
   assert.equal(rt.calls.toasts[1], 'Enter a nickname');
+  page.onUnload();
+});
+
+test('profile page: a failed avatar upload is not shown as saved', async function () {
+  const rt = runtime();
+  const page = rt.load('profile');
+  page.onLoad();
+  await settle(10);
+  assert.equal(page.data.avatarUrl, 'https://chat.example.com/media/me');
+  rt.wx.uploadImpl = function () { return { statusCode: 507, data: { error: 'ERR_STORAGE_FULL', message: 'short of disk space' } }; };
+  page.onChooseAvatar({ detail: { avatarUrl: 'wxfile://tmp/new.jpg' } });
+  assert.equal(page.data.avatarUrl, 'wxfile://tmp/new.jpg');
+  await settle(10);
+  assert.equal(page.data.avatarUrl, 'https://chat.example.com/media/me', 'back to the avatar the server has');
+  assert.match(page.data.avatarError, /not changed/);
+  assert.deepEqual(rt.calls.toasts, ['Upload failed']);
+  page.onSave({ detail: { value: { nickName: 'Panda' } } });
+  await settle(10);
+  const post = rt.wx.requests.find(function (r) { return r.url.endsWith('/profile'); });
+  assert.deepEqual(post.data, { nickName: 'Panda' }, 'no avatar posted');
+  assert.equal(rt.calls.toasts[1], 'Nickname saved', 'not "Saved" as if the avatar were');
+  page.onUnload();
 });

@@ -34,7 +34,7 @@ function params(url) {
   return Object.fromEntries(new URL(url).searchParams);
 }
 
-test('socket: idle → connecting → open, session in URL and headers', async function () {
+test('socket: idle → connecting → open, the session in headers only', async function () {
   const { wx, socket, states, frames } = setup();
   assert.equal(socket.state, STATES.IDLE);
   assert.equal(socket.send({ text: true, content: 'x' }), false);
@@ -261,4 +261,28 @@ test('socket: reconnectNow skips the backoff wait', async function () {
   assert.equal(timers.size, 0);
   await settle();
   assert.equal(wx.sockets.length, 2);
+});
+
+test('socket: a send that fails (SocketTask.send fail) takes the connection down and reconnects', async function () {
+  const { wx, socket, timers, states } = setup();
+  socket.start();
+  await settle();
+  const t = wx.sockets[0];
+  t.serverOpen();
+  t.serverSend({ type: 'system', num: 1 });
+  assert.equal(socket.joined, true);
+  t.failSends = true;
+  assert.equal(socket.send({ text: true, content: 'x', cid: 'c1' }), true, 'handed over; the failure comes later');
+  await settle();
+  assert.equal(socket.state, STATES.RECONNECTING);
+  assert.equal(socket.joined, false);
+  assert.equal(t.closed.by, 'client');
+  assert.equal(timers.size, 1);
+  timers.flush();
+  await settle();
+  wx.sockets[1].serverOpen();
+  assert.equal(socket.joined, false, 'open, not yet in the room');
+  wx.sockets[1].serverSend({ type: 'system', num: 1 });
+  assert.equal(socket.joined, true);
+  assert.deepEqual(states.slice(-3), ['reconnecting', 'connecting', 'open']);
 });

@@ -68,20 +68,31 @@ function createWxNode(opts) {
       });
     },
 
+    // fetch reports no upload progress: the task says 0 % when the file is
+    // read and 100 % when the answer comes
     uploadFile: function (o) {
+      const listeners = [];
+      const progress = function (pct, sent, total) {
+        listeners.forEach(function (cb) { cb({ progress: pct, totalBytesSent: sent, totalBytesExpectedToSend: total }); });
+      };
+      let size = 0;
       fs.promises.readFile(o.filePath).then(function (buf) {
+        size = buf.length;
+        progress(0, 0, size);
         const form = new FormData();
         Object.keys(o.formData || {}).forEach(function (k) { form.append(k, String(o.formData[k])); });
         const type = MIME[path.extname(o.filePath).toLowerCase()] || 'application/octet-stream';
         form.append(o.name, new Blob([buf], { type: type }), path.basename(o.filePath));
         return fetch(o.url, { method: 'POST', headers: Object.assign({}, o.header), body: form });
       }).then(function (res) {
+        progress(100, size, size);
         return res.text().then(function (text) {
           o.success && o.success({ statusCode: res.status, data: text });
         });
       }).catch(function (e) {
         o.fail && o.fail({ errMsg: 'uploadFile:fail ' + e.message });
       });
+      return { onProgressUpdate: function (cb) { listeners.push(cb); }, abort: function () {} };
     },
 
     connectSocket: function (o) {

@@ -46,9 +46,11 @@ function createApi(opts) {
   }
 
   // wx.uploadFile to /upload, form field `file` → {url, id, mime, size, width, height}.
-  function upload(filePath) {
+  // o.onProgress(percent): upload progress (UploadTask.onProgressUpdate).
+  function upload(filePath, o) {
+    const onProgress = o && o.onProgress;
     return auth.withSession(function (s) {
-      return http.uploadFile(wx, { url: base() + '/upload', filePath: filePath, name: 'file', header: authHeader(s) });
+      return http.uploadFile(wx, { url: base() + '/upload', filePath: filePath, name: 'file', header: authHeader(s), onProgress: onProgress });
     }).then(http.expectOk).then(function (media) {
       if (!media || typeof media !== 'object' || typeof media.url !== 'string') {
         throw new http.PandaError('ERR_BAD_ANSWER', 'upload answer has no url');

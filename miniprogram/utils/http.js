@@ -46,11 +46,12 @@ function request(wx, opts) {
   });
 }
 
-// uploadFile(wx, {url, filePath, name, header}) → Promise<{statusCode, data}>;
+// uploadFile(wx, {url, filePath, name, header, onProgress}) → Promise<{statusCode, data}>;
 // data is parsed as JSON when it is JSON (wx.uploadFile hands back a string).
+// onProgress(percent) follows UploadTask.onProgressUpdate.
 function uploadFile(wx, opts) {
   return new Promise(function (resolve, reject) {
-    wx.uploadFile({
+    const task = wx.uploadFile({
       url: opts.url,
       filePath: opts.filePath,
       name: opts.name || 'file',
@@ -63,6 +64,15 @@ function uploadFile(wx, opts) {
         reject(new PandaError('ERR_NETWORK', (err && err.errMsg) || 'upload failed'));
       }
     });
+    if (opts.onProgress && task && typeof task.onProgressUpdate === 'function') {
+      task.onProgressUpdate(function (res) {
+        try {
+          opts.onProgress(res && res.progress, res);
+        } catch (e) {
+          // a listener's error must not break the upload
+        }
+      });
+    }
   });
 }
 

@@ -9,6 +9,8 @@
 // An ERR_INVALID_SESSION frame clears the session; the next connect logs in
 // again at once, but only once in a row: if the fresh session is refused too,
 // the following attempts go through the backoff (no tight loop).
+// A send that fails (SocketTask.send's fail) counts as the connection going
+// down: the socket reconnects, and whoever sent re-sends what has no echo.
 
 const http = require('./http');
 const urls = require('./url');
@@ -97,7 +99,7 @@ function createChatSocket(opts) {
   }
 
   function open(myGen, s) {
-    const c = { gen: myGen, task: null, down: false, invalid: false, fatal: null };
+    const c = { gen: myGen, task: null, down: false, invalid: false, fatal: null, joined: false };
     conn = c;
     lastUrl = buildUrl(s);
     let task;
@@ -165,6 +167,7 @@ function createChatSocket(opts) {
       // authenticated and in the room: the connection counts as good
       attempt = 0;
       invalidStreak = 0;
+      c.joined = true;
     }
     if ((frame.type === 'user' || frame.type === 'remote') && typeof frame.id === 'number') {
       if (typeof lastId !== 'number' || frame.id > lastId) lastId = frame.id;
@@ -242,10 +245,20 @@ function createChatSocket(opts) {
     return true;
   }
 
-  // send(object) → true when handed to the socket, false when not open.
+  // send(object) → true when handed to the socket, false when not open. A
+  // send that fails later takes the connection down (reconnect with backoff).
   function send(obj) {
     if (state !== STATES.OPEN || !conn || !conn.task) return false;
-    conn.task.send({ data: JSON.stringify(obj) });
+    const c = conn;
+    const fail = function (err) {
+      down(c, { error: new http.PandaError('ERR_NETWORK', (err && err.errMsg) || 'send failed') });
+    };
+    try {
+      c.task.send({ data: JSON.stringify(obj), fail: fail });
+    } catch (e) {
+      fail({ errMsg: e && e.message });
+      return false;
+    }
     return true;
   }
 
@@ -255,6 +268,8 @@ function createChatSocket(opts) {
     send: send,
     reconnectNow: reconnectNow,
     get state() { return state; },
+    // joined: open and in the room (its system frame came)
+    get joined() { return state === STATES.OPEN && !!conn && conn.joined; },
     get lastId() { return lastId; },
     set lastId(v) { if (typeof v === 'number' && (typeof lastId !== 'number' || v > lastId)) lastId = v; },
     get url() { return lastUrl; },

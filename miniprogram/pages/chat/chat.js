@@ -1,8 +1,19 @@
-// The chat room: history, live messages, text and image sending.
+// The chat room page: renders utils/chat.js (history, live messages, sending,
+// replay holes, re-sends after reconnects) and keeps setData small: the list
+// goes to the view by path (utils/render.js), a page holds at most MAX_HELD
+// messages, and it scrolls to the newest message only when the reader is at
+// the bottom (or sent something): otherwise a "new messages" button counts
+// what came.
 const { STATES } = require('../../utils/socket');
+const { createChatRoom } = require('../../utils/chat');
+const { createListRenderer } = require('../../utils/render');
+const privacy = require('../../utils/privacy');
 
 const TITLE = 'Panda chat room';
 const PAGE_SIZE = 20;
+const MAX_HELD = 300; // messages a page holds
+const NEAR_BOTTOM = 80; // px from the end that still count as "at the bottom"
+const RENDER_DELAY = 30; // ms: frames of a replay are rendered together
 
 const STATE_TEXT = {
   idle: '',
@@ -12,17 +23,7 @@ const STATE_TEXT = {
   closed: 'Disconnected'
 };
 
-function initial(name) {
-  return name ? String(name).slice(0, 1).toUpperCase() : '?';
-}
-
-function viewItems(list) {
-  return list.view().map(function (m) {
-    return Object.assign({}, m, { initial: initial(m.nickName) });
-  });
-}
-
-Page({
+Page(Object.assign({
   data: {
     items: [],
     online: 0,
@@ -33,34 +34,59 @@ Page({
     scrollTo: '',
     loadingHistory: false,
     noMoreHistory: false,
-    me: null
+    me: null,
+    unread: 0,
+    showJump: false,
+    privacyShown: false,
+    privacyFor: ''
   },
 
   onLoad() {
     const app = getApp();
+    this.app = app;
     this.client = app.client;
-    this.room = this.client.config.room || 'lobby';
-    this.list = this.client.messages({ me: this.currentMe(), max: 2000 });
-    this.socket = null;
+    this.renderer = createListRenderer({ field: 'items' });
     this.renderTimer = null;
+    this.scrollPending = false;
+    this.atBottom = true;
+    // the scroll view's height (measured in onReady; the window's until then)
+    this.viewHeight = typeof wx.getWindowInfo === 'function' ? (wx.getWindowInfo().windowHeight || 0) : 0;
     this.unloaded = false;
+    this.offline = false;
+    this.room = createChatRoom({
+      client: this.client,
+      room: this.client.config.room || 'lobby',
+      me: this.currentMe(),
+      max: MAX_HELD,
+      pageSize: PAGE_SIZE,
+      onChange: (reason, info) => this.onRoomChange(reason, info)
+    });
+    this.offWake = typeof app.onWake === 'function' ? app.onWake((why) => this.onWake(why)) : null;
+    this.privacyAttach();
     app.ready.then(() => this.begin());
   },
 
+  onReady() {
+    // the scroll view's height tells "at the bottom" from "reading history"
+    if (typeof wx.createSelectorQuery !== 'function') return;
+    wx.createSelectorQuery().select('#body').boundingClientRect((rect) => {
+      if (rect && rect.height > 0) this.viewHeight = rect.height;
+    }).exec();
+  },
+
   onShow() {
-    // back from the profile page: own pending bubbles use the new profile
-    if (this.list) {
-      this.list.setMe(this.currentMe());
+    // back from the profile page: own bubbles use the new profile
+    if (this.room) {
+      this.room.setMe(this.currentMe());
       this.setData({ me: this.currentMe() });
-      this.render();
     }
-    // back in the foreground: do not wait for the rest of the backoff
-    if (this.socket && this.socket.state === STATES.RECONNECTING) this.socket.reconnectNow();
   },
 
   onUnload() {
     this.unloaded = true;
-    if (this.socket) this.socket.stop();
+    if (this.room) this.room.stop();
+    if (this.offWake) this.offWake();
+    this.privacyDetach();
     if (this.renderTimer) clearTimeout(this.renderTimer);
   },
 
@@ -69,41 +95,63 @@ Page({
     return (s && s.userInfo) || null;
   },
 
-  // Latest history page first, then the socket with since=<last id>, so that
-  // nothing between the two is lost and nothing is shown twice.
   begin() {
     if (this.unloaded) return;
     this.client.api.me().catch(() => null).then(() => {
-      this.list.setMe(this.currentMe());
+      if (this.unloaded) return null;
+      this.room.setMe(this.currentMe());
       this.setData({ me: this.currentMe() });
-      return this.client.api.history({ room: this.room, limit: PAGE_SIZE });
-    }).then((page) => {
-      this.list.addHistory(page);
-      if (page.length < PAGE_SIZE) this.setData({ noMoreHistory: true });
-      return typeof this.list.lastId === 'number' ? this.list.lastId : 0;
-    }, (err) => {
-      console.warn('history failed', err && err.message);
-      return undefined;
-    }).then((since) => {
-      if (this.unloaded) return;
-      this.render(true);
-      this.socket = this.client.socket({
-        room: this.room,
-        since: since,
-        onFrame: (f) => this.onFrame(f),
-        onState: (s, info) => this.onSocketState(s, info)
-      });
-      this.socket.start();
+      return this.room.start();
     });
   },
 
-  onFrame(frame) {
-    const r = this.list.applyFrame(frame);
-    if (r.kind === 'system' || r.kind === 'presence' || r.kind === 'message') this.updateTitle();
-    if (r.kind === 'error' && frame.error === 'ERR_BAD_ROOM') {
-      wx.showModal({ title: 'Cannot join', content: frame.message || 'Bad room name', showCancel: false });
+  // app events: back in the foreground (any page), network back or gone
+  onWake(why) {
+    if (why === 'offline') {
+      this.offline = true;
+      this.setData({ stateText: 'No network — waiting for it to come back' });
+      return;
     }
-    this.render(r.kind === 'message' || r.kind === 'error');
+    if (why === 'online') {
+      this.offline = false;
+      this.onSocketState(this.room.state, {});
+    }
+    this.room.reconnectNow();
+  },
+
+  onRoomChange(reason, info) {
+    if (reason === 'state') {
+      this.onSocketState(info.state, info.info);
+      return;
+    }
+    if (reason === 'frame') {
+      const f = info.frame || {};
+      if (info.kind === 'system' || info.kind === 'presence' || info.kind === 'message') this.updateTitle();
+      if (info.kind === 'error' && f.error === 'ERR_BAD_ROOM') {
+        wx.showModal({ title: 'Cannot join', content: f.message || 'Bad room name', showCancel: false });
+      }
+      if (info.kind === 'message' || info.kind === 'detached') {
+        // an own echo replaces its bubble where it is; others' messages scroll
+        // into view only for a reader at the bottom
+        if (!info.cid) {
+          if (this.atBottom && info.kind === 'message') this.scrollPending = true;
+          else this.unread = (this.unread || 0) + 1;
+        }
+      }
+    } else if (reason === 'send') {
+      // the user's own action: back to the newest messages
+      this.unread = 0;
+      if (!this.room.list.atLatest) this.room.jumpToLatest();
+      this.scrollPending = true;
+    } else if (reason === 'latest') {
+      this.unread = 0;
+      this.scrollPending = true;
+    } else if (reason === 'older') {
+      // keep the message that was on top in view
+      this.scrollToId = 'msg-' + info.before;
+      this.loadingDone = true;
+    }
+    this.render();
   },
 
   onSocketState(state, info) {
@@ -111,29 +159,89 @@ Page({
     if (state === STATES.RECONNECTING && info && info.delay > 0) {
       text = 'Connection lost — retrying in ' + Math.ceil(info.delay / 1000) + ' s';
     }
+    if (this.offline && state !== STATES.OPEN) text = 'No network — waiting for it to come back';
     this.setData({ connState: state, stateText: text });
   },
 
   updateTitle() {
-    const n = this.list.online;
+    const n = this.room.list.online;
     if (n === this.data.online) return;
     this.setData({ online: n });
     wx.setNavigationBarTitle({ title: n > 0 ? TITLE + ' (' + n + ')' : TITLE });
   },
 
-  // Batch setData: a replay after a reconnect may bring many frames at once.
-  render(scrollToEnd) {
-    if (scrollToEnd) this.scrollPending = true;
+  // Batched: a replay after a reconnect brings many frames at once.
+  render() {
     if (this.renderTimer) return;
     this.renderTimer = setTimeout(() => {
       this.renderTimer = null;
-      if (this.unloaded) return;
-      const items = viewItems(this.list);
-      const data = { items: items, notice: this.list.notice };
-      if (this.scrollPending && items.length) data.scrollTo = items[items.length - 1].domId;
-      this.scrollPending = false;
-      this.setData(data);
-    }, 30);
+      if (!this.unloaded) this.flushRender();
+    }, RENDER_DELAY);
+  },
+
+  flushRender() {
+    const list = this.room.list;
+    const view = list.view();
+    const payloads = this.renderer.plan(view);
+    const extra = {
+      notice: list.notice,
+      noMoreHistory: !list.hasOlder,
+      unread: this.unread || 0,
+      showJump: (this.unread || 0) > 0 || !list.atLatest
+    };
+    if (this.loadingDone) {
+      extra.loadingHistory = false;
+      this.loadingDone = false;
+    }
+    if (this.scrollToId) {
+      extra.scrollTo = this.scrollToId;
+      this.scrollToId = '';
+    } else if (this.scrollPending && view.length && list.atLatest) {
+      extra.scrollTo = view[view.length - 1].domId;
+      this.atBottom = true;
+    }
+    this.scrollPending = false;
+    // only what changed; scrolling to the same id again needs it cleared first
+    if (extra.scrollTo && extra.scrollTo === this.data.scrollTo) this.setData({ scrollTo: '' });
+    Object.keys(extra).forEach((k) => {
+      if (k !== 'scrollTo' && this.data[k] === extra[k]) delete extra[k];
+    });
+    if (!payloads.length) payloads.push({});
+    Object.assign(payloads[payloads.length - 1], extra);
+    payloads.forEach((p) => {
+      if (Object.keys(p).length) this.setData(p);
+    });
+  },
+
+  onScroll(e) {
+    const d = (e && e.detail) || {};
+    if (this.viewHeight > 0 && typeof d.scrollHeight === 'number' && typeof d.scrollTop === 'number') {
+      this.atBottom = d.scrollHeight - d.scrollTop - this.viewHeight <= NEAR_BOTTOM;
+    }
+    if (this.atBottom && this.room.list.atLatest && this.unread) this.clearUnread();
+  },
+
+  onScrollToLower() {
+    this.atBottom = true;
+    if (this.room.list.atLatest && this.unread) this.clearUnread();
+  },
+
+  clearUnread() {
+    this.unread = 0;
+    this.setData({ unread: 0, showJump: false });
+  },
+
+  // the "new messages" button
+  onJump() {
+    this.unread = 0;
+    if (this.room.list.atLatest) {
+      this.scrollPending = true;
+      this.render();
+      return;
+    }
+    this.room.jumpToLatest().catch(() => {
+      wx.showToast({ title: 'Could not load messages', icon: 'none' });
+    });
   },
 
   onInput(e) {
@@ -144,19 +252,34 @@ Page({
     const text = (this.data.input || '').trim();
     if (!text) return;
     this.setData({ input: '' });
-    this.sendPending(this.list.addPending({ text: text }));
+    this.room.send(text);
   },
 
-  sendPending(p) {
-    if (!this.socket || !this.socket.send(p.frame)) this.list.failPending(p.cid, 'ERR_NOT_CONNECTED');
-    this.render(true);
-  },
-
-  // tap on a failed bubble's notice: send it again
-  onRetry(e) {
+  // tap on a failed bubble's notice: send again or delete
+  onFailedTap(e) {
     const cid = e.currentTarget.dataset.cid;
-    const frame = this.list.retryPending(cid);
-    if (frame) this.sendPending({ cid: cid, frame: frame });
+    if (!cid) return;
+    wx.showActionSheet({
+      itemList: ['Send again', 'Delete'],
+      success: (res) => {
+        if (res.tapIndex === 0) this.room.retry(cid);
+        else if (res.tapIndex === 1) this.room.remove(cid);
+      },
+      fail: () => {}
+    });
+  },
+
+  // long press on a text bubble: copy it (WeChat shows "内容已复制" itself)
+  onCopy(e) {
+    const text = e.currentTarget.dataset.content;
+    if (typeof text !== 'string' || !text) return;
+    wx.setClipboardData({
+      data: text,
+      fail: (err) => {
+        const msg = (err && err.errMsg) || '';
+        wx.showToast({ title: /privacy/i.test(msg) ? 'Agree to the privacy guide to copy' : 'Could not copy', icon: 'none' });
+      }
+    });
   },
 
   onChooseImage() {
@@ -166,42 +289,38 @@ Page({
       sizeType: ['compressed'],
       sourceType: ['album', 'camera'],
       success: (res) => {
-        const file = res.tempFiles && res.tempFiles[0];
-        if (!file) return;
-        wx.showLoading({ title: 'Uploading…', mask: true });
-        this.client.api.upload(file.tempFilePath).then((media) => {
-          wx.hideLoading();
-          this.sendPending(this.list.addPending({ url: media.url }));
-        }, (err) => {
-          wx.hideLoading();
-          wx.showToast({ title: (err && err.status === 413) ? 'Image too large' : 'Upload failed', icon: 'none' });
-        });
+        const file = res && res.tempFiles && res.tempFiles[0];
+        if (!file || !file.tempFilePath) return;
+        // shown at once with its progress; the screen stays usable meanwhile
+        this.room.sendImage(file.tempFilePath);
+      },
+      fail: (err) => {
+        const msg = (err && err.errMsg) || '';
+        if (/cancel/i.test(msg)) return;
+        if (/privacy/i.test(msg)) {
+          wx.showToast({ title: 'Agree to the privacy guide to send images', icon: 'none' });
+        } else if (/auth/i.test(msg)) {
+          wx.showToast({ title: 'Allow photos or camera in settings', icon: 'none' });
+        } else {
+          wx.showToast({ title: 'Could not open photos', icon: 'none' });
+        }
       }
     });
   },
 
   onPreview(e) {
     const current = e.currentTarget.dataset.url;
-    const urls = this.data.items.filter(function (m) { return m.gallery && m.url; }).map(function (m) { return m.url; });
-    wx.previewImage({ current: current, urls: urls.length ? urls : [current] });
+    if (!e.currentTarget.dataset.id || !current) return; // still on its way
+    const urls = this.room.list.messages.filter(function (m) { return m.gallery && m.url; }).map(function (m) { return m.url; });
+    wx.previewImage({ current: current, urls: urls.indexOf(current) >= 0 ? urls : [current] });
   },
 
-  // scrolled to the top: the page of messages before the oldest one shown
+  // scrolled to the top: the page of messages before the oldest one held
   onLoadHistory() {
-    if (this.data.loadingHistory || this.data.noMoreHistory) return;
-    const before = this.list.firstId;
-    if (typeof before !== 'number') return;
+    if (this.data.loadingHistory || !this.room.list.hasOlder) return;
     this.setData({ loadingHistory: true });
-    this.client.api.history({ room: this.room, before: before, limit: PAGE_SIZE }).then((page) => {
-      this.list.addHistory(page);
-      const items = viewItems(this.list);
-      // keep the message that was on top in view
-      this.setData({
-        items: items,
-        loadingHistory: false,
-        noMoreHistory: page.length < PAGE_SIZE,
-        scrollTo: 'msg-' + before
-      });
+    this.room.loadOlder().then((r) => {
+      if (!r) this.setData({ loadingHistory: false, noMoreHistory: !this.room.list.hasOlder });
     }, () => {
       this.setData({ loadingHistory: false });
       wx.showToast({ title: 'Could not load history', icon: 'none' });
@@ -209,11 +328,11 @@ Page({
   },
 
   onDismissNotice() {
-    this.list.clearNotice();
+    this.room.list.clearNotice();
     this.setData({ notice: '' });
   },
 
   onProfile() {
     wx.navigateTo({ url: '/pages/profile/profile' });
   }
-});
+}, privacy.pageMethods()));
