@@ -87,7 +87,5 @@ type roomStats struct{}
 type RoomStats struct{ Rooms int }
 
 // pingTick makes the room ping all its members: one shared frame, one timer per
-// room instead of one per connection. It does not count as activity.
+// room instead of one per connection.
 type pingTick struct{}
-
-func (pingTick) NotInfluenceReceiveTimeout() {}

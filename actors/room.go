@@ -40,6 +40,8 @@ type room struct {
 	cids         cidIndex
 
 	pinger    *time.Timer
+	idleTimer *time.Timer
+	idleGen   uint64
 	trimming  bool
 	trimmedTo uint64 // ids below this are gone from the store
 	closing   bool
@@ -92,8 +94,10 @@ func (r *room) Receive(ctx actor.Context) {
 		}
 	case *kick:
 		r.kick(ctx, m)
-	case *actor.ReceiveTimeout:
-		r.idle(ctx)
+	case idleTick:
+		if m.gen == r.idleGen {
+			r.idle(ctx)
+		}
 	case trimmed:
 		r.trimming = false
 		r.maybeTrim(ctx) // catch up with what was stored meanwhile
@@ -107,7 +111,10 @@ func (r *room) Receive(ctx actor.Context) {
 	case finishClose:
 		r.close(ctx)
 	case *actor.Stopped:
-		r.pinger.Stop()
+		if r.pinger != nil { // nil when the room failed in start, before armPing
+			r.pinger.Stop()
+		}
+		r.cancelIdle()
 		r.hub.obs.RoomStopped()
 	}
 }
@@ -121,7 +128,7 @@ func (r *room) start(ctx actor.Context) {
 		r.lastID, r.stored, r.known = last, last, true
 		r.loadTail(last)
 	}
-	ctx.SetReceiveTimeout(r.hub.opts.IdleRoom)
+	r.armIdle(ctx)
 	r.armPing(ctx)
 }
 
@@ -230,6 +237,10 @@ func (r *room) join(ctx actor.Context, m *join) {
 	// The first frame is the system frame; replay follows in the same write, and
 	// anything stored later is fanned out to this member too: no gap, no duplicate.
 	frames := protocol.TextFrame(protocol.System(len(r.members) + 1))
+	if m.HasSince && !r.known {
+		mem.close(protocol.CloseInternal, "history unavailable, reconnect with since")
+		return
+	}
 	if m.HasSince {
 		var err error
 		if frames, err = r.replay(frames, m.Since, mem.UID, mem.Base); err != nil {
@@ -246,7 +257,7 @@ func (r *room) join(ctx actor.Context, m *join) {
 	}
 	r.index[mem.ID] = len(r.members)
 	r.members = append(r.members, mem)
-	ctx.CancelReceiveTimeout()
+	r.cancelIdle()
 	// Only now may the conn actor answer its client (error frames): the system
 	// frame is already first in the queue.
 	ctx.Send(m.PID, &joined{Room: ctx.Self()})
@@ -658,7 +669,7 @@ func (r *room) remove(ctx actor.Context, m *Member, why string) {
 	}
 	r.presence(m, "leave")
 	if len(r.members) == 0 {
-		ctx.SetReceiveTimeout(r.hub.opts.IdleRoom)
+		r.armIdle(ctx)
 	}
 }
 
@@ -702,12 +713,12 @@ func (r *room) refuse(m *Member, cid *string, why string) {
 func (r *room) idle(ctx actor.Context) {
 	if len(r.members) > 0 || r.flushing || r.trimming {
 		if len(r.members) == 0 {
-			ctx.SetReceiveTimeout(r.hub.opts.IdleRoom)
+			r.armIdle(ctx)
 		}
 		return
 	}
 	ctx.Send(ctx.Parent(), &roomIdle{Name: r.name, Joins: r.joins})
-	ctx.SetReceiveTimeout(r.hub.opts.IdleRoom) // ask again if the registry said no
+	r.armIdle(ctx) // ask again if the registry said no
 }
 
 // maybeTrim deletes history beyond the retention limit in the background.
@@ -753,3 +764,21 @@ func appendChatFrame(b, stored []byte, own bool, cid *string, base string) []byt
 }
 
 func uidOf(stored []byte) string { return protocol.StoredUID(stored) }
+
+// idleTick is the room's own idle timer (protoactor's receive timeout races
+// with its timer goroutine); a tick of an older generation is ignored.
+type idleTick struct{ gen uint64 }
+
+// armIdle starts the idle period anew.
+func (r *room) armIdle(ctx actor.Context) {
+	r.cancelIdle()
+	gen, self, root := r.idleGen, ctx.Self(), ctx.ActorSystem().Root
+	r.idleTimer = time.AfterFunc(r.hub.opts.IdleRoom, func() { root.Send(self, idleTick{gen}) })
+}
+
+func (r *room) cancelIdle() {
+	r.idleGen++
+	if r.idleTimer != nil {
+		r.idleTimer.Stop()
+	}
+}

@@ -35,6 +35,8 @@ type Badger struct {
 	mu    sync.Mutex
 	first map[string]uint64 // room → lowest id still stored, once known
 
+	commits committer // group commit of room batches
+
 	// rmw serialises the read-then-write transactions (logins by openId, ticket
 	// takes). Conflict detection is off (the hot paths have one writer per key)
 	// and the directory lock makes this process the store's only writer, so
@@ -80,8 +82,10 @@ func OpenBadger(dir string, o Options) (s *Badger, err error) {
 		return nil, fmt.Errorf("open store in %s: %w", dir, err)
 	}
 	s = &Badger{db: db, stop: make(chan struct{}), first: map[string]uint64{}}
-	s.wg.Add(1)
+	s.commits.kick = make(chan struct{}, 1)
+	s.wg.Add(2)
 	go s.gcLoop()
+	go s.commitLoop()
 	return s, nil
 }
 
@@ -396,7 +400,9 @@ func setUser(txn *badger.Txn, u User, b []byte) error {
 	return txn.Set(userKey(u.UID), b)
 }
 
-func (s *Badger) AppendMessages(room string, msgs []Message) error {
+// appendSplit stores a batch too big for one transaction: what fits, in
+// order, commit by commit; a failure leaves a stored prefix (LastID tells).
+func (s *Badger) appendSplit(room string, msgs []Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -419,8 +425,10 @@ func (s *Badger) AppendMessages(room string, msgs []Message) error {
 	return s.commitLast(txn, room, msgs[len(msgs)-1].ID)
 }
 
+func lastIDValue(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
+
 func (s *Badger) commitLast(txn *badger.Txn, room string, last uint64) error {
-	if err := txn.Set(roomKey(room), binary.BigEndian.AppendUint64(nil, last)); err != nil {
+	if err := txn.Set(roomKey(room), lastIDValue(last)); err != nil {
 		return err
 	}
 	return txn.Commit()

@@ -2,11 +2,13 @@ package persistence_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -208,4 +210,72 @@ func writableAnyway(dir string) bool {
 	f.Close()
 	os.Remove(f.Name())
 	return true
+}
+
+// Rooms writing at the same moment share transactions; every room still gets
+// exactly its own batches, in order, and its last id.
+func TestGroupCommitManyRooms(t *testing.T) {
+	s, err := persistence.OpenBadger(t.TempDir(), persistence.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const rooms, batches, per = 40, 50, 3
+	var wg sync.WaitGroup
+	for r := 0; r < rooms; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			room := fmt.Sprint("room", r)
+			for b := 0; b < batches; b++ {
+				var msgs []persistence.Message
+				for i := 1; i <= per; i++ {
+					id := uint64(b*per + i)
+					msgs = append(msgs, persistence.Message{ID: id, Data: []byte(fmt.Sprintf(`{"id":%d,"room":%q}`, id, room)), CID: fmt.Sprint("c", id)})
+				}
+				if err := s.AppendMessages(room, msgs); err != nil {
+					t.Errorf("%s batch %d: %v", room, b, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for r := 0; r < rooms; r++ {
+		room := fmt.Sprint("room", r)
+		if last, err := s.LastID(room); err != nil || last != batches*per {
+			t.Fatalf("%s: last id %d, %v; want %d", room, last, err, batches*per)
+		}
+		got, err := s.MessagesAfter(room, 0, 1000)
+		if err != nil || len(got) != batches*per {
+			t.Fatalf("%s: %d messages, %v", room, len(got), err)
+		}
+		for i, m := range got {
+			want := fmt.Sprintf(`{"id":%d,"room":%q}`, i+1, room)
+			if m.ID != uint64(i+1) || string(m.Data) != want || m.CID != fmt.Sprint("c", i+1) {
+				t.Fatalf("%s message %d: %d %s %q", room, i, m.ID, m.Data, m.CID)
+			}
+		}
+	}
+}
+
+// A write after Close is refused at once, never left waiting.
+func TestAppendAfterClose(t *testing.T) {
+	s, err := persistence.OpenBadger(t.TempDir(), persistence.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.AppendMessages("r", []persistence.Message{{ID: 1, Data: []byte(`{}`)}}) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("a write after Close succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a write after Close is still waiting")
+	}
 }

@@ -1,0 +1,166 @@
+package persistence
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// errStoreClosed answers writes that arrive after Close.
+var errStoreClosed = errors.New("persistence: store is closed")
+
+// groupBytes is how much message data one group transaction takes at most
+// (Badger refuses a transaction above 15 % of a memtable: 2.4 MB here).
+const groupBytes = 1 << 20
+
+// committer is the group commit of room batches: rooms that write at the same
+// moment share one Badger transaction instead of paying one each. Each caller
+// still waits until its own batch is committed (or refused).
+type committer struct {
+	mu     sync.Mutex
+	queue  []*appendReq
+	spare  []*appendReq
+	closed bool
+	kick   chan struct{}
+}
+
+type appendReq struct {
+	room     string
+	msgs     []Message
+	bytes    int
+	err      error
+	finished bool // by the committer, before done
+	done     chan struct{}
+}
+
+var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan struct{}, 1)} }}
+
+// AppendMessages stores a room's batch and its new last id: in one transaction
+// with the batches other rooms write at the same time (a batch too big for one
+// transaction is split over several, in order).
+func (s *Badger) AppendMessages(room string, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	r := reqPool.Get().(*appendReq)
+	r.room, r.msgs, r.err, r.bytes, r.finished = room, msgs, nil, 0, false
+	for _, m := range msgs {
+		r.bytes += len(m.Data) + len(m.CID)
+	}
+	c := &s.commits
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		reqPool.Put(r)
+		return errStoreClosed
+	}
+	c.queue = append(c.queue, r)
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	<-r.done
+	err := r.err
+	r.msgs = nil
+	reqPool.Put(r)
+	return err
+}
+
+// commitLoop is the store's one writer of messages; it ends at Close, failing
+// whatever is still queued.
+func (s *Badger) commitLoop() {
+	defer s.wg.Done()
+	c := &s.commits
+	for {
+		select {
+		case <-c.kick:
+		case <-s.stop:
+			c.mu.Lock()
+			c.closed = true
+			left := c.queue
+			c.queue = nil
+			c.mu.Unlock()
+			for _, r := range left {
+				r.finish(errStoreClosed)
+			}
+			return
+		}
+		for {
+			c.mu.Lock()
+			group := c.queue
+			c.queue, c.spare = c.spare[:0], nil
+			c.mu.Unlock()
+			if len(group) == 0 {
+				break
+			}
+			s.commitGroup(group)
+			clear(group)
+			c.mu.Lock()
+			if c.spare == nil {
+				c.spare = group[:0]
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+func (r *appendReq) finish(err error) {
+	r.err, r.finished = err, true
+	r.done <- struct{}{}
+}
+
+// commitGroup writes the queued batches in as few transactions as their size
+// allows, each room's batch whole within one of them.
+func (s *Badger) commitGroup(group []*appendReq) {
+	all := group
+	defer func() {
+		if p := recover(); p != nil { // a bug here must not leave the rooms waiting for ever
+			err := fmt.Errorf("persistence: group commit failed: %v\n%s", p, debug.Stack())
+			for _, r := range all {
+				if !r.finished {
+					r.finish(err)
+				}
+			}
+		}
+	}()
+	for len(group) > 0 {
+		n, size := 0, 0
+		for n < len(group) && (n == 0 || size+group[n].bytes <= groupBytes) {
+			size += group[n].bytes
+			n++
+		}
+		part := group[:n]
+		group = group[n:]
+		err := s.commitTogether(part)
+		if errors.Is(err, badger.ErrTxnTooBig) { // one very large batch: on its own, split in order
+			for _, r := range part {
+				r.finish(s.appendSplit(r.room, r.msgs))
+			}
+			continue
+		}
+		for _, r := range part {
+			r.finish(err)
+		}
+	}
+}
+
+// commitTogether writes the batches and each room's last id in one transaction.
+func (s *Badger) commitTogether(part []*appendReq) error {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	for _, r := range part {
+		for _, m := range r.msgs {
+			if err := txn.Set(messageKey(r.room, m.ID), messageValue(m)); err != nil {
+				return err
+			}
+		}
+		if err := txn.Set(roomKey(r.room), lastIDValue(r.msgs[len(r.msgs)-1].ID)); err != nil {
+			return err
+		}
+	}
+	return txn.Commit()
+}
