@@ -2,7 +2,9 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"strings"
 	"unicode"
 	"unicode/utf16"
@@ -141,14 +143,23 @@ func twoStrings(a, b []byte) (string, string) {
 // runeCount counts the characters of valid UTF-8: the bytes that start one. (utf8.RuneCount
 // copies non-ASCII text longer than 32 bytes into a new string first.)
 func runeCount(b []byte) int {
-	n := 0
+	n := len(b)
+	for ; len(b) >= 8; b = b[8:] {
+		x := binary.LittleEndian.Uint64(b)
+		n -= bits.OnesCount64(x &^ (x << 1) & highBits) // bytes 10xxxxxx
+	}
 	for _, c := range b {
-		if c&0xC0 != 0x80 {
-			n++
+		if c&0xC0 == 0x80 {
+			n--
 		}
 	}
 	return n
 }
+
+const (
+	lowBits  = 0x0101010101010101
+	highBits = 0x8080808080808080
+)
 
 // Reasons for frames that are not a JSON object.
 const (
@@ -514,18 +525,27 @@ var stringSafe = func() (t [256]bool) {
 // its closing quote, or -1, and whether it has escapes.
 func scanString(data []byte, i int) (int, bool) {
 	escaped := false
-	for i++; i < len(data); {
-		c := data[i]
-		if stringSafe[c] {
-			i++
-			continue
+	for i++; ; {
+		// Eight plain bytes at a time: none is a quote, a backslash or below 0x20.
+		for ; len(data)-i >= 8; i += 8 {
+			x := binary.LittleEndian.Uint64(data[i:])
+			q, bs := x^(lowBits*'"'), x^(lowBits*'\\')
+			if ((q-lowBits)&^q|(bs-lowBits)&^bs|(x-lowBits*0x20)&^x)&highBits != 0 {
+				break
+			}
 		}
-		switch c {
+		for i < len(data) && stringSafe[data[i]] {
+			i++
+		}
+		if i == len(data) {
+			return -1, false
+		}
+		switch data[i] {
 		case '"':
 			return i + 1, escaped
 		case '\\':
 			escaped = true
-			if i+1 >= len(data) {
+			if i+1 == len(data) {
 				return -1, false
 			}
 			switch data[i+1] {
@@ -543,7 +563,6 @@ func scanString(data []byte, i int) (int, bool) {
 			return -1, false
 		}
 	}
-	return -1, false
 }
 
 func isHex(c byte) bool {
