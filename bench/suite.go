@@ -78,10 +78,11 @@ type IdleResult struct {
 	LimitedBy      string  `json:"limitedBy,omitempty"`
 }
 
-// Curve is a stepped load on one room: the knee is the highest step with
-// p99 <= 100 ms and nothing lost.
+// Curve is a stepped load on one room, or on many rooms with one sender
+// each: the knee is the highest step with p99 <= 100 ms and nothing lost.
 type Curve struct {
 	Server  string       `json:"server"`
+	Rooms   int          `json:"rooms,omitempty"` // > 1: many rooms of Members each
 	Members int          `json:"members"`
 	Size    int          `json:"size"`
 	Steps   []StepResult `json:"steps"`
@@ -182,23 +183,37 @@ func (s *Suite) Run(ctx context.Context) error {
 	deliv := []float64{50e3, 100e3, 200e3, 400e3, 700e3, 1e6, 1.4e6, 1.8e6, 2.2e6, 2.6e6, 3e6}
 	stepDur := 3 * time.Second
 	type curveSpec struct {
-		t             Target
-		members, size int
+		t                    Target
+		rooms, members, size int
 	}
 	var curves []curveSpec
 	for _, t := range main {
-		curves = append(curves, curveSpec{t, 1000, 100})
+		curves = append(curves, curveSpec{t, 1, 1000, 100})
 	}
 	if real {
-		curves = append(curves, curveSpec{TargetMemory, 1000, 100}, curveSpec{TargetSync, 1000, 100})
+		curves = append(curves, curveSpec{TargetMemory, 1, 1000, 100}, curveSpec{TargetSync, 1, 1000, 100})
 	}
+	// Many small rooms, one sender each: steps in messages/s. The naive
+	// baseline is left out: the one with rooms to compare with coalesces.
+	manyRooms := []Target{TargetCoalesce}
+	if real {
+		manyRooms = append([]Target{TargetServer}, manyRooms...)
+	}
+	msgSteps := []float64{250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000}
 	if s.Quick {
 		idle = []int{1000}
 		deliv = []float64{100e3, 400e3, 1e6}
+		msgSteps = []float64{500, 2000}
 		stepDur = time.Second
+		for _, t := range manyRooms {
+			curves = append(curves, curveSpec{t, 100, 10, 100})
+		}
 	} else {
 		for _, t := range main {
-			curves = append(curves, curveSpec{t, 1000, 1024}, curveSpec{t, 100, 100}, curveSpec{t, 5000, 100})
+			curves = append(curves, curveSpec{t, 1, 1000, 1024}, curveSpec{t, 1, 100, 100}, curveSpec{t, 1, 5000, 100})
+		}
+		for _, t := range manyRooms {
+			curves = append(curves, curveSpec{t, 100, 100, 100}, curveSpec{t, 1000, 10, 100})
 		}
 	}
 
@@ -219,9 +234,13 @@ func (s *Suite) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		cv, err := s.curve(ctx, c.t, c.members, c.size, deliv, stepDur)
+		steps := deliv
+		if c.rooms > 1 {
+			steps = msgSteps
+		}
+		cv, err := s.curve(ctx, c.t, c.rooms, c.members, c.size, steps, stepDur)
 		if err != nil {
-			res.Skipped = append(res.Skipped, fmt.Sprintf("curve %s %d×%d B: %v", c.t.Name, c.members, c.size, err))
+			res.Skipped = append(res.Skipped, fmt.Sprintf("curve %s %d×%d×%d B: %v", c.t.Name, c.rooms, c.members, c.size, err))
 			continue
 		}
 		res.Curves = append(res.Curves, cv)
@@ -281,30 +300,46 @@ func (s *Suite) idle(ctx context.Context, t Target, n int) (IdleResult, error) {
 	return ir, nil
 }
 
-func (s *Suite) curve(ctx context.Context, t Target, members, size int, deliv []float64, dur time.Duration) (Curve, error) {
-	s.logf("== knee: %s, one room of %d, %d B messages", t.Name, members, size)
+// curve steps up the load until the knee. With one room the steps are
+// deliveries/s and 10 members send; with many rooms they are messages/s and
+// one member of each room sends.
+func (s *Suite) curve(ctx context.Context, t Target, rooms, members, size int, steps []float64, dur time.Duration) (Curve, error) {
+	rooms = max(rooms, 1)
+	conns := rooms * members
+	if rooms == 1 {
+		s.logf("== knee: %s, one room of %d, %d B messages", t.Name, members, size)
+	} else {
+		s.logf("== knee: %s, %d rooms of %d, one sender each, %d B messages", t.Name, rooms, members, size)
+	}
 	r, err := s.start(ctx, t)
 	if err != nil {
 		return Curve{}, err
 	}
 	defer r.stop()
-	g, err := Open(ctx, Options{Server: r.c.URL, Conns: members, Users: min(members, 100), SrcIPs: 4, PID: r.c.PID(), Progress: s.Progress})
+	g, err := Open(ctx, Options{Server: r.c.URL, Conns: conns, Rooms: rooms, Users: min(conns, 100), SrcIPs: 4, PID: r.c.PID(), Progress: s.Progress})
 	if err != nil {
 		return Curve{}, err
 	}
 	defer g.Close()
 	cv := Curve{Server: t.Name, Members: members, Size: size, Stop: "highest step reached"}
+	if rooms > 1 {
+		cv.Rooms = rooms
+	}
+	senders, rate := min(10, members), func(step float64) float64 { return step / float64(g.Conns()) }
+	if rooms > 1 {
+		senders, rate = rooms, func(step float64) float64 { return step }
+	}
 	// A short unrecorded warm-up: fresh goroutine stacks, buffers and room
 	// state would otherwise count against the first step.
-	g.Step(ctx, StepOptions{Senders: min(10, members), Rate: deliv[0] / float64(g.Conns()), Size: size, Duration: time.Second / 2, Drain: 2 * time.Second})
-	for _, d := range deliv {
+	g.Step(ctx, StepOptions{Senders: senders, Rate: rate(steps[0]), Size: size, Duration: time.Second / 2, Drain: 2 * time.Second})
+	for _, d := range steps {
 		if ctx.Err() != nil {
 			break
 		}
-		st := g.Step(ctx, StepOptions{Senders: min(10, members), Rate: d / float64(g.Conns()), Size: size, Duration: dur, Drain: 2 * time.Second})
+		st := g.Step(ctx, StepOptions{Senders: senders, Rate: rate(d), Size: size, Duration: dur, Drain: 2 * time.Second})
 		st.Hist, st.RoomSent, st.RoomMembers = nil, nil, nil
 		cv.Steps = append(cv.Steps, st)
-		s.logf("   %s/s target: %s/s delivered, ratio %.4f, p99 %s, server %s/CPU-s", si(d), si(st.DeliveriesPerSec), st.DeliveryRatio, fmtMs(st.Latency.P99), si(st.DeliveriesPerCPU))
+		s.logf("   %s/s target: %s msgs/s sent, %s/s delivered, ratio %.4f, p99 %s, server %s/CPU-s", si(d), si(st.SendRate), si(st.DeliveriesPerSec), st.DeliveryRatio, fmtMs(st.Latency.P99), si(st.DeliveriesPerCPU))
 		if !st.Lossless() {
 			cv.Stop = fmt.Sprintf("loss at %s/s (ratio %.4f, gaps %d, closed %d)", si(d), st.DeliveryRatio, st.Gaps, st.Closed)
 			if st.Gaps+st.Dups+st.OutOfOrder+st.Closed+st.SendErrors == 0 {
@@ -488,6 +523,9 @@ func WriteResults(dir string, res *SuiteResult) error {
 	}
 	lat := Chart{Title: "p99 latency against delivered rate (one room)", XLabel: "deliveries per second", YLabel: "p99 latency, ms", LogY: true, HLine: kneeP99}
 	for _, c := range res.Curves {
+		if c.Rooms > 1 {
+			continue // messages/s over many rooms: in results.md
+		}
 		sr := Series{Name: fmt.Sprintf("%s, %d members, %d B", c.Server, c.Members, c.Size)}
 		for _, st := range c.Steps {
 			sr.Points = append(sr.Points, [2]float64{st.DeliveriesPerSec, max(st.Latency.P99, 0.1)})
@@ -534,12 +572,13 @@ func (r *SuiteResult) Markdown() string {
 		if c.Knee != nil {
 			knee, p99, per = si(c.Knee.DeliveriesPerSec), fmt.Sprintf("%.1f", c.Knee.Latency.P99), si(c.Knee.DeliveriesPerCPU)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d B | %s | %s | %s | %s |\n", c.Server, c.Members, c.Size, knee, p99, per, c.Stop)
+		fmt.Fprintf(&b, "| %s | %s | %d B | %s | %s | %s | %s |\n", c.Server, c.shape(), c.Size, knee, p99, per, c.Stop)
 	}
+	r.manyRooms(&b)
 	b.WriteString("\n## Steps\n\n| server | members | size | target/s | delivered/s | ratio | p50 ms | p90 ms | p99 ms | max ms | server CPU s | deliveries/CPU-s | generator CPU s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.Curves {
 		for _, st := range c.Steps {
-			fmt.Fprintf(&b, "| %s | %d | %d B | %s | %s | %.4f | %.1f | %.1f | %.1f | %.1f | %.2f | %s | %.2f |\n", c.Server, c.Members, c.Size,
+			fmt.Fprintf(&b, "| %s | %s | %d B | %s | %s | %.4f | %.1f | %.1f | %.1f | %.1f | %.2f | %s | %.2f |\n", c.Server, c.shape(), c.Size,
 				si(st.TargetDeliveries), si(st.DeliveriesPerSec), st.DeliveryRatio, st.Latency.P50, st.Latency.P90, st.Latency.P99, st.Latency.Max,
 				st.ServerCPUSeconds, si(st.DeliveriesPerCPU), st.GenCPUSeconds)
 		}
@@ -564,4 +603,73 @@ func (r *SuiteResult) Markdown() string {
 	}
 	b.WriteString("\nCharts: [latency.svg](latency.svg), [rss.svg](rss.svg).\n")
 	return b.String()
+}
+
+// shape is "1000" for one room, "1000×10" for many rooms of 10.
+func (c *Curve) shape() string {
+	if c.Rooms > 1 {
+		return fmt.Sprintf("%d×%d", c.Rooms, c.Members)
+	}
+	return fmt.Sprint(c.Members)
+}
+
+// manyRooms compares pandachat with the coalescing baseline over many small
+// rooms: the ratio of their knees in messages/s, and server CPU per message
+// at the highest step both served without loss.
+func (r *SuiteResult) manyRooms(b *strings.Builder) {
+	type pair struct{ server, base *Curve }
+	shapes := map[string]*pair{}
+	var order []string
+	for i := range r.Curves {
+		c := &r.Curves[i]
+		if c.Rooms <= 1 || (c.Server != TargetServer.Name && c.Server != TargetCoalesce.Name) {
+			continue
+		}
+		k := c.shape()
+		if shapes[k] == nil {
+			shapes[k] = &pair{}
+			order = append(order, k)
+		}
+		if c.Server == TargetServer.Name {
+			shapes[k].server = c
+		} else {
+			shapes[k].base = c
+		}
+	}
+	if len(order) == 0 {
+		return
+	}
+	b.WriteString("\n## Many small rooms (one sender per room)\n\n| rooms × members | pandachat knee msgs/s | coalesce knee msgs/s | ratio | at msgs/s | pandachat CPU µs/msg | coalesce CPU µs/msg | CPU ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	knee := func(c *Curve) float64 {
+		if c == nil || c.Knee == nil {
+			return 0
+		}
+		return c.Knee.Rate
+	}
+	for _, k := range order {
+		p := shapes[k]
+		ks, kb := knee(p.server), knee(p.base)
+		ratio := "-"
+		if kb > 0 {
+			ratio = fmt.Sprintf("%.2f", ks/kb)
+		}
+		at, cs, cb, cr := "-", "-", "-", "-"
+		if p.server != nil && p.base != nil {
+			for _, ss := range p.server.Steps {
+				for _, bs := range p.base.Steps {
+					if ss.Rate != bs.Rate || !ss.Lossless() || !bs.Lossless() || ss.Sent == 0 || bs.Sent == 0 ||
+						ss.Latency.P99 > kneeP99 || bs.Latency.P99 > kneeP99 {
+						continue
+					}
+					us := 1e6 * ss.ServerCPUSeconds / float64(ss.Sent)
+					ub := 1e6 * bs.ServerCPUSeconds / float64(bs.Sent)
+					at, cs, cb = si(ss.Rate), fmt.Sprintf("%.0f", us), fmt.Sprintf("%.0f", ub)
+					if ub > 0 {
+						cr = fmt.Sprintf("%.2f", us/ub)
+					}
+				}
+			}
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", k, si(ks), si(kb), ratio, at, cs, cb, cr)
+	}
 }
