@@ -472,25 +472,33 @@ func (f *frameFields) typeError(field int, c byte) {
 	if f.wrongType != "" {
 		return
 	}
-	var got string
+	got := 4 // a number
 	switch c {
 	case '"':
-		got = "a string"
+		got = 0
 	case '{':
-		got = "an object"
+		got = 1
 	case '[':
-		got = "an array"
+		got = 2
 	case 't', 'f':
-		got = "a boolean"
-	default:
-		got = "a number"
+		got = 3
 	}
-	want := "a string"
-	if field == fieldText || field == fieldGallery {
-		want = "true or false"
-	}
-	f.wrongType = "a field has the wrong type: " + fieldNames[field] + " must be " + want + ", not " + got
+	f.wrongType = wrongTypeReasons[field][got]
 }
+
+// wrongTypeReasons[field][what the value is], made once.
+var wrongTypeReasons = func() (t [fieldCID][5]string) {
+	for field := fieldText; field < fieldCID; field++ {
+		want := "a string"
+		if field == fieldText || field == fieldGallery {
+			want = "true or false"
+		}
+		for got, what := range [5]string{"a string", "an object", "an array", "a boolean", "a number"} {
+			t[field][got] = "a field has the wrong type: " + fieldNames[field] + " must be " + want + ", not " + what
+		}
+	}
+	return t
+}()
 
 func skipSpace(data []byte, i int) int {
 	for i < len(data) {
