@@ -41,10 +41,18 @@ func TestParseSize(t *testing.T) {
 	}
 	for _, in := range []string{
 		"", " ", "MiB", "-1", "-1MiB", "+1MiB", "1.2.3MB", "10XB", "10 M", "1e3", "0x10", ".", ".MiB",
-		"10MiBs", "10 MiB 2", "9223372036854775808", "8388608TiB", "99999999999999999999.5TiB", "1,5MB",
+		"10MiBs", "10 MiB 2", "1,5MB", "1..5MB",
 	} {
-		if got, err := ParseSize(in); err == nil || !strings.Contains(err.Error(), "size") {
-			t.Errorf("ParseSize(%q) = %d, %v; want an error about the size", in, got, err)
+		if got, err := ParseSize(in); err == nil || !strings.Contains(err.Error(), "want a number with an optional unit") {
+			t.Errorf("ParseSize(%q) = %d, %v; want an error naming the form", in, got, err)
+		}
+	}
+	for _, in := range []string{
+		"9223372036854775808", "8388608TiB", "99999999999999999999.5TiB", "9223372036854775808.0", "8388608.0TiB",
+		"9007199254740993KiB",
+	} {
+		if got, err := ParseSize(in); err == nil || !strings.Contains(err.Error(), "too large") {
+			t.Errorf("ParseSize(%q) = %d, %v; want too large", in, got, err)
 		}
 	}
 }

@@ -7,7 +7,6 @@ package media
 import (
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -52,6 +51,8 @@ type Service struct {
 	held    map[string]int64 // bytes reserved by uploads in flight, by uid
 	heldAll int64            // their sum
 
+	diskWarn sync.Once // free space unknown: said once
+
 	wrapTmp func(io.Writer) io.Writer // tests route temp-file writes elsewhere to inject disk errors
 }
 
@@ -68,9 +69,6 @@ func (s *Service) Open() error {
 	}
 	if err := s.files().open(); err != nil {
 		return err
-	}
-	if _, err := DiskFree(s.Dir); err != nil && s.minFreeDisk() > 0 {
-		slog.Warn("media: free disk space cannot be read; the minimum free space is not enforced", "err", err)
 	}
 	s.ready = true
 	return nil

@@ -3,6 +3,7 @@ package media
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/pandachat/pandachat/persistence"
@@ -32,11 +33,22 @@ type quotaError struct {
 func (e *quotaError) Error() string { return e.msg }
 
 // lowDiskError refuses an upload while the disk is short of space (507).
-type lowDiskError struct{ free, min, size int64 }
+type lowDiskError struct{ free, held, min, size int64 }
 
 func (e *lowDiskError) Error() string {
-	return fmt.Sprintf("media: %s free on the media disk, uploads need %s plus their size (%s)",
-		humanSize(e.free), humanSize(e.min), humanSize(e.size))
+	return fmt.Sprintf("media: %s free on the media disk and %s held by uploads in flight; uploads keep %s free beyond their size (%s)",
+		humanSize(e.free), humanSize(e.held), humanSize(e.min), humanSize(e.size))
+}
+
+// freeBytes is avail blocks of bsize bytes, at most math.MaxInt64; nonsense counts are none.
+func freeBytes(avail, bsize int64) int64 {
+	if avail < 1 || bsize < 1 {
+		return 0
+	}
+	if avail > math.MaxInt64/bsize {
+		return math.MaxInt64
+	}
+	return avail * bsize
 }
 
 // hold is one upload's reservation.
@@ -47,11 +59,12 @@ type hold struct {
 
 func (s *Service) quota() Quota { return s.Quota.withDefaults() }
 
+// minFreeDisk is the free space uploads must leave, 0 for none.
 func (s *Service) minFreeDisk() int64 {
 	if s.MinFreeDisk == 0 {
 		return DefaultMinFreeDisk
 	}
-	return s.MinFreeDisk // negative: no minimum
+	return max(s.MinFreeDisk, 0) // negative: no minimum
 }
 
 // admit reserves n bytes for an upload by uid of which need are certain: it is
@@ -60,13 +73,14 @@ func (s *Service) minFreeDisk() int64 {
 func (s *Service) admit(uid string, n, need int64) (*hold, error) {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
-	if min := s.minFreeDisk(); min > 0 {
+	if min := s.minFreeDisk(); min != 0 {
 		free, err := DiskFree(s.Dir)
-		switch {
-		case err != nil:
-			slog.Warn("media: free disk space unknown; uploads go on", "err", err)
-		case free-s.heldAll < min+n: // other uploads in flight will take their share too
-			return nil, &lowDiskError{free: free - s.heldAll, min: min, size: n}
+		if err != nil {
+			s.diskWarn.Do(func() {
+				slog.Warn("media: free disk space cannot be read; uploads go on without the minimum", "err", err)
+			})
+		} else if free-s.heldAll < min+n { // other uploads in flight will take their share too
+			return nil, &lowDiskError{free: free, held: s.heldAll, min: min, size: n}
 		}
 	}
 	if err := s.checkQuota(uid, need, false); err != nil {
@@ -149,10 +163,9 @@ func (s *Service) checkQuota(uid string, n int64, exact bool) error {
 		return &quotaError{msg: fmt.Sprintf("upload quota: this file (%s) is larger than the whole quota of %s", humanSize(n), limit)}
 	}
 	e := &quotaError{msg: fmt.Sprintf("upload quota of %s reached: %s used", limit, humanSize(used))}
-	switch {
-	case exact:
+	if exact {
 		e.msg += ", this file is " + humanSize(n)
-	case n > 1:
+	} else if n > 1 {
 		e.msg += ", this upload needs at least " + humanSize(n)
 	}
 	e.retry = retryAfter(recs, over, now, q.Per)

@@ -7,10 +7,14 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"log/slog"
+	"math"
 	"math/rand/v2"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,6 +86,32 @@ func (s *memMeta) setPutErr(err error) {
 	s.putErr = err
 }
 
+// captureLog sends the default logger's output to a buffer until the test ends.
+func captureLog(t *testing.T) *syncBuffer {
+	b := &syncBuffer{}
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(b, nil)))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	return b
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
@@ -98,11 +128,15 @@ func TestUploadQuota(t *testing.T) {
 	writes := countWrites(s)
 	srv := serve(t, s)
 
+	logs := captureLog(t)
 	for i, img := range imgs[:3] {
 		if status, got, _ := upload(t, srv.URL, "u1", img); status != http.StatusOK {
 			t.Fatalf("upload %d: %d %v", i, status, got)
 		}
 		clk.advance(10 * time.Minute)
+	}
+	if logs.String() != "" {
+		t.Errorf("accepted uploads logged %q", logs.String())
 	}
 	if got := meta.uploaded(t, "u1"); got != 3*size {
 		t.Fatalf("recorded %d bytes, want %d", got, 3*size)
@@ -320,8 +354,12 @@ func TestUploadQuotaStoreFailures(t *testing.T) {
 		s, meta := newService(t)
 		meta.addErr = errors.New("store closed")
 		srv := serve(t, s)
+		logs := captureLog(t)
 		if status, got, _ := upload(t, srv.URL, "u1", img); status != http.StatusOK {
 			t.Fatalf("%d %v, want 200", status, got)
+		}
+		if !strings.Contains(logs.String(), "upload not counted against the quota") {
+			t.Errorf("the failure is not logged: %q", logs.String())
 		}
 		if len(storedFiles(t, s.Dir)) != 1 || meta.len() != 1 {
 			t.Fatal("file or metadata missing")
@@ -434,6 +472,10 @@ func TestUploadMinFreeDisk(t *testing.T) {
 		if status, got := post(t, srv, "u1", bytes.NewReader(body), ctype); status != http.StatusOK {
 			t.Fatalf("known small length: %d %v, want 200", status, got)
 		}
+		// An empty body says its length too: refused as malformed, not for the disk.
+		if status, got := post(t, srv, "u1", bytes.NewReader(nil), ctype); status != http.StatusBadRequest {
+			t.Fatalf("empty body: %d %v, want 400", status, got)
+		}
 	})
 	// Uploads in flight count against the free space too.
 	t.Run("held bytes count", func(t *testing.T) {
@@ -474,6 +516,9 @@ func TestUploadBombs(t *testing.T) {
 			t.Errorf("%s declaring %dx%d (%d bytes): %d %v, want 413 about megapixels", format, w, h, len(data), status, got)
 		}
 	}
+	if status, got, _ := upload(t, srv.URL, "u1", declaring(t, "png", 20000, 20000)); got["message"] != "image too large: 20000x20000 is 400.0 megapixels, more than 40" {
+		t.Errorf("bomb: %d %v", status, got)
+	}
 	status, got, _ := upload(t, srv.URL, "u1", pngWithIHDR(t, 30001, 1))
 	if status != http.StatusRequestEntityTooLarge || !strings.Contains(got["message"].(string), "more than 30000 on a side") {
 		t.Errorf("30001 wide: %d %v, want 413", status, got)
@@ -484,5 +529,196 @@ func TestUploadBombs(t *testing.T) {
 	// Just under the cap is fine.
 	if status, got, _ := upload(t, srv.URL, "u1", pngWithIHDR(t, 8000, 5000)); status != http.StatusOK {
 		t.Fatalf("40 megapixels: %d %v", status, got)
+	}
+}
+
+// An upload that fills the quota exactly is accepted; the next byte is not.
+func TestUploadQuotaExactFit(t *testing.T) {
+	s, meta := newService(t)
+	imgs := [][]byte{noisePNG(t, 200, 200), noisePNG(t, 200, 200), noisePNG(t, 200, 200)}
+	size := int64(len(imgs[0]))
+	s.Quota = Quota{Bytes: 2 * size, Per: time.Hour}
+	srv := serve(t, s)
+	for i, img := range imgs[:2] {
+		if status, got, _ := upload(t, srv.URL, "u1", img); status != http.StatusOK {
+			t.Fatalf("upload %d of an exact fit: %d %v", i, status, got)
+		}
+	}
+	if status, got, _ := upload(t, srv.URL, "u1", imgs[2]); status != http.StatusTooManyRequests {
+		t.Fatalf("past the quota: %d %v, want 429", status, got)
+	}
+	// A file as large as the whole quota fits when nothing else was uploaded.
+	s2, _ := newService(t)
+	s2.Quota = Quota{Bytes: size, Per: time.Hour}
+	srv2 := serve(t, s2)
+	if status, got, _ := upload(t, srv2.URL, "u1", imgs[2]); status != http.StatusOK {
+		t.Fatalf("file as large as the quota: %d %v", status, got)
+	}
+	if got := meta.uploaded(t, "u1"); got != 2*size {
+		t.Errorf("recorded %d, want %d", got, 2*size)
+	}
+}
+
+// Reservations of uploads in flight count against the user's quota, and only theirs.
+func TestQuotaReservations(t *testing.T) {
+	s, meta := newService(t)
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	s.Quota = Quota{Bytes: 150, Per: time.Hour}
+	s.MinFreeDisk = -1
+	h1, err := s.admit("u", 100, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qe *quotaError
+	if _, err := s.admit("u", 51, 51); !errors.As(err, &qe) || qe.retry != 0 || !strings.Contains(qe.msg, "100B used, this upload needs at least 51B; try again later") {
+		t.Fatalf("admit past a reservation: %v, want a quota error with no retry time", err)
+	}
+	h2, err := s.admit("u", 50, 50) // fills it exactly
+	if err != nil {
+		t.Fatalf("admit to the brim: %v", err)
+	}
+	s.release(h2)
+	if h, err := s.admit("v", 100, 100); err != nil {
+		t.Fatalf("another user: %v", err)
+	} else {
+		s.release(h)
+	}
+	// The staged file came out larger than its reservation.
+	if err := s.settle(h1, 120); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.admit("u", 31, 31); err == nil {
+		t.Fatal("admit past the settled size succeeded")
+	}
+	if err := s.settle(h1, 151); !errors.As(err, &qe) || !strings.Contains(qe.msg, "larger than the whole quota") {
+		t.Fatalf("settle past the quota: %v", err)
+	}
+	if h1.n != 0 || len(s.held) != 0 || s.heldAll != 0 {
+		t.Fatalf("a refused settle keeps %d (held %v, %d)", h1.n, s.held, s.heldAll)
+	}
+	h1, _ = s.admit("u", 1, 1)
+	if err := s.settle(h1, 120); err != nil {
+		t.Fatal(err)
+	}
+	s.record(h1)
+	s.release(h1)
+	s.release(h1) // twice does nothing
+	if len(s.held) != 0 || s.heldAll != 0 || meta.uploaded(t, "u") != 120 {
+		t.Fatalf("after record: held %v, %d; recorded %d", s.held, s.heldAll, meta.uploaded(t, "u"))
+	}
+	if err := s.settle(&hold{uid: "u"}, 31); !errors.As(err, &qe) || !strings.Contains(qe.msg, "120B used, this file is 31B") {
+		t.Fatalf("settle past recorded usage: %v", err)
+	}
+	// A file as large as the whole quota fits once the window is empty again: say when.
+	if err := s.settle(&hold{uid: "u"}, 150); !errors.As(err, &qe) || qe.retry != 59*time.Minute+59*time.Second || !strings.Contains(qe.msg, "reached") {
+		t.Fatalf("settle of the quota's size after usage: %v (retry %v)", err, qe.retry)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t0 := testNow.Truncate(time.Hour)
+	recs := []persistence.Upload{{At: t0, Bytes: 100}, {At: t0.Add(10 * time.Minute), Bytes: 50}}
+	now := t0.Add(30 * time.Minute)
+	for _, tt := range []struct {
+		over int64
+		now  time.Time
+		want time.Duration
+	}{
+		{1, now, 30*time.Minute + time.Second},
+		{100, now, 30*time.Minute + time.Second},
+		{101, now, 40*time.Minute + time.Second},
+		{150, now, 40*time.Minute + time.Second},
+		{151, now, 0},
+		{100, now.Add(500 * time.Millisecond), 30 * time.Minute},
+		{1, t0.Add(2 * time.Hour), time.Second}, // already out of the window: at once
+	} {
+		if got := retryAfter(recs, tt.over, tt.now, time.Hour); got != tt.want {
+			t.Errorf("retryAfter(over %d, at %v) = %v, want %v", tt.over, tt.now.Sub(t0), got, tt.want)
+		}
+	}
+}
+
+func TestFreeBytes(t *testing.T) {
+	for _, tt := range []struct{ avail, bsize, want int64 }{
+		{0, 4096, 0}, {1, 4096, 4096}, {-1, 4096, 0}, {10, 0, 0}, {10, -1, 0}, {10, 1, 10},
+		{math.MaxInt64 / 4096, 4096, math.MaxInt64 / 4096 * 4096},
+		{math.MaxInt64/4096 + 1, 4096, math.MaxInt64},
+	} {
+		if got := freeBytes(tt.avail, tt.bsize); got != tt.want {
+			t.Errorf("freeBytes(%d, %d) = %d, want %d", tt.avail, tt.bsize, got, tt.want)
+		}
+	}
+}
+
+// Uploads just under the limit pass, with their form around them.
+func TestUploadLimitEdges(t *testing.T) {
+	s, _ := newService(t)
+	s.MaxBytes = 100 << 10
+	srv := serve(t, s)
+	img := noisePNG(t, 150, 150) // about 90 KiB: more than the limit less the form's allowance
+	if n := int64(len(img)); n > s.MaxBytes || n < s.MaxBytes-formSlack {
+		t.Fatalf("test image of %d bytes", n)
+	}
+	if status, got, _ := upload(t, srv.URL, "u1", img); status != http.StatusOK {
+		t.Fatalf("file under the limit: %d %v", status, got)
+	}
+	// A body of exactly the limit plus the allowance is read; one byte more is refused unread.
+	body := func(total int) ([]byte, string) {
+		var pad int
+		for {
+			var b bytes.Buffer
+			mw := multipart.NewWriter(&b)
+			mw.SetBoundary("edge")
+			mw.WriteField("pad", strings.Repeat("x", pad))
+			fw, _ := mw.CreateFormFile("file", "a.png")
+			fw.Write(img)
+			mw.Close()
+			if b.Len() >= total {
+				if b.Len() != total {
+					t.Fatalf("body of %d bytes, want %d", b.Len(), total)
+				}
+				return b.Bytes(), mw.FormDataContentType()
+			}
+			pad += total - b.Len()
+		}
+	}
+	b, ctype := body(int(s.MaxBytes + formSlack))
+	if status, got := post(t, srv, "u1", bytes.NewReader(b), ctype); status != http.StatusOK {
+		t.Fatalf("body of the limit plus the allowance: %d %v", status, got)
+	}
+	b, ctype = body(int(s.MaxBytes+formSlack) + 1)
+	if status, got := post(t, srv, "u1", bytes.NewReader(b), ctype); status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("one byte more: %d %v", status, got)
+	}
+}
+
+// Committing an upload leaves no file open.
+func TestCommitClosesFiles(t *testing.T) {
+	s, _ := newService(t)
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatalf("counting open files: %v", err)
+		}
+		return len(ents)
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no finalizer may close what leaked
+	before := fds()
+	for range 20 {
+		st, err := s.files().stage(bytes.NewReader(noisePNG(t, 4, 4)), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.files().commit(st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := fds(); after > before {
+		t.Fatalf("%d files open after 20 commits, %d before", after, before)
 	}
 }

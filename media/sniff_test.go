@@ -91,6 +91,22 @@ func TestProbe(t *testing.T) {
 			return append(b[:sof:sof], append([]byte{0xff, 0xff}, b[sof:]...)...)
 		}), mime: "image/jpeg", w: 33, h: 17},
 		{name: "jpeg progressive SOF2", data: edit(jpg, func(b []byte) []byte { b[sof+1] = 0xc2; return b }), mime: "image/jpeg", w: 33, h: 17},
+		{name: "jpeg lossless SOF15", data: edit(jpg, func(b []byte) []byte { b[sof+1] = 0xcf; return b }), mime: "image/jpeg", w: 33, h: 17},
+		{name: "jpeg empty comment", data: edit(jpg, func(b []byte) []byte {
+			return append(b[:sof:sof], append([]byte{0xff, 0xfe, 0x00, 0x02}, b[sof:]...)...)
+		}), mime: "image/jpeg", w: 33, h: 17},
+		{name: "jpeg frame header of 8 bytes", data: edit(jpg, func(b []byte) []byte { b[sof+2], b[sof+3] = 0, 8; return b }), mime: "image/jpeg", w: 33, h: 17},
+		{name: "jpeg frame header right after SOI", data: []byte{
+			0xff, 0xd8,
+			0xff, 0xc0, 0x00, 0x11, 0x08, 0x00, 0x10, 0x00, 0x10, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01,
+			0xff, 0xd9,
+		}, mime: "image/jpeg", w: 16, h: 16},
+		{name: "jpeg 1100 restart markers before the frame", data: edit(jpg, func(b []byte) []byte {
+			return append(append([]byte{0xff, 0xd8}, bytes.Repeat([]byte{0xff, 0xd0}, 1100)...), b[2:]...)
+		}), wrong: "no frame header in the first 1024 markers"},
+		{name: "jpeg segment ends at the end of the file", data: []byte{0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0x00, 0x00}, wrong: "truncated"},
+		{name: "jpeg segment a byte past the end", data: []byte{0xff, 0xd8, 0xff, 0xe0, 0x00, 0x05, 0x00, 0x00}, wrong: "bad segment length"},
+		{name: "jpeg cut in a length field", data: []byte{0xff, 0xd8, 0xff, 0xe0, 0x00}, wrong: "truncated"},
 		{name: "gif", data: gf, mime: "image/gif", w: 20, h: 10},
 		{name: "webp lossless", data: webp, mime: "image/webp", w: 300, h: 200},
 		{name: "webp extended", data: webpLossless(5, 7, color.NRGBA{A: 0x80}, true), mime: "image/webp", w: 5, h: 7},
@@ -109,6 +125,9 @@ func TestProbe(t *testing.T) {
 		{name: "png zero height", data: pngWithIHDR(t, 5, 0), wrong: "dimensions"},
 		{name: "png 30001 wide", data: pngWithIHDR(t, 30001, 1), large: "more than 30000 on a side"},
 		{name: "png 30001 tall", data: pngWithIHDR(t, 1, 30001), large: "more than 30000 on a side"},
+		{name: "png 30000 tall", data: pngWithIHDR(t, 1, 30000), mime: "image/png", w: 1, h: 30000},
+		{name: "png header and end only", data: append(bytes.Clone(pngOf(t, 1, 1)[:33]), pngIEND...), mime: "image/png", w: 1, h: 1},
+		{name: "png cut after IHDR", data: png[:40], wrong: "png: truncated"},
 		{name: "png 4G tall", data: pngWithIHDR(t, 1, 1<<32-1), large: "on a side"},
 		{name: "png 4G square", data: pngWithIHDR(t, 1<<32-1, 1<<32-1), large: "on a side"},
 		{name: "png 40 megapixels", data: pngWithIHDR(t, 8000, 5000), mime: "image/png", w: 8000, h: 5000},
@@ -169,6 +188,7 @@ func TestProbe(t *testing.T) {
 		{name: "jpeg segment overruns", data: edit(jpg, func(b []byte) []byte { b[4], b[5] = 0xff, 0xf0; return b[:400] }), wrong: "segment length"},
 		{name: "jpeg zero height", data: edit(jpg, func(b []byte) []byte { b[sof+5], b[sof+6] = 0, 0; return b }), wrong: "dimensions"},
 		{name: "gif without trailer", data: gf[:len(gf)-1], wrong: "trailer"},
+		{name: "gif without image", data: append(bytes.Clone(gf[:13]), 0x3b), mime: "image/gif", w: 20, h: 10},
 		{name: "gif header only", data: []byte("GIF89a"), wrong: "truncated"},
 		{name: "gif zero size", data: edit(gf, func(b []byte) []byte { b[6], b[7] = 0, 0; return b }), wrong: "dimensions"},
 		{name: "gif too wide", data: edit(gf, func(b []byte) []byte { b[6], b[7] = 0x40, 0x9c; return b }), large: "40000x10 pixels"},
@@ -177,6 +197,12 @@ func TestProbe(t *testing.T) {
 		{name: "webp unknown chunk", data: edit(webp, func(b []byte) []byte { copy(b[12:], "ALPH"); return b }), wrong: "first chunk"},
 		{name: "webp chunk overruns", data: edit(webp, func(b []byte) []byte { b[17] = 0x10; return b }), wrong: "overruns"},
 		{name: "webp bad VP8L signature", data: edit(webp, func(b []byte) []byte { b[20] = 0x2e; return b }), wrong: "VP8L header"},
+		{name: "webp VP8 chunk of 10 bytes", data: riff(chunk("VP8 ", lossyWebP[20:30])), mime: "image/webp", w: 1, h: 1},
+		{name: "webp VP8 chunk of 9 bytes", data: riff(chunk("VP8 ", lossyWebP[20:29])), wrong: "short VP8 chunk"},
+		{name: "webp VP8L chunk of 5 bytes", data: riff(chunk("VP8L", webp[20:25])), mime: "image/webp", w: 300, h: 200},
+		{name: "webp VP8L chunk of 4 bytes", data: riff(chunk("VP8L", webp[20:24])), wrong: "short VP8L chunk"},
+		{name: "webp VP8X of odd length alone", data: riff(chunk("VP8X", make([]byte, 11))), wrong: "without image data"},
+		{name: "webp VP8X of 9 bytes", data: riff(chunk("VP8X", make([]byte, 9)), chunk("VP8L", webp[20:])), wrong: "short VP8X chunk"},
 		{name: "webp VP8 not key frame", data: edit(lossyWebP, func(b []byte) []byte { b[20] |= 1; return b }), wrong: "key frame"},
 		{name: "webp VP8X alone", data: edit(webpLossless(5, 7, blue, true), func(b []byte) []byte {
 			b = b[:30]
@@ -186,7 +212,8 @@ func TestProbe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Probe(bytes.NewReader(tt.data), int64(len(tt.data)))
+			// countingReader fails the test on any read outside the file.
+			got, err := Probe(&countingReader{r: bytes.NewReader(tt.data), size: int64(len(tt.data)), t: t}, int64(len(tt.data)))
 			if tt.large != "" {
 				if !errors.Is(err, ErrImageTooLarge) || errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tt.large) {
 					t.Fatalf("Probe = %+v, %v; want ErrImageTooLarge saying %q", got, err, tt.large)
@@ -206,6 +233,32 @@ func TestProbe(t *testing.T) {
 				t.Fatalf("Probe = %+v, want %+v", got, want)
 			}
 		})
+	}
+}
+
+// riff wraps chunks into a WebP file.
+func riff(chunks ...[]byte) []byte {
+	out := []byte("RIFF\x00\x00\x00\x00WEBP")
+	for _, c := range chunks {
+		out = append(out, c...)
+	}
+	binary.LittleEndian.PutUint32(out[4:], uint32(len(out)-8))
+	return out
+}
+
+// A file that fits in the first read is judged from that read alone.
+func TestProbeReadsSmallFilesOnce(t *testing.T) {
+	for name, data := range map[string][]byte{
+		"png": pngOf(t, 8, 8), "gif": gifOf(t, 8, 8), "jpeg": jpegOf(t, 8, 8),
+		"webp": webpLossless(8, 8, color.NRGBA{A: 0xff}, true), "webp lossy": lossyWebP,
+	} {
+		if len(data) > headLen {
+			t.Fatalf("%s: %d bytes, more than one read", name, len(data))
+		}
+		cr := &countingReader{r: bytes.NewReader(data), size: int64(len(data)), t: t}
+		if _, err := Probe(cr, cr.size); err != nil || cr.calls != 1 {
+			t.Errorf("%s: %v after %d reads, want one", name, err, cr.calls)
+		}
 	}
 }
 

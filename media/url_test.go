@@ -152,3 +152,25 @@ func TestResolveBaseAndStore(t *testing.T) {
 		}
 	}
 }
+
+func TestValidHost(t *testing.T) {
+	for _, tt := range []struct {
+		host string
+		ok   bool
+	}{
+		{"chat.example.com", true},
+		{"AZaz09.Example-x_y:8765", true},
+		{"[::1]:8765", true},
+		{"a", true},
+		{strings.Repeat("a", 255), true},
+		{strings.Repeat("a", 256), false},
+		{"", false},
+		{"a/b", false}, {"a@b", false}, {"a b", false}, {"a?b", false}, {"a#b", false}, {"a%2f", false},
+		// Just outside each range: '`' before a, '{' after z, '@' before A, '\' after Z... and '/' before 0.
+		{"a`", false}, {"z{", false}, {"@A", false}, {"Z^", false}, {"0/", false}, {"9;", false},
+	} {
+		if got := validHost(tt.host); got != tt.ok {
+			t.Errorf("validHost(%.20q…) = %v, want %v", tt.host, got, tt.ok)
+		}
+	}
+}
