@@ -32,6 +32,10 @@ var implementations = []struct {
 		return s
 	}},
 	{"memory", func(t testing.TB) persistence.Store { return persistence.NewMemory() }},
+	// Cluster mode's store: on one embedded NATS node, and on three in this
+	// process with three copies of everything (jetstream_test.go).
+	{"jetstream", func(t testing.TB) persistence.Store { return openJetStream(t, 1, 0, persistence.NextPrefix()) }},
+	{"jetstream-3nodes", func(t testing.TB) persistence.Store { return openJetStream(t, 3, 1, persistence.NextPrefix()) }},
 }
 
 func TestStore(t *testing.T) {

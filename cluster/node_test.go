@@ -1,0 +1,197 @@
+package cluster
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestOptionsRefused(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"no directory", Options{Name: "a"}, "no data directory"},
+		{"space in name", Options{Name: "a b", Dir: dir}, "node name"},
+		{"leading dot", Options{Name: ".a", Dir: dir}, "node name"},
+		{"double dot", Options{Name: "a..b", Dir: dir}, "node name"},
+		{"name too long", Options{Name: strings.Repeat("a", 65), Dir: dir}, "node name"},
+		{"peers without listen", Options{Name: "a", Dir: dir, Peers: []string{"127.0.0.1:7001"}}, "needs --cluster-listen"},
+		{"listen without port", Options{Name: "a", Dir: dir, Listen: "127.0.0.1", Peers: []string{"127.0.0.1:7001"}}, "--cluster-listen"},
+		{"bad peer port", Options{Name: "a", Dir: dir, Listen: "127.0.0.1:7001", Peers: []string{"127.0.0.1:x"}}, "--cluster-peers entry"},
+		{"peer port 0", Options{Name: "a", Dir: dir, Listen: "127.0.0.1:7001", Peers: []string{"127.0.0.1:0"}}, "--cluster-peers entry"},
+		{"more replicas than nodes", Options{Name: "a", Dir: dir, Listen: "127.0.0.1:7001", Peers: []string{"127.0.0.1:7002"}, Replicas: 3}, "only 2 nodes"},
+		{"negative replicas", Options{Name: "a", Dir: dir, Replicas: -1}, "want 1 to 5"},
+	} {
+		n, err := Start(tt.o)
+		if err == nil {
+			n.Close()
+			t.Errorf("%s: started", tt.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want it to say %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestReplicasDefault(t *testing.T) {
+	for _, tt := range []struct {
+		listen string
+		peers  []string
+		want   int
+	}{
+		{"", nil, 1},
+		{"127.0.0.1:7001", []string{"127.0.0.1:7001"}, 1},
+		{"127.0.0.1:7001", []string{"127.0.0.1:7002"}, 2}, // itself not listed
+		{"127.0.0.1:7001", []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}, 3},
+		{"127.0.0.1:7001", []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003", "127.0.0.1:7004", "127.0.0.1:7005"}, 3},
+	} {
+		o := Options{Name: "a", Dir: "x", Listen: tt.listen, Peers: tt.peers}
+		if err := o.fill(); err != nil || o.Replicas != tt.want {
+			t.Errorf("listen %s peers %v: replicas %d, %v; want %d", tt.listen, tt.peers, o.Replicas, err, tt.want)
+		}
+	}
+}
+
+// A node on its own: it starts, is ready, lists itself and owns every room.
+func TestSingleNode(t *testing.T) {
+	n, err := Start(Options{Name: "solo", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Ready(); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+	if got := n.Peers(); !reflect.DeepEqual(got, []Peer{{Name: "solo", Up: true}}) {
+		t.Errorf("Peers = %v", got)
+	}
+	if got := n.Owner("lobby"); got != "solo" {
+		t.Errorf("Owner = %q", got)
+	}
+	n.Close()
+	if err := n.Ready(); err == nil {
+		t.Error("a closed node says it is ready")
+	}
+}
+
+// The data directory is required to be usable.
+func TestUnusableDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Start(Options{Name: "a", Dir: dir}); err == nil {
+		n.Close()
+		t.Fatal("started with a file as its directory")
+	}
+}
+
+// Three nodes: each lists all three as up and places rooms the same way; a
+// node that leaves is down for the others at once and its rooms move; the
+// last node alone has no quorum and stops being ready, and says so.
+func TestThreeNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	nodes := startThree(t)
+	want := []Peer{{"n1", true}, {"n2", true}, {"n3", true}}
+	waitFor(t, "every node lists all three up", func() bool {
+		for _, n := range nodes {
+			if !reflect.DeepEqual(n.Peers(), want) {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range 50 {
+		room := fmt.Sprintf("room-%d", i)
+		if a, b, c := nodes[0].Owner(room), nodes[1].Owner(room), nodes[2].Owner(room); a != b || b != c {
+			t.Fatalf("room %s: owners %s %s %s", room, a, b, c)
+		}
+	}
+
+	start := time.Now()
+	nodes[2].Close()
+	closed := time.Since(start)
+	waitFor(t, "n3 is down for the others", func() bool {
+		return reflect.DeepEqual(nodes[0].Peers(), []Peer{{"n1", true}, {"n2", true}, {"n3", false}}) &&
+			reflect.DeepEqual(nodes[1].Live(), []string{"n1", "n2"})
+	})
+	t.Logf("n3 closed in %s; the others saw it leave after %s", closed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	for _, n := range nodes[:2] {
+		if err := n.Ready(); err != nil {
+			t.Errorf("%s with two of three up: %v", n.Name(), err)
+		}
+	}
+
+	nodes[1].Close()
+	start = time.Now()
+	waitFor(t, "n1 alone is not ready", func() bool { return nodes[0].Ready() != nil })
+	t.Logf("n1 alone: not ready after %s: %v", time.Since(start).Round(time.Millisecond), nodes[0].Ready())
+	if err := nodes[0].Ready(); !strings.Contains(err.Error(), "no quorum") {
+		t.Errorf("Ready = %v, want it to say no quorum", err)
+	}
+}
+
+// startThree starts three nodes that route to each other, closed at the end.
+func startThree(t *testing.T) []*Node {
+	t.Helper()
+	var addrs []string
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		l.Close()
+	}
+	dir := t.TempDir()
+	nodes := make([]*Node, 3)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = Start(Options{
+				Name: fmt.Sprintf("n%d", i+1), Dir: filepath.Join(dir, fmt.Sprint(i)),
+				Listen: addrs[i], Peers: addrs, StartTimeout: 30 * time.Second,
+			})
+		}()
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			if n != nil {
+				n.Close()
+			}
+		}
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i+1, err)
+		}
+	}
+	return nodes
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
