@@ -100,11 +100,11 @@ func (c *conn) receive(ctx actor.Context, in *inbound) {
 		return
 	}
 	msg, bad := protocol.ParseClientMessage(in.Data, c.hub.opts.MaxContent)
-	cid := msg.CIDRef()
-	if bad != nil {
-		cid = bad.CIDRef()
-	}
 	if !allowed || bad != nil {
+		cid := msg.CIDRef()
+		if bad != nil {
+			cid = bad.CIDRef()
+		}
 		c.member.done()
 		reason := "too many messages; slow down"
 		if bad != nil {
@@ -117,7 +117,7 @@ func (c *conn) receive(ctx actor.Context, in *inbound) {
 		abs, err := c.resolve(msg.URL)
 		if err != nil {
 			c.member.done()
-			c.refuse(protocol.ErrBadMessage, "bad url: "+err.Error(), cid)
+			c.refuse(protocol.ErrBadMessage, "bad url: "+err.Error(), msg.CIDRef())
 			return
 		}
 		msg.URL = abs

@@ -38,6 +38,7 @@ type room struct {
 	lastFlush    time.Time
 	tail         tail
 	cids         cidIndex
+	fan          fanScratch
 
 	pinger    *time.Timer
 	idleTimer *time.Timer
@@ -315,7 +316,10 @@ func (r *room) post(ctx actor.Context, p *post) {
 		return
 	}
 	now := r.hub.now()
-	cid := p.Msg.CIDRef()
+	var cid *string // points into the post: no copy
+	if p.Msg.HasCID {
+		cid = &p.Msg.CID
+	}
 	if cid != nil {
 		if id, ok := r.cids.get(p.From.UID, *cid, now); ok {
 			r.again(p.From, id, *cid)
@@ -334,7 +338,8 @@ func (r *room) post(ctx actor.Context, p *post) {
 		Content:   p.Msg.Content,
 		URL:       p.Msg.URL,
 	}
-	pm := pendingMsg{id: rec.ID, data: protocol.AppendRecord(nil, &rec), uid: p.From.UID, from: p.From, cid: cid}
+	size := 128 + len(rec.UID) + len(rec.NickName) + len(rec.AvatarURL) + len(rec.Content) + len(rec.URL)
+	pm := pendingMsg{id: rec.ID, data: protocol.AppendRecord(make([]byte, 0, size+size/8), &rec), uid: p.From.UID, from: p.From, cid: cid}
 	r.pending = append(r.pending, pm)
 	r.pendingBytes += len(pm.data)
 	if cid != nil {
@@ -496,28 +501,17 @@ func (r *room) answerDups() {
 // (shared by all of that user's connections); only the sending connection's
 // frames with its cid are encoded for it alone.
 func (r *room) fanout(ctx actor.Context, batch []pendingMsg) int {
-	var (
-		remote = map[string]*encoded{}
-		user   = map[[2]string]*encoded{}
-		slow   []*Member
-		segs   segments
-	)
+	f := &r.fan
+	f.reset()
+	var slow []*Member
 	for _, m := range r.members {
-		e := remote[m.Base]
-		if e == nil {
-			e = encodeBatch(batch, m.Base, func(pm *pendingMsg) bool { return true }, false)
-			remote[m.Base] = e
-		}
+		e := f.variant(batch, "", m.Base)
+		segs := &f.segs
 		segs.reset()
 		if !sentIn(batch, m.UID) {
 			segs.add(srcRemote, e.buf, 0, len(e.buf))
 		} else {
-			k := [2]string{m.UID, m.Base}
-			u := user[k]
-			if u == nil {
-				u = encodeBatch(batch, m.Base, func(pm *pendingMsg) bool { return pm.uid == m.UID }, true)
-				user[k] = u
-			}
+			u := f.variant(batch, m.UID, m.Base)
 			for i := range batch {
 				pm := &batch[i]
 				switch {
@@ -534,17 +528,54 @@ func (r *room) fanout(ctx actor.Context, batch []pendingMsg) int {
 			slow = append(slow, m)
 		}
 	}
+	f.reset() // the queues hold the buffers now; let go of them here
 	for _, m := range slow {
 		r.remove(ctx, m, "slow")
 	}
 	return len(batch) * (len(r.members) + len(slow))
 }
 
+// fanScratch is kept from one fan-out to the next; only the frame buffers,
+// which the members' queues hold on to, are new each time.
+type fanScratch struct {
+	encs []*encoded // variants built in this fan-out
+	n    int
+	segs segments
+}
+
+func (f *fanScratch) reset() {
+	for _, e := range f.encs[:f.n] {
+		e.buf = nil
+	}
+	f.n = 0
+	clear(f.segs.out)
+	f.segs.out = f.segs.out[:0]
+}
+
+// variant is the batch's frames as uid sees them ("" : as others see them,
+// remote), made absolute with base; built on first use.
+func (f *fanScratch) variant(batch []pendingMsg, uid, base string) *encoded {
+	for _, e := range f.encs[:f.n] {
+		if e.uid == uid && e.base == base {
+			return e
+		}
+	}
+	if f.n == len(f.encs) {
+		f.encs = append(f.encs, &encoded{})
+	}
+	e := f.encs[f.n]
+	f.n++
+	e.uid, e.base = uid, base
+	e.encode(batch)
+	return e
+}
+
 // encoded is a batch's frames of one variant, back to back; a message not in
 // the variant takes no bytes.
 type encoded struct {
-	buf  []byte
-	ends []int // end of message i's frame in buf
+	uid, base string
+	buf       []byte
+	ends      []int // end of message i's frame in buf
 }
 
 func (e *encoded) start(i int) int {
@@ -554,15 +585,22 @@ func (e *encoded) start(i int) int {
 	return e.ends[i-1]
 }
 
-func encodeBatch(batch []pendingMsg, base string, in func(*pendingMsg) bool, own bool) *encoded {
-	e := &encoded{ends: make([]int, len(batch))}
+// encode builds the variant in one buffer of the size it needs.
+func (e *encoded) encode(batch []pendingMsg) {
+	size := 0
 	for i := range batch {
-		if in(&batch[i]) {
-			e.buf = appendChatFrame(e.buf, batch[i].data, own, nil, base)
+		if e.uid == "" || batch[i].uid == e.uid {
+			size += len(batch[i].data) + 32 + 2*len(e.base)
 		}
-		e.ends[i] = len(e.buf)
 	}
-	return e
+	e.buf = make([]byte, 0, size)
+	e.ends = e.ends[:0]
+	for i := range batch {
+		if e.uid == "" || batch[i].uid == e.uid {
+			e.buf = appendChatFrame(e.buf, batch[i].data, e.uid != "", nil, e.base)
+		}
+		e.ends = append(e.ends, len(e.buf))
+	}
 }
 
 // segments collects what one member is sent: slices of the shared buffers,

@@ -7,7 +7,8 @@ type Sink interface {
 	// is full (a slow consumer), and the caller treats the connection as gone.
 	// A connection that is already closing or gone takes nothing and says true:
 	// its leave is on the way. The slices are shared with other sinks: a sink
-	// reads them and never writes them.
+	// reads them and never writes them; the list itself is the caller's again
+	// when Send returns.
 	Send(frames ...[]byte) bool
 	// Close sends a close frame behind what is already queued, then closes.
 	Close(code int, reason string)

@@ -425,18 +425,24 @@ func (s *Badger) appendSplit(room string, msgs []Message) error {
 	return s.commitLast(txn, room, msgs[len(msgs)-1].ID)
 }
 
-func lastIDValue(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
-
-func (s *Badger) commitLast(txn *badger.Txn, room string, last uint64) error {
-	if err := txn.Set(roomKey(room), lastIDValue(last)); err != nil {
-		return err
-	}
+// commitLast commits a part of a split batch. A room's last id is its highest
+// message key: no key of its own is written per batch.
+func (s *Badger) commitLast(txn *badger.Txn, _ string, _ uint64) error {
 	return txn.Commit()
 }
 
+// LastID is the room's highest message id. Retention always keeps the newest
+// message, so the highest key is the last id ever stored; stores written
+// before messages were the only record also have r/<room>, and the higher wins.
 func (s *Badger) LastID(room string) (uint64, error) {
 	var id uint64
 	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := messagePrefix(room)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+		defer it.Close()
+		if it.Seek(messageKey(room, math.MaxUint64)); it.ValidForPrefix(prefix) {
+			id = idOf(it.Item().Key())
+		}
 		item, err := txn.Get(roomKey(room))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -448,7 +454,7 @@ func (s *Badger) LastID(room string) (uint64, error) {
 			if len(b) != 8 {
 				return fmt.Errorf("room %s: corrupt last id", room)
 			}
-			id = binary.BigEndian.Uint64(b)
+			id = max(id, binary.BigEndian.Uint64(b))
 			return nil
 		})
 	})
@@ -541,6 +547,11 @@ func (s *Badger) TrimMessages(room string, keepFrom uint64) (int, error) {
 	defer wb.Cancel()
 	for id := first; id < end; id++ {
 		if err := wb.Delete(messageKey(room, id)); err != nil {
+			return 0, err
+		}
+	}
+	if end == last+1 { // the last message goes too: keep its id, ids are never reused
+		if err := wb.Set(roomKey(room), binary.BigEndian.AppendUint64(nil, last)); err != nil {
 			return 0, err
 		}
 	}

@@ -148,7 +148,8 @@ func (s *Badger) commitGroup(group []*appendReq) {
 	}
 }
 
-// commitTogether writes the batches and each room's last id in one transaction.
+// commitTogether writes the batches in one transaction (a room's last id is
+// its highest message key).
 func (s *Badger) commitTogether(part []*appendReq) error {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
@@ -157,9 +158,6 @@ func (s *Badger) commitTogether(part []*appendReq) error {
 			if err := txn.Set(messageKey(r.room, m.ID), messageValue(m)); err != nil {
 				return err
 			}
-		}
-		if err := txn.Set(roomKey(r.room), lastIDValue(r.msgs[len(r.msgs)-1].ID)); err != nil {
-			return err
 		}
 	}
 	return txn.Commit()
