@@ -77,6 +77,7 @@ type Node struct {
 	kv   jetstream.KeyValue // membership: node name → heartbeat
 
 	lastBeat atomic.Int64 // unix nanos of the last heartbeat the cluster stored
+	leaving  atomic.Bool  // Leave was called: down for placement and /readyz, still writing
 	closing  atomic.Bool
 
 	mu      sync.Mutex
@@ -362,19 +363,50 @@ func Transient(err error) bool {
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrJetStreamNotEnabled)
 }
 
-// Close leaves the cluster: the node tells the others it is going (so that
-// placement moves its rooms at once), then stops the embedded server, which
-// hands the leadership of every stream it leads to another node first.
+// Leave is the first step of a planned stop: the node tells the others it is
+// going (they take it off the live list, so placement moves its rooms at
+// once), stops saying it is ready, and hands the leadership of every stream
+// and bucket it leads to another node, waiting up to timeout for new
+// leaders. The store keeps working through the new leaders until Close.
+func (n *Node) Leave(timeout time.Duration) {
+	if n.leaving.Swap(true) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := n.beat(ctx); err != nil {
+		n.log.Warn("cluster: could not announce the departure", "err", err)
+	}
+	if !n.ns.JetStreamIsClustered() {
+		return
+	}
+	var led []string
+	names := n.js.StreamNames(ctx)
+	for name := range names.Name() {
+		if n.ns.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, name) {
+			led = append(led, name)
+			if err := n.ns.JetStreamStepdownStream(server.DEFAULT_GLOBAL_ACCOUNT, name); err != nil {
+				n.log.Warn("cluster: leadership not handed over", "stream", name, "err", err)
+			}
+		}
+	}
+	for _, name := range led { // wait until another node leads it
+		for n.ns.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, name) && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	n.log.Info("cluster: node leaving", "node", n.opts.Name, "handed over", len(led))
+}
+
+// Close leaves the cluster (Leave, when not done yet) and stops the embedded
+// server, which hands over whatever it still leads (the JetStream meta
+// group, a stream whose leadership came back) on its way out.
 func (n *Node) Close() error {
 	n.once.Do(func() {
+		n.Leave(time.Second)
 		n.closing.Store(true)
 		close(n.stop)
 		n.wg.Wait()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if _, err := n.kv.Put(ctx, n.opts.Name, []byte(`{"leaving":true}`)); err != nil {
-			n.log.Warn("cluster: could not announce the departure", "err", err)
-		}
-		cancel()
 		n.nc.Close()
 		n.ns.Shutdown()
 		n.ns.WaitForShutdown()
@@ -409,8 +441,9 @@ func (n *Node) heartbeatLoop() {
 	}
 }
 
+// beat stores this node's heartbeat: its name and whether it is leaving.
 func (n *Node) beat(ctx context.Context) error {
-	if _, err := n.kv.Put(ctx, n.opts.Name, []byte(`{"leaving":false}`)); err != nil {
+	if _, err := n.kv.Put(ctx, n.opts.Name, fmt.Appendf(nil, `{"leaving":%t}`, n.leaving.Load())); err != nil {
 		return err
 	}
 	n.lastBeat.Store(time.Now().UnixNano())
@@ -481,7 +514,7 @@ func (n *Node) follow(w jetstream.KeyWatcher, start <-chan struct{}) {
 // Ready says whether this node can write: its last heartbeat was stored by a
 // quorum of the cluster recently. It is nil when the node may take posts.
 func (n *Node) Ready() error {
-	if n.closing.Load() {
+	if n.leaving.Load() {
 		return errors.New("the node is leaving the cluster")
 	}
 	last := n.lastBeat.Load()

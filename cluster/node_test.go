@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestOptionsRefused(t *testing.T) {
@@ -193,5 +197,71 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A node that leaves hands over the streams it leads: a writer on another
+// node goes on, each write acknowledged (the longest wait is logged: the
+// contract wants no stall over 1 s for the others).
+func TestLeaveHandsOverLeadership(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	nodes := startThree(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := nodes[0].JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var leader *Node
+	waitFor(t, "the stream has a leader", func() bool {
+		for _, n := range nodes {
+			if n.ns.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, "T") {
+				leader = n
+				return true
+			}
+		}
+		return false
+	})
+	writer := nodes[0]
+	if writer == leader {
+		writer = nodes[1]
+	}
+	done := make(chan struct{})
+	var (
+		worst  time.Duration
+		writes int
+		werr   error
+	)
+	go func() {
+		defer close(done)
+		last := time.Now()
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+			// As the store writes: short attempts, retried (an attempt sent
+			// to the leader as it goes gets no answer).
+			err := Retry(ctx, nil, "write", 500*time.Millisecond, func(ctx context.Context) error {
+				_, err := writer.JetStream().Publish(ctx, "t.x", []byte("x"))
+				return err
+			})
+			if err != nil {
+				werr = err
+				return
+			}
+			writes++
+			worst = max(worst, time.Since(last))
+			last = time.Now()
+		}
+	}()
+	time.Sleep(time.Second)
+	start := time.Now()
+	leader.Close()
+	t.Logf("leader %s left in %s", leader.Name(), time.Since(start).Round(time.Millisecond))
+	<-done
+	if werr != nil {
+		t.Fatalf("a write on %s failed while %s left: %v", writer.Name(), leader.Name(), werr)
+	}
+	t.Logf("%d writes on %s; longest wait for an ack while the leader left: %s", writes, writer.Name(), worst.Round(time.Millisecond))
+	if leader.ns.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, "T") {
+		t.Error("the node that left still leads the stream")
 	}
 }

@@ -395,9 +395,12 @@ func (s *JetStream) publish(ctx context.Context, subj string, chunk []Message, e
 	first, last := strconv.FormatUint(chunk[0].ID, 10), strconv.FormatUint(chunk[len(chunk)-1].ID, 10)
 	id := subj[len(s.subject):] + ":" + first
 	wait := time.Millisecond
+	// An attempt sent to a leader that is stepping down gets no answer: short
+	// attempts keep that stall short (the msg id makes the retry safe).
+	attempt := 500*time.Millisecond + time.Duration(len(payload))*time.Second/(1<<20)
 	for {
 		m := &nats.Msg{Subject: subj, Data: payload, Header: nats.Header{hdrFirst: {first}, hdrLast: {last}}}
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, attempt)
 		ack, err := s.js.PublishMsg(pctx, m, jetstream.WithMsgID(id), jetstream.WithExpectLastSequencePerSubject(expect))
 		cancel()
 		if err == nil && !ack.Duplicate {
@@ -836,7 +839,7 @@ func (s *JetStream) putJSON(b *bucket, key string, v any, until time.Time) error
 func (s *JetStream) cas(ctx context.Context, b *bucket, key string, val []byte, rev uint64) error {
 	wait := 5 * time.Millisecond
 	for {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		actx, cancel := context.WithTimeout(ctx, time.Second)
 		_, err := s.js.Publish(actx, b.subj+key, val, jetstream.WithExpectLastSequencePerSubject(rev))
 		cancel()
 		if err == nil {
@@ -1203,7 +1206,7 @@ func decodeUploads(b []byte) ([]Upload, error) {
 func jsRetry(ctx context.Context, what string, f func(context.Context) error) error {
 	wait := 5 * time.Millisecond
 	for {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		actx, cancel := context.WithTimeout(ctx, time.Second)
 		err := f(actx)
 		cancel()
 		if err == nil || !jsTransient(err) {
