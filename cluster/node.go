@@ -214,8 +214,13 @@ func (o *Options) fill() error {
 		}
 		nodes[p] = true
 	}
-	if len(nodes) == 0 {
+	switch {
+	case len(nodes) == 0: // a store of its own, no routes (tests)
 		nodes["self"] = true
+	case len(nodes) == 1:
+		// JetStream's Raft groups wait for a route before they elect a
+		// leader: a node that lists only itself would never start.
+		return errors.New("cluster: --cluster-peers lists no node but this one: cluster mode needs at least two nodes (one node alone runs without the cluster flags)")
 	}
 	switch {
 	case o.Replicas == 0:

@@ -34,6 +34,7 @@ func TestOptionsRefused(t *testing.T) {
 		{"peer port 0", Options{Name: "a", Dir: dir, Listen: "127.0.0.1:7001", Peers: []string{"127.0.0.1:0"}}, "--cluster-peers entry"},
 		{"more replicas than nodes", Options{Name: "a", Dir: dir, Listen: "127.0.0.1:7001", Peers: []string{"127.0.0.1:7002"}, Replicas: 3}, "only 2 nodes"},
 		{"negative replicas", Options{Name: "a", Dir: dir, Replicas: -1}, "want 1 to 5"},
+		{"only itself", Options{Name: "a", Dir: dir, Listen: "127.0.0.1:7001", Peers: []string{"127.0.0.1:7001"}}, "at least two nodes"},
 	} {
 		n, err := Start(tt.o)
 		if err == nil {
@@ -54,7 +55,6 @@ func TestReplicasDefault(t *testing.T) {
 		want   int
 	}{
 		{"", nil, 1},
-		{"127.0.0.1:7001", []string{"127.0.0.1:7001"}, 1},
 		{"127.0.0.1:7001", []string{"127.0.0.1:7002"}, 2}, // itself not listed
 		{"127.0.0.1:7001", []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}, 3},
 		{"127.0.0.1:7001", []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003", "127.0.0.1:7004", "127.0.0.1:7005"}, 3},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pandachat/pandachat/actors"
 	"github.com/pandachat/pandachat/auth"
+	"github.com/pandachat/pandachat/cluster"
 	"github.com/pandachat/pandachat/internal/guard"
 	"github.com/pandachat/pandachat/media"
 	"github.com/pandachat/pandachat/persistence"
@@ -74,6 +75,19 @@ type Config struct {
 	Metrics       http.Handler
 	OnUpload      func(size int64) // told of each accepted upload
 
+	// Cluster mode, on when ClusterPeers is set: this node's name (default the
+	// host name), host:port of its links to the other nodes, every node's
+	// link address, and how many copies the cluster keeps of each message and
+	// record (default 3, or the number of nodes when fewer). The store is
+	// then the replicated one under <DataDir>/cluster instead of Badger.
+	NodeName        string
+	ClusterListen   string
+	ClusterPeers    []string
+	ClusterReplicas int
+	// ClusterStartTimeout bounds the wait for a quorum of the nodes at start
+	// (default 1 minute).
+	ClusterStartTimeout time.Duration
+
 	// WrapStore, when set, wraps the opened store and the server uses what it
 	// returns. It is for fault-injection tests (internal/faultstore), which run
 	// the real server over a real store that fails on command.
@@ -84,6 +98,7 @@ type Config struct {
 type Server struct {
 	cfg   Config
 	store persistence.Store
+	node  *cluster.Node // cluster mode only
 	hub   *actors.Hub
 	edge  *transport.Server
 	http  *http.Server
@@ -121,15 +136,26 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("--metrics-addr is set but metrics are off (--metrics=false)")
 	}
 	log := cfg.Logger
-	var store persistence.Store
-	switch cfg.Store {
-	case "", "badger":
+	multi, err := clusterMode(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		store persistence.Store
+		node  *cluster.Node
+	)
+	switch {
+	case multi:
+		if node, store, err = openCluster(cfg, log); err != nil {
+			return nil, err
+		}
+	case cfg.Store == "" || cfg.Store == "badger":
 		b, err := persistence.OpenBadger(filepath.Join(cfg.DataDir, "store"), persistence.Options{SyncWrites: cfg.Sync, Logger: log})
 		if err != nil {
 			return nil, err
 		}
 		store = b
-	case "memory":
+	case cfg.Store == "memory":
 		store = persistence.NewMemory()
 	default:
 		return nil, fmt.Errorf("--store %q: want badger or memory", cfg.Store)
@@ -138,7 +164,7 @@ func New(cfg Config) (*Server, error) {
 		store = cfg.WrapStore(store)
 	}
 
-	s := &Server{cfg: cfg, store: store, log: log}
+	s := &Server{cfg: cfg, store: store, node: node, log: log}
 	var wx *wechat.Client
 	if cfg.WXAppID != "" {
 		wx = &wechat.Client{BaseURL: cfg.WXAPI, AppID: cfg.WXAppID, Secret: cfg.WXSecret, Timeout: cfg.WXTimeout}
@@ -170,6 +196,9 @@ func New(cfg Config) (*Server, error) {
 	if err := m.Open(); err != nil {
 		s.hub.Shutdown(time.Second)
 		store.Close()
+		if node != nil {
+			node.Close()
+		}
 		return nil, fmt.Errorf("media directory: %w", err)
 	}
 	public := cfg.Metrics
@@ -195,8 +224,12 @@ func New(cfg Config) (*Server, error) {
 		Logger:       log,
 	})
 	m.Authenticate = s.edge.UserID
+	var handler http.Handler = s.edge
+	if node != nil {
+		handler = clusterHandler(node, s.edge)
+	}
 	s.http = &http.Server{
-		Handler:           s.edge,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute, // a trickled body cannot hold a connection for ever; upgraded sockets clear it
 		IdleTimeout:       120 * time.Second,
@@ -307,6 +340,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Grace)
 	defer cancel()
 	var errs []error
+	if s.node != nil {
+		// Off the live list and the readiness checks, leaderships handed
+		// over; the store goes on through the new leaders while rooms flush.
+		s.node.Leave(min(s.cfg.Grace/2, 2*time.Second))
+	}
 	go func() { // stops the listener at once, then waits for HTTP requests
 		defer guard.Recover(s.log, "http shutdown", nil)
 		_ = s.http.Shutdown(ctx)
@@ -327,11 +365,19 @@ func (s *Server) shutdown(ctx context.Context) error {
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close store: %w", err))
 	}
+	if s.node != nil {
+		if err := s.node.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("leave cluster: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
 // Store exposes the store (backup, tests).
 func (s *Server) Store() persistence.Store { return s.store }
+
+// Node is this server's cluster node, nil without cluster mode.
+func (s *Server) Node() *cluster.Node { return s.node }
 
 // Edge exposes the HTTP handler (tests).
 func (s *Server) Edge() *transport.Server { return s.edge }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -44,6 +45,10 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	str(&cfg.Store, "store", "PANDA_STORE", "badger", "store: badger (durable) or memory (nothing survives a restart; for benchmarks)")
 	fs.BoolVar(&cfg.Sync, "sync", false, "fsync every message batch before delivery (power-loss durability, slower)")
 	env["sync"] = "PANDA_SYNC"
+	str(&cfg.NodeName, "node-name", "PANDA_NODE_NAME", "", "cluster mode: this node's name, unique among the nodes (empty: the host name)")
+	str(&cfg.ClusterListen, "cluster-listen", "PANDA_CLUSTER_LISTEN", "", "cluster mode: host:port for the links between nodes (keep it on a private network: the links are neither encrypted nor authenticated)")
+	str(&x.clusterPeers, "cluster-peers", "PANDA_CLUSTER_PEERS", "", "cluster mode, on when set: comma-separated host:port of every node's --cluster-listen (this node may be listed); the store is then replicated over the nodes (kept in cluster/ under --data) instead of Badger")
+	num(&cfg.ClusterReplicas, "cluster-replicas", "PANDA_CLUSTER_REPLICAS", 0, "cluster mode: copies kept of every message and record (0: 3, or the number of nodes when fewer)")
 	str(&cfg.WXAppID, "wx-appid", "WX_APPID", "", "WeChat mini-program appid (enables WeChat login)")
 	str(&cfg.WXSecret, "wx-secret", "WX_SECRET", "", "WeChat mini-program app secret (never logged)")
 	str(&cfg.WXAPI, "wx-api", "WX_API", "https://api.weixin.qq.com", "WeChat API base URL")
@@ -105,6 +110,7 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 
 type serveExtras struct {
 	devLogin, allowedHosts, logFormat, logLevel string
+	clusterPeers                                string
 	metrics                                     bool
 }
 
@@ -140,6 +146,11 @@ func parseServe(args []string, lookup func(string) (string, bool), out, logs io.
 		cfg.DevLogin = false
 	default:
 		return cfg, "", fmt.Errorf("--dev-login (or $PANDA_DEV_LOGIN) %q: want true, false or auto", x.devLogin)
+	}
+	for _, p := range strings.Split(x.clusterPeers, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.ClusterPeers = append(cfg.ClusterPeers, p)
+		}
 	}
 	if x.allowedHosts != "" {
 		for _, h := range strings.Split(x.allowedHosts, ",") {
@@ -211,6 +222,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	startupLines(stderr, cfg, srv.URL())
+	if n := srv.Node(); n != nil {
+		fmt.Fprintf(stderr, "pandachat: cluster node %s: %d nodes up of %d known, %d copies of the data under %s\n",
+			n.Name(), len(n.Live()), len(n.Peers()), n.Replicas(), filepath.Join(cfg.DataDir, "cluster"))
+	}
 	adm := startAdmin(srv, cfg)
 	done := make(chan error, 1)
 	go func() {
@@ -247,9 +262,11 @@ func startupLines(w io.Writer, cfg server.Config, url string) {
 	if cfg.Sync {
 		sync = "on (fsync per batch)"
 	}
-	if store == "memory" {
+	switch {
+	case len(cfg.ClusterPeers) > 0: // the cluster line follows
+	case store == "memory":
 		fmt.Fprintf(w, "pandachat: store: memory — nothing survives a restart\n")
-	} else {
+	default:
 		fmt.Fprintf(w, "pandachat: data directory %s (badger, sync %s)\n", cfg.DataDir, sync)
 	}
 	if cfg.WXAppID != "" {
