@@ -1,9 +1,11 @@
 package persistence_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"sync"
@@ -287,4 +289,44 @@ func TestJetStreamManyEntries(t *testing.T) {
 	checkIDs(t, "after trimming", "busy", got, 200, 202)
 	got, _ = s.MessagesAfter("quiet", 0, 3)
 	checkIDs(t, "the other room after trimming", "quiet", got, 1, 3)
+}
+
+// Media bytes put on one node are read on the others at once; an unknown id
+// is ErrNotFound.
+func TestJetStreamBlobsAcrossNodes(t *testing.T) {
+	s := threeStores(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var blobs [3]*persistence.JetStreamBlobs
+	for i := range blobs {
+		b, err := persistence.OpenJetStreamBlobs(ctx, s[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs[i] = b
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), 40000) // 640 KB: several chunks
+	if err := blobs[0].Put("abc", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range blobs {
+		if ok, err := b.Has("abc"); err != nil || !ok {
+			t.Errorf("node %d Has = %v, %v", i+1, ok, err)
+		}
+		r, size, err := b.Open("abc")
+		if err != nil {
+			t.Fatalf("node %d Open: %v", i+1, err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || size != int64(len(data)) || !bytes.Equal(got, data) {
+			t.Errorf("node %d read %d bytes (size %d), %v; want the %d put", i+1, len(got), size, err, len(data))
+		}
+	}
+	if ok, err := blobs[2].Has("nope"); err != nil || ok {
+		t.Errorf("Has(unknown) = %v, %v", ok, err)
+	}
+	if _, _, err := blobs[1].Open("nope"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("Open(unknown) = %v, want ErrNotFound", err)
+	}
 }
