@@ -6,9 +6,14 @@
 //   - messages are kept by id: a message that arrives twice (history page, replay
 //     after a reconnect, live frame) is shown once, in id order;
 //   - the socket always reconnects with since=<highest id seen>, so a dropped
-//     connection loses nothing.
+//     connection loses nothing;
+//   - the socket opts in to recall, reactions, typing and mentions (v=2); the
+//     events take ids of the room's sequence, so since counts them too, and
+//     the logic they share with the mini-program is in extras.js.
 (function () {
   'use strict';
+
+  var X = window.PandaExtras;
 
   var MAGIC = 'F2C224D4-2BCE-4C64-AF9F-A6D872000D1A';
   var SESSION_KEY = 'panda.session';
@@ -41,10 +46,22 @@
     timer: 0,        // reconnect timer
     hold: false,     // reconnecting paused (test hook)
     lastId: 0,       // highest message id shown
+    seenId: 0,       // highest id the room sent (messages and events): since=
     oldestId: 0,     // lowest message id shown
     noMore: false,   // history exhausted
     loadingOlder: false,
     byId: new Map(), // id -> <li>
+    msgs: new Map(), // id -> the message as it came
+    xs: new Map(),   // id -> its recall and reaction state (extras.js)
+    members: X.createMembers(), // the room's people this client knows of (for @)
+    typists: X.createTypists(),
+    typingSender: X.createTypingSender(),
+    readMarker: X.createReadMarker(1000),
+    unreadRooms: X.createUnread(),
+    clock: X.createClock(),
+    picked: [],      // members picked with @ for the message in the box
+    mention: null,   // the open @ list: {q, list, active}
+    toolsFor: 0,     // the message the actions bar is on
     pending: new Map(), // cid -> <li> of a message not yet confirmed
     cidSeq: 0,
     stick: true,     // keep the view at the bottom
@@ -268,10 +285,20 @@
     leaveRoom();
     S.room = room;
     S.lastId = 0;
+    S.seenId = 0;
     S.oldestId = 0;
     S.noMore = false;
     S.loadingOlder = false;
     S.byId = new Map();
+    S.msgs = new Map();
+    S.xs = new Map();
+    S.members = X.createMembers();
+    S.typists.clear();
+    S.readMarker = X.createReadMarker(1000);
+    S.picked = [];
+    S.toolsFor = 0;
+    closeMention();
+    renderTyping();
     S.pending = new Map();
     S.stick = true;
     S.attempt = 0;
@@ -285,6 +312,8 @@
     setTitle();
     if (location.hash !== '#/room/' + room) history.replaceState(null, '', '#/room/' + room);
     rememberRoom(room);
+    renderRoomsBadge();
+    refreshRooms();
     var gen = S.gen;
     setConn('connecting');
     // Newest page first, then the socket replays whatever came after it.
@@ -386,7 +415,7 @@
     var proto = location.protocol === 'https:' ? 'wss://' : 'ws://';
     var url = proto + location.host + '/ws?room=' + encodeURIComponent(S.room) +
       '&ticket=' + encodeURIComponent(ticket) +
-      '&since=' + S.lastId + '&presence=1';
+      '&since=' + S.seenId + '&presence=1&v=2';
     var ws;
     try { ws = new WebSocket(url); } catch (e) { scheduleReconnect(); return; }
     S.ws = ws;
@@ -451,10 +480,20 @@
       case 'user':
       case 'remote':
         if (typeof f.number === 'number') setOnline(f.number);
+        S.clock.observe(f.time);
+        if (S.typists.remove(f.uid)) renderTyping(); // their message is here
         addMessages([f], { live: true });
+        return;
+      case 'recall':
+      case 'reaction':
+        onEvent(f);
+        return;
+      case 'typing':
+        onTyping(f);
         return;
       case 'presence':
         if (typeof f.num === 'number') setOnline(f.num);
+        if (f.event === 'join') S.members.see(f.uid, f.nickName);
         presenceNotice(f);
         return;
       case 'error':
@@ -474,13 +513,242 @@
       markFailed(S.pending.get(f.cid), f.error === 'ERR_RATE_LIMITED' ? 'Not sent: slow down a little.' : 'Not sent: ' + why);
       return;
     }
+    if (f.error === 'ERR_NOT_ALLOWED') why = 'Only your own messages can be recalled, within 2 minutes.';
+    if (f.error === 'ERR_RATE_LIMITED') why = 'Slow down a little.';
     toast(why);
+  }
+
+  // ---------------------------------------------------------------- recall, reactions, typing
+
+  function noteSeen(id) {
+    if (typeof id === 'number' && id > S.seenId) S.seenId = id;
+  }
+
+  // onEvent applies a recall or a reaction to the message it targets. A
+  // message this page does not hold gets its state from /history when it is
+  // paged in.
+  function onEvent(f) {
+    if (!X.isEvent(f)) return;
+    noteSeen(f.id);
+    var x = S.xs.get(f.target);
+    if (x) {
+      var wasNear = nearBottom();
+      if (X.applyEvent(x, f, S.me && S.me.uid)) rerender(f.target);
+      if (wasNear) scrollToBottom();
+    }
+    markRead();
+  }
+
+  function onTyping(f) {
+    if (typeof f.uid !== 'string' || (S.me && f.uid === S.me.uid)) return;
+    S.members.see(f.uid, f.nickName);
+    S.typists.add(f.uid, f.nickName, Date.now());
+    renderTyping();
+  }
+
+  var typingTimer = 0;
+  function renderTyping() {
+    clearTimeout(typingTimer);
+    var now = Date.now();
+    var label = S.typists.label(now);
+    var t = $('typing');
+    t.textContent = label;
+    t.hidden = !label;
+    var next = S.typists.nextChange(now);
+    if (next >= 0) typingTimer = setTimeout(renderTyping, next + 20);
+  }
+
+  // typed announces "typing" to the room, at most every 3 s while the box has text.
+  function typed() {
+    if (S.wsOpen && S.typingSender.shouldSend(Date.now(), $('input').value)) sendFrame({ typing: true });
+  }
+
+  function react(id, emoji) {
+    if (!sendFrame(X.reactFrame(id, emoji))) toast('Not connected — try again in a moment.');
+  }
+
+  function recall(id) {
+    closeMenus();
+    if (!sendFrame(X.recallFrame(id))) toast('Not connected — try again in a moment.');
+  }
+
+  // rerender replaces a message's <li> after its state changed.
+  function rerender(id) {
+    var old = S.byId.get(id), m = S.msgs.get(id);
+    if (!old || !m) return;
+    var li = renderMessage(m);
+    old.replaceWith(li);
+    S.byId.set(id, li);
+    if (S.toolsFor === id) attachTools(li);
+    relayout();
+  }
+
+  // The actions bar (reactions, recall): one element, moved to the message
+  // under the pointer (or long-pressed on a touch screen). Recall is offered
+  // only while the message is young enough, and goes away when it is not.
+  var toolsEl = null, toolsTimer = 0;
+  function attachTools(li) {
+    clearTimeout(toolsTimer);
+    var id = Number(li.dataset.id);
+    var m = S.msgs.get(id), x = S.xs.get(id);
+    if (!m || !x || x.recalled) { detachTools(); return; }
+    if (!toolsEl) {
+      toolsEl = el('div', 'tools');
+      toolsEl.setAttribute('role', 'toolbar');
+      toolsEl.setAttribute('aria-label', 'Message actions');
+    }
+    toolsEl.textContent = '';
+    X.EMOJI.forEach(function (e) {
+      var b = el('button', 'react-btn', e);
+      b.type = 'button';
+      b.title = 'React with ' + e;
+      b.addEventListener('click', function (ev) { ev.stopPropagation(); react(id, e); closeMenus(); });
+      toolsEl.appendChild(b);
+    });
+    var left = X.recallLeft(m, S.me && S.me.uid, S.clock.now(), x);
+    if (left > 0) {
+      var r = el('button', 'recall-btn', 'Recall');
+      r.type = 'button';
+      r.title = 'Recall this message for everyone';
+      r.addEventListener('click', function (ev) { ev.stopPropagation(); recall(id); });
+      toolsEl.appendChild(r);
+      toolsTimer = setTimeout(function () { r.remove(); }, left);
+    }
+    S.toolsFor = id;
+    li.querySelector('.body').appendChild(toolsEl);
+  }
+
+  function detachTools() {
+    clearTimeout(toolsTimer);
+    S.toolsFor = 0;
+    if (toolsEl) toolsEl.remove();
+  }
+
+  function closeMenus() {
+    document.querySelectorAll('#list li.menu').forEach(function (li) { li.classList.remove('menu'); });
+  }
+
+  // ---------------------------------------------------------------- @mentions
+
+  function updateMention() {
+    var t = $('input');
+    var q = t.selectionStart === t.selectionEnd ? X.mentionQuery(t.value, t.selectionStart) : null;
+    var list = q ? X.mentionCandidates(S.members.list(), q.query, S.me && S.me.uid) : [];
+    if (!list.length) { closeMention(); return; }
+    var same = S.mention && S.mention.list.length === list.length && S.mention.list.every(function (m, i) { return m.uid === list[i].uid; });
+    S.mention = { q: q, list: list, active: same ? S.mention.active : 0 };
+    renderMention();
+  }
+
+  function renderMention() {
+    var ul = $('mentions');
+    ul.textContent = '';
+    if (!S.mention) { ul.hidden = true; return; }
+    S.mention.list.forEach(function (m, i) {
+      var li = el('li', i === S.mention.active ? 'active' : '');
+      li.setAttribute('role', 'option');
+      li.setAttribute('aria-selected', i === S.mention.active ? 'true' : 'false');
+      li.dataset.uid = m.uid;
+      li.appendChild(el('span', 'at', '@'));
+      li.appendChild(el('span', 'nick', m.nickName));
+      // mousedown, not click: the box keeps the focus and the caret
+      li.addEventListener('mousedown', function (e) { e.preventDefault(); pickMention(i); });
+      ul.appendChild(li);
+    });
+    ul.hidden = false;
+    $('input').setAttribute('aria-expanded', 'true');
+  }
+
+  function closeMention() {
+    S.mention = null;
+    var ul = $('mentions');
+    ul.hidden = true;
+    ul.textContent = '';
+    $('input').setAttribute('aria-expanded', 'false');
+  }
+
+  function pickMention(i) {
+    if (!S.mention) return;
+    var m = S.mention.list[i], t = $('input');
+    var r = X.insertMention(t.value, S.mention.q, m.nickName);
+    t.value = r.text;
+    t.setSelectionRange(r.caret, r.caret);
+    S.picked.push({ uid: m.uid, nickName: m.nickName });
+    closeMention();
+    autosize();
+  }
+
+  // mentionKey handles the keys of the open @ list; true when it used the key.
+  function mentionKey(e) {
+    if (!S.mention) return false;
+    var n = S.mention.list.length;
+    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      S.mention.active = (S.mention.active + (e.key === 'ArrowDown' ? 1 : n - 1)) % n;
+      renderMention();
+    } else if ((e.key === 'Enter' && !e.shiftKey && !e.isComposing) || e.key === 'Tab') {
+      pickMention(S.mention.active);
+    } else if (e.key === 'Escape') {
+      closeMention();
+    } else {
+      return false;
+    }
+    e.preventDefault();
+    return true;
+  }
+
+  // ---------------------------------------------------------------- unread
+
+  var roomsTimer = 0;
+  function refreshRooms() {
+    clearTimeout(roomsTimer);
+    if (!S.session) return;
+    roomsTimer = setTimeout(refreshRooms, 30000);
+    if (document.hidden) return;
+    api('GET', '/rooms').then(function (body) {
+      S.unreadRooms.update(body);
+      if (S.seenId && !document.hidden) S.unreadRooms.read(S.room, S.seenId);
+      renderRoomsBadge();
+      if ($('rooms').open) renderRoomsList();
+    }).catch(function () { /* badges stay as they were */ });
+  }
+
+  function renderRoomsBadge() {
+    var n = S.unreadRooms.total(S.room);
+    var b = $('rooms-badge');
+    b.textContent = X.badge(n);
+    b.hidden = !n;
+    $('room-btn').title = n ? 'Switch room — ' + n + ' unread elsewhere' : 'Switch room';
+  }
+
+  // markRead tells the server how far the user has seen this room (POST
+  // /read, at most once a second) while the page is in view.
+  var readTimer = 0;
+  function markRead() {
+    if (document.hidden || !S.session || !S.seenId) return;
+    S.readMarker.note(S.seenId);
+    S.unreadRooms.read(S.room, S.seenId);
+    flushRead();
+  }
+
+  function flushRead() {
+    clearTimeout(readTimer);
+    var marker = S.readMarker, room = S.room;
+    var id = marker.take(Date.now());
+    if (id) {
+      api('POST', '/read', { room: room, id: id }).catch(function () { marker.failed(id); });
+    }
+    var w = marker.wait(Date.now());
+    if (w >= 0) readTimer = setTimeout(flushRead, w + 10);
   }
 
   // ---------------------------------------------------------------- messages
 
   function isChat(m) {
-    return m && typeof m.id === 'number' && m.id > 0 && (m.type === 'user' || m.type === 'remote');
+    return X.isMessage(m);
+  }
+
+  function isMine(m) {
+    return m.type === 'user' || (m.type === undefined && !!S.me && m.uid === S.me.uid);
   }
 
   // addMessages merges messages by id into the list, in id order.
@@ -491,7 +759,13 @@
     var newMine = false, newTheirs = 0, added = false;
     for (var i = 0; i < msgs.length; i++) {
       var m = msgs[i];
-      if (!isChat(m) || S.byId.has(m.id)) continue;
+      if (m && X.isEvent(m)) { noteSeen(m.id); continue; } // a page's event: counted in its target's state already
+      if (!isChat(m)) continue;
+      noteSeen(m.id);
+      if (S.byId.has(m.id)) continue;
+      S.msgs.set(m.id, m);
+      S.xs.set(m.id, X.extrasOf(m, S.me && S.me.uid));
+      if (!m.recalled) S.members.see(m.uid, m.nickName);
       var li = renderMessage(m);
       dropPlaceholder(m);
       // Find the place: usually the end (live) or the start (history).
@@ -514,6 +788,7 @@
         if (m.type === 'user') newMine = true; else newTheirs++;
       }
     }
+    markRead();
     if (!added) return;
     relayout();
     if (how.history) return; // the caller places the view
@@ -552,11 +827,19 @@
   }
 
   function renderMessage(m) {
-    var mine = m.type === 'user';
+    var mine = isMine(m);
+    var x = S.xs.get(m.id) || X.extrasOf(m);
     var li = el('li', 'msg ' + (mine ? 'mine' : 'theirs'));
     li.dataset.id = String(m.id);
     li.dataset.uid = String(m.uid || '');
     li.dataset.time = String(m.time || 0);
+    if (x.recalled) {
+      li.classList.add('recalled');
+      li.appendChild(el('span', 'recall-note', X.recallLabel(m.nickName, mine)));
+      return li;
+    }
+    var meUid = S.me && S.me.uid;
+    if (X.mentionsMe(m, meUid)) li.classList.add('mentioned');
     if (!mine) {
       var av = el('img', 'avatar');
       av.alt = '';
@@ -575,7 +858,7 @@
       else bubble.appendChild(el('span', 'muted', '[image]'));
     } else {
       var t = el('div', 'text');
-      appendLinkified(t, String(m.content == null ? '' : m.content));
+      fillText(t, m.content, m.mentions);
       bubble.appendChild(t);
     }
     var meta = el('time', 'meta', m.time ? timeFmt.format(new Date(m.time)) : '');
@@ -585,8 +868,35 @@
     }
     bubble.appendChild(meta);
     body.appendChild(bubble);
+    var chips = X.chips(x);
+    if (chips.length) {
+      var row = el('div', 'reactions');
+      chips.forEach(function (c) {
+        var b = el('button', c.mine ? 'chip mine' : 'chip');
+        b.type = 'button';
+        b.dataset.emoji = c.emoji;
+        b.setAttribute('aria-pressed', c.mine ? 'true' : 'false');
+        b.title = c.mine ? 'You reacted with ' + c.emoji + ' — click to take it back' : 'React with ' + c.emoji;
+        b.appendChild(el('span', 'e', c.emoji));
+        b.appendChild(el('span', 'n', String(c.count)));
+        b.addEventListener('click', function () { react(m.id, c.emoji); });
+        row.appendChild(b);
+      });
+      body.appendChild(row);
+    }
     li.appendChild(body);
     return li;
+  }
+
+  // fillText puts a message's text into t: mentions highlighted (the user's
+  // own more so), links as safe anchors, everything else as text.
+  function fillText(t, content, mentions) {
+    var meUid = S.me && S.me.uid;
+    var nameOf = function (uid) { return uid === meUid && S.me ? S.me.nickName : S.members.name(uid); };
+    X.mentionSpans(content, mentions, nameOf, meUid).forEach(function (s) {
+      if (s.uid) t.appendChild(el('span', s.me ? 'mention me' : 'mention', s.text));
+      else appendLinkified(t, s.text);
+    });
   }
 
   function thumbnail(src) {
@@ -636,7 +946,7 @@
           prev = endGroup(prev);
         }
       }
-      if (node.classList.contains('msg') && !node.classList.contains('pending')) {
+      if (node.classList.contains('msg') && !node.classList.contains('pending') && !node.classList.contains('recalled')) {
         var cont = prev && prev.dataset.uid === node.dataset.uid && t - (Number(prev.dataset.time) || 0) < GROUP_MS;
         node.classList.toggle('cont', !!cont);
         if (prev) prev.classList.toggle('more', !!cont);
@@ -707,12 +1017,17 @@
     if (!text.trim()) return;
     if (!S.wsOpen) { toast('Not connected yet — your message is still in the box.'); return; }
     var cid = nextCid();
+    var mentions = X.mentionsIn(text, S.picked);
     var li = pendingBubble(cid, function (b) {
       var t = el('div', 'text');
-      appendLinkified(t, text);
+      fillText(t, text, mentions);
       b.appendChild(t);
     });
     var frame = { text: true, content: text, cid: cid };
+    if (mentions.length) frame.mentions = mentions;
+    S.picked = [];
+    S.typingSender.sent();
+    closeMention();
     li._frame = frame;
     li._retry = function () {
       if (!sendFrame(frame)) markFailed(li, 'Not sent: offline. Tap to retry.');
@@ -874,19 +1189,36 @@
   }
 
   function openRooms() {
+    renderRoomsList();
+    refreshRooms();
+    $('rooms-name').value = '';
+    $('rooms').showModal();
+    $('rooms-name').focus();
+  }
+
+  // renderRoomsList: the rooms visited here, then the others the server
+  // knows the user in, each with its unread count.
+  function renderRoomsList() {
     var ul = $('rooms-list');
     ul.textContent = '';
-    recentRooms().forEach(function (r) {
+    var names = recentRooms();
+    S.unreadRooms.rooms().forEach(function (r) { if (names.indexOf(r) < 0) names.push(r); });
+    names.forEach(function (r) {
       var li = el('li');
-      var b = el('button', r === S.room ? 'room-item current' : 'room-item', '#' + r);
+      var b = el('button', r === S.room ? 'room-item current' : 'room-item');
       b.type = 'button';
+      b.dataset.room = r;
+      b.appendChild(el('span', 'room-name', '#' + r));
+      var n = r === S.room ? 0 : S.unreadRooms.count(r);
+      if (n) {
+        var badge = el('span', 'badge', X.badge(n));
+        badge.title = n + ' unread';
+        b.appendChild(badge);
+      }
       b.addEventListener('click', function () { $('rooms').close(); goRoom(r); });
       li.appendChild(b);
       ul.appendChild(li);
     });
-    $('rooms-name').value = '';
-    $('rooms').showModal();
-    $('rooms-name').focus();
   }
 
   function goRoom(r) {
@@ -979,12 +1311,35 @@
 
     $('composer').addEventListener('submit', function (e) { e.preventDefault(); sendText(); $('input').focus(); });
     $('input').addEventListener('keydown', function (e) {
+      if (mentionKey(e)) return;
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
         e.preventDefault();
         sendText();
       }
     });
-    $('input').addEventListener('input', autosize);
+    $('input').addEventListener('input', function () { autosize(); typed(); updateMention(); });
+    $('input').addEventListener('click', updateMention);
+    $('input').addEventListener('blur', function () { setTimeout(closeMention, 150); });
+
+    // The actions bar follows the pointer over the messages; on a touch
+    // screen a long press opens it (and a tap elsewhere closes it).
+    var lastPointer = 'mouse';
+    $('list').addEventListener('pointerdown', function (e) { lastPointer = e.pointerType; }, { passive: true });
+    $('list').addEventListener('mouseover', function (e) {
+      var li = e.target.closest && e.target.closest('#list li.msg[data-id]');
+      if (li && Number(li.dataset.id) !== S.toolsFor) attachTools(li);
+    });
+    $('list').addEventListener('contextmenu', function (e) {
+      var li = e.target.closest && e.target.closest('#list li.msg[data-id]');
+      if (!li || lastPointer !== 'touch' || li.classList.contains('recalled')) return;
+      e.preventDefault();
+      closeMenus();
+      attachTools(li);
+      li.classList.add('menu');
+    });
+    document.addEventListener('pointerdown', function (e) {
+      if (!e.target.closest || !e.target.closest('#list li.menu')) closeMenus();
+    }, { passive: true });
     $('input').addEventListener('paste', function (e) {
       var files = e.clipboardData && e.clipboardData.files;
       if (files && files.length) {
@@ -1053,6 +1408,8 @@
       S.hiddenUnread = 0;
       setTitle();
       reconnectNow();
+      markRead();
+      refreshRooms();
     });
   }
 
@@ -1066,7 +1423,7 @@
     },
     resume: function () { S.hold = false; S.attempt = 0; reconnectNow(); },
     state: function () {
-      return { room: S.room, connected: S.wsOpen, online: S.online, lastId: S.lastId, oldestId: S.oldestId, count: S.byId.size, noMore: S.noMore, me: S.me };
+      return { room: S.room, connected: S.wsOpen, online: S.online, lastId: S.lastId, seenId: S.seenId, oldestId: S.oldestId, count: S.byId.size, noMore: S.noMore, me: S.me, read: S.readMarker.posted };
     }
   };
 
