@@ -19,7 +19,14 @@ func TestParseSweepMatchesEncodingJSON(t *testing.T) {
 		sameAsReference(t, b, 5)
 		n++
 	}
-	for _, s := range trickyFrames() {
+	frames := append(trickyFrames(),
+		// escaped keys that must still name their field (the last of the five, an
+		// upper-case A), and lower-case hex digits at the top of their range
+		`{"text":true,"content":"x","\u0063id":"c"}`, `{"text":true,"content":"x","CI\u0044":"c"}`,
+		`{"\u0067ALLERY":true,"url":"/m"}`, `{"g\u0041llery":true,"url":"/m"}`,
+		`{"text":true,"content":"\u00ff\u00fF\u0aFa"}`,
+	)
+	for _, s := range frames {
 		for l := 0; l <= len(s); l++ {
 			check([]byte(s[:l]))
 		}
