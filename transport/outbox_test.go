@@ -210,6 +210,22 @@ func TestOutboxGone(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	// The test means something only with a writer parked in its linger: hand it a
+	// frame while it is still busy with the one before, until it parks.
+	for deadline := time.Now().Add(5 * time.Second); !o.parked(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never lingered")
+		}
+		o.Send(protocol.TextFrame([]byte("x")))
+		for o.queued() > 0 {
+			runtime.Gosched()
+		}
+		o.Send(protocol.TextFrame([]byte("x")))
+		time.Sleep(time.Millisecond)
+	}
+	if outboxWriters() == 0 {
+		t.Fatal("no writer goroutine while the outbox says one lingers")
+	}
 	o.gone()
 	if !o.Send(protocol.TextFrame([]byte("x"))) {
 		t.Error("Send to a closed socket reported a full queue")
@@ -230,6 +246,12 @@ func TestOutboxGone(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	// Not only the flag: the goroutine is gone too.
+	for deadline := time.Now().Add(5 * time.Second); outboxWriters() > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writer goroutines left after the socket is gone", outboxWriters())
+		}
+	}
 	// An idle outbox that learns it is gone starts no writer.
 	srv2, _ := tcpPair(t, 0)
 	o2, _ := newTestOutbox(srv2, 16)
@@ -238,6 +260,31 @@ func TestOutboxGone(t *testing.T) {
 	defer o2.mu.Unlock()
 	if o2.running {
 		t.Error("gone started a writer")
+	}
+}
+
+func (o *outbox) parked() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.running && o.waiting
+}
+
+func (o *outbox) queued() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.q)
+}
+
+// outboxWriters counts the goroutines running an outbox's writer, in this test
+// binary (other tests' writers end within their 50 ms linger).
+func outboxWriters() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "transport.(*outbox).run(")
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }
 
