@@ -276,3 +276,68 @@ test('chat: images show at once with their upload progress; a failed upload is m
   assert.equal(chat.list.messages[0].gallery, true);
   chat.stop();
 });
+
+test('chat: reactions, recall and typing frames once in the room; typing at most every 3 s; POST /read at most once a second', async function () {
+  let now = 10000;
+  const { wx, room, chat, timers, client } = setup({ now: function () { return now; } });
+  const reads = [];
+  const history = wx.requestImpl;
+  wx.requestImpl = function (r) {
+    if (new URL(r.url).pathname === '/read') {
+      reads.push(r.data);
+      return { statusCode: 200, data: { code: 0 } };
+    }
+    return history(r);
+  };
+  room.add({ uid: 'u-me', nickName: 'Me', time: now - 1000 });
+  room.add({ time: now - 500 });
+  await chat.start();
+  await settle();
+  const t = wx.sockets[0];
+  assert.equal(chat.react(2, '👍'), false, 'not in the room yet');
+  assert.equal(chat.typing('h'), false);
+  join(t);
+  assert.equal(chat.react(2, '👍'), true);
+  assert.ok(chat.recallLeft(1) > 100000, 'own message, a second old');
+  assert.equal(chat.recallLeft(2), 0, 'someone else\'s');
+  assert.equal(chat.recall(1), true);
+  assert.equal(chat.typing(''), false, 'nothing typed');
+  assert.equal(chat.typing('h'), true);
+  now += 1000;
+  assert.equal(chat.typing('he'), false);
+  now += 2000;
+  assert.equal(chat.typing('hel'), true);
+  chat.send('hello');
+  assert.equal(chat.typing('n'), true, 'a new message announces itself at once');
+  assert.deepEqual(t.sent, [{ react: 2, emoji: '👍' }, { recall: 1 }, { typing: true }, { typing: true }, { text: true, content: 'hello', cid: 'c1' }, { typing: true }]);
+  // the events come back and change the list
+  const events = [{ type: 'reaction', id: 3, target: 2, emoji: '👍', uid: 'u-me', on: true }, { type: 'recall', id: 4, target: 1, uid: 'u-me' }];
+  events.forEach(function (e) { room.messages.push(e); t.serverSend(e); });
+  assert.deepEqual(chat.list.view()[1].reactions, [{ emoji: '👍', count: 1, mine: true }]);
+  assert.equal(chat.list.view()[0].recallText, 'You recalled a message');
+  assert.equal(chat.recallLeft(1), 0);
+  // read positions: the newest id seen, events included
+  chat.read();
+  await settle();
+  assert.deepEqual(reads, [{ room: 'lobby', id: 4 }]);
+  assert.equal(client.unread.count('lobby'), 0);
+  store(room, t, t.sent[4]);
+  chat.read();
+  await settle();
+  assert.equal(reads.length, 1, 'within a second of the last');
+  now += 1000;
+  timers.flush();
+  await settle();
+  assert.deepEqual(reads[1], { room: 'lobby', id: 5 });
+  chat.stop();
+});
+
+test('chat: since counts the events of the first history page', async function () {
+  const { wx, room, chat } = setup();
+  room.add();
+  room.messages.push({ type: 'reaction', id: 2, target: 1, emoji: '👍', uid: 'u-b', on: true });
+  await chat.start();
+  await settle();
+  assert.equal(params(wx.sockets[0].url).since, '2');
+  chat.stop();
+});

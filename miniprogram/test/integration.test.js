@@ -283,7 +283,8 @@ describe('integration: mini-program modules against the Go server', { skip: skip
     assert.deepEqual(b.raw[0], { type: 'system', num: 2 });
     const q = new URL(a.chat.socket.url).searchParams;
     assert.equal(q.get('room'), ROOM);
-    assert.deepEqual(Array.from(q.keys()).sort(), ['room', 'since'], 'no session in the URL');
+    assert.deepEqual(Array.from(q.keys()).sort(), ['room', 'since', 'v'], 'no session in the URL');
+    assert.equal(q.get('v'), '2', 'opted in to recall, reactions, typing, mentions');
     assert.ok(!a.chat.socket.url.includes(A.session.get().skey));
   });
 

@@ -270,3 +270,118 @@ test('messages: time separators above the first message and after a pause of mor
   assert.equal(timefmt.label(Date.UTC(2023, 11, 31, 9, 5), now), '2023/12/31 09:05');
   assert.equal(timefmt.label(0, now), '');
 });
+
+// ------------------------------------------------------------ recall, reactions, typing, mentions
+
+function react(id, target, emoji, uid, on) {
+  return { type: 'reaction', id: id, target: target, emoji: emoji, uid: uid, on: on !== false };
+}
+
+test('messages: reactions and recalls change the message they target, once each; views show chips and the recall line', function () {
+  const list = createMessageList({ me: { uid: 'u-me', nickName: 'Me' } });
+  list.addLatest([msg(1), msg(2, undefined, { type: undefined, uid: 'u-me', reactions: { '👍': 2 } })], 20);
+  assert.equal(list.applyFrame(react(3, 1, '🎉', 'u-other')).changed, true);
+  assert.equal(list.applyFrame(react(4, 2, '👍', 'u-me')).changed, true);
+  let v = list.view();
+  assert.deepEqual(v[0].reactions, [{ emoji: '🎉', count: 1, mine: false }]);
+  assert.deepEqual(v[1].reactions, [{ emoji: '👍', count: 3, mine: true }]);
+  // the same events again (a replay after a reconnect): nothing moves
+  assert.equal(list.applyFrame(react(4, 2, '👍', 'u-me')).changed, false);
+  assert.deepEqual(list.view()[1].reactions, [{ emoji: '👍', count: 3, mine: true }]);
+  // an event for a message not held changes nothing, and is no error
+  assert.deepEqual(list.applyFrame(react(5, 99, '👍', 'u-other')), { kind: 'event', id: 5, target: 99, changed: false, gap: null });
+  // a recall: the line in place of the message, no reactions, no content
+  assert.equal(list.applyFrame({ type: 'recall', id: 6, target: 1, uid: 'u-other' }).changed, true);
+  assert.equal(list.applyFrame({ type: 'recall', id: 7, target: 2, uid: 'u-me' }).changed, true);
+  v = list.view();
+  assert.deepEqual(v[0], { key: 'm1', domId: 'msg-1', id: 1, own: false, nickName: 'B', avatarUrl: 'https://x/media/b', initial: 'B', recalled: true, recallText: 'B recalled a message', timeLabel: v[0].timeLabel });
+  assert.equal(v[1].recallText, 'You recalled a message');
+  assert.equal(v[1].content, undefined);
+  assert.equal(v[1].reactions, undefined);
+  assert.deepEqual(ids(list), [1, 2], 'events are not messages');
+  assert.equal(list.topId, 7);
+  assert.equal(list.lastId, 2);
+});
+
+test('messages: event ids open no false gap; a missing id still does', function () {
+  const list = createMessageList();
+  list.applyFrame(msg(1));
+  list.applyFrame(react(2, 1, '👍', 'u-x'));
+  const r = list.applyFrame(msg(3));
+  assert.equal(r.gap, null);
+  assert.deepEqual(list.gaps, []);
+  const e = list.applyFrame(react(5, 3, '👍', 'u-x'));
+  assert.deepEqual(e.gap, { from: 4, to: 4 }, 'id 4 was not seen');
+  assert.deepEqual(list.gaps, [{ from: 4, to: 4 }]);
+  list.applyFrame(msg(4, 'remote', { cid: undefined }));
+  assert.deepEqual(list.gaps, [], 'the hole closed');
+  // a /history page with event items: markers, no gap, no message made of them
+  const h = createMessageList();
+  h.addLatest([msg(1), { type: 'reaction', id: 2, target: 1, emoji: '👍', uid: 'u', on: true }, msg(3), { type: 'recall', id: 4, target: 3, uid: 'u-other' }], 20);
+  assert.deepEqual(ids(h), [1, 3]);
+  assert.deepEqual(h.gaps, []);
+  assert.equal(h.topId, 4, 'since counts the events of the page');
+  assert.equal(h.view()[1].recalled, undefined, 'page events are in their targets\' state already, not applied again');
+});
+
+test('messages: recalled and reacted items from /history; events that came while away from the live end apply on return', function () {
+  const list = createMessageList({ max: 3 });
+  list.addLatest([msg(5), msg(6, 'remote', { recalled: true, text: undefined, content: undefined }), msg(7, 'remote', { reactions: { '😂': 4 } })], 3);
+  let v = list.view();
+  assert.equal(v[1].recalled, true);
+  assert.equal(v[1].recallText, 'B recalled a message');
+  assert.deepEqual(v[2].reactions, [{ emoji: '😂', count: 4, mine: false }]);
+  list.addOlder([msg(2), msg(3), msg(4)], 3);
+  assert.equal(list.atLatest, false);
+  list.applyFrame(msg(8));
+  assert.equal(list.applyFrame(react(9, 7, '😂', 'u-z')).detached, true);
+  list.addLatest([msg(5), msg(6, 'remote', { recalled: true }), msg(7, 'remote', { reactions: { '😂': 4 } })], 3);
+  v = list.view();
+  assert.deepEqual(v.map(function (x) { return x.id; }), [6, 7, 8]);
+  assert.deepEqual(v[1].reactions, [{ emoji: '😂', count: 5, mine: false }], 'the live event on top of the page');
+  assert.equal(list.topId, 9);
+});
+
+test('messages: typing line, cleared by the typist\'s message; members from messages and presence', function () {
+  let t = 0;
+  const list = createMessageList({ me: { uid: 'u-me', nickName: 'Me' }, now: function () { return t; } });
+  assert.equal(list.applyFrame({ type: 'typing', uid: 'u-b', nickName: 'Bob' }).kind, 'typing');
+  assert.equal(list.applyFrame({ type: 'typing', uid: 'u-me', nickName: 'Me' }).kind, 'ignored', 'not oneself');
+  assert.equal(list.typingLabel(), 'Bob is typing…');
+  assert.equal(list.typingNext(), 5000);
+  t = 1000;
+  list.applyFrame({ type: 'presence', num: 3, event: 'join', uid: 'u-c', nickName: 'Mei' });
+  list.applyFrame(msg(1, 'remote', { uid: 'u-b', nickName: 'Bob' }));
+  assert.equal(list.typingLabel(), '', 'his message came');
+  list.applyFrame({ type: 'typing', uid: 'u-c', nickName: 'Mei' });
+  t = 7000;
+  assert.equal(list.typingLabel(), '', 'a few seconds later');
+  assert.deepEqual(list.members().map(function (m) { return m.nickName; }).sort(), ['Bob', 'Mei']);
+});
+
+test('messages: mentions are sent with the text and shown highlighted, the user\'s own mention marked', function () {
+  const list = createMessageList({ newCid: cids(), me: { uid: 'u-me', nickName: 'Me' } });
+  list.applyFrame(msg(1, 'remote', { uid: 'u-b', nickName: 'Bob' }));
+  const p = list.addPending({ text: 'hi @Bob', mentions: ['u-b'] });
+  assert.deepEqual(p.frame, { text: true, content: 'hi @Bob', cid: 'cid1', mentions: ['u-b'] });
+  assert.deepEqual(list.view()[1].spans, [{ text: 'hi ' }, { text: '@Bob', at: true, me: false }]);
+  assert.deepEqual(list.addPending({ text: 'plain' }).frame, { text: true, content: 'plain', cid: 'cid2' }, 'no mentions field without mentions');
+  list.applyFrame(msg(2, 'remote', { uid: 'u-b', nickName: 'Bob', content: '@Me <b>look</b>', mentions: ['u-me', 7] }));
+  const v = list.view().find(function (x) { return x.id === 2; });
+  assert.equal(v.mentioned, true);
+  assert.deepEqual(v.spans, [{ text: '@Me', at: true, me: true }, { text: ' <b>look</b>' }]);
+  assert.equal(list.view()[0].mentioned, undefined);
+  assert.equal(list.view()[0].spans, undefined);
+});
+
+test('messages: recall is offered on own stored messages for 2 minutes on the room clock', function () {
+  const list = createMessageList({ me: { uid: 'u-me' } });
+  list.applyFrame(msg(1, 'user', { uid: 'u-me', time: 1000 }));
+  list.applyFrame(msg(2, 'remote', { time: 1000 }));
+  assert.ok(list.recallLeft(1, 1000) > 100000);
+  assert.equal(list.recallLeft(1, 1000 + 120000), 0);
+  assert.equal(list.recallLeft(2, 1000), 0, 'not someone else\'s');
+  assert.equal(list.recallLeft(3, 1000), 0, 'not one that is not held');
+  list.applyFrame({ type: 'recall', id: 3, target: 1, uid: 'u-me' });
+  assert.equal(list.recallLeft(1, 1000), 0, 'not twice');
+});

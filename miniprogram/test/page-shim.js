@@ -52,7 +52,7 @@ function createRoom() {
 
 function runtime() {
   const wx = createFakeWx();
-  const calls = { titles: [], toasts: [], previews: [], navigate: [], sheets: [], clipboard: [], modals: [], privacyAnswers: [] };
+  const calls = { titles: [], toasts: [], previews: [], navigate: [], sheets: [], clipboard: [], modals: [], privacyAnswers: [], reads: [] };
   wx.setNavigationBarTitle = function (o) { calls.titles.push(o.title); };
   wx.showToast = function (o) { calls.toasts.push(o.title); };
   wx.showLoading = function (o) { calls.loading = (calls.loading || 0) + 1; calls.loadingMask = o && o.mask; };
@@ -95,6 +95,12 @@ function runtime() {
     if (p === '/login') return { statusCode: 200, data: { [MAGIC]: 1, session: { id: 's' + (++n), skey: 'k' + n }, userInfo: { uid: 'u-me', nickName: 'Me', avatarUrl: '' } } };
     if (p === '/me') return { statusCode: 200, data: { uid: 'u-me', nickName: 'Me', avatarUrl: 'https://chat.example.com/media/me' } };
     if (p === '/profile') return { statusCode: 200, data: Object.assign({ uid: 'u-me', nickName: 'Me', avatarUrl: 'https://chat.example.com/media/me' }, r.data) };
+    // GET /rooms answers wx.roomsAnswer; POST /read is recorded
+    if (p === '/rooms') return wx.roomsAnswer ? { statusCode: 200, data: wx.roomsAnswer } : { statusCode: 500, data: { error: 'ERR_UNAVAILABLE', message: 'down' } };
+    if (p === '/read') {
+      calls.reads.push(r.data);
+      return { statusCode: 200, data: { code: 0 } };
+    }
     if (p === '/history') {
       return { statusCode: 200, data: room.history(Number(u.searchParams.get('before')) || 0, Number(u.searchParams.get('limit')) || 50) };
     }
@@ -126,7 +132,7 @@ function runtime() {
     app: app,
     room: room,
     client: app.client,
-    // load(name) → a page instance (not loaded yet: call onLoad)
+    // load(name) → a page instance (not loaded yet: call onLoad(options))
     load: function (name) {
       fresh(path.join(root, 'pages', name, name + '.js'));
       const page = Object.assign({}, pageDef);

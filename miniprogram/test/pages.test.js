@@ -53,11 +53,11 @@ test('chat page: history, then socket with since, live frames, title, send, time
   page.onInput({ detail: { value: '  hello  ' } });
   page.onSend();
   assert.equal(page.data.input, '');
-  assert.deepEqual(t.sent.map(function (f) { return f.content; }), ['hello']);
+  assert.deepEqual(t.sent.map(function (f) { return f.typing ? 'typing' : f.content; }), ['typing', 'hello'], 'typing announced, then the text');
   await flushRender();
   assert.equal(shown(page)[3].pending, true);
   const mine = rt.room.add({ uid: 'u-me', nickName: 'Me', content: 'hello' });
-  t.serverSend(Object.assign(rt.room.frame(mine, 'user'), { cid: t.sent[0].cid }));
+  t.serverSend(Object.assign(rt.room.frame(mine, 'user'), { cid: t.sent[1].cid }));
   await flushRender();
   assert.deepEqual(shown(page).map(function (m) { return m.key; }), ['m1', 'm2', 'm3', 'm4']);
 
@@ -138,7 +138,7 @@ test('chat page: no jump to the bottom while reading history; a "new messages" b
 test('chat page: failed bubbles — send again or delete; chooseMedia and its failures; progress without a mask', async function () {
   const rt = runtime();
   const { page, t } = await openChat(rt);
-  page.onInput({ detail: { value: 'refused' } });
+  page.setData({ input: 'refused' });
   page.onSend();
   t.serverSend({ type: 'error', error: 'ERR_RATE_LIMITED', message: 'slow down', cid: t.sent[0].cid });
   await flushRender();
@@ -300,4 +300,171 @@ test('profile page: a failed avatar upload is not shown as saved', async functio
   assert.deepEqual(post.data, { nickName: 'Panda' }, 'no avatar posted');
   assert.equal(rt.calls.toasts[1], 'Nickname saved', 'not "Saved" as if the avatar were');
   page.onUnload();
+});
+
+// ------------------------------------------------------------ recall, reactions, typing, mentions, unread
+
+const extras = require('../utils/extras');
+
+function sleep(ms) {
+  return new Promise(function (r) { setTimeout(r, ms); });
+}
+
+test('chat page: long press menu — reactions, copy, recall of own messages within the window; chips toggle; the recall line in place', async function () {
+  const rt = runtime();
+  rt.room.add({ uid: 'u-me', nickName: 'Me', content: 'mine', time: Date.now() - 1000 });
+  rt.room.add({ content: 'theirs' });
+  const { page, t } = await openChat(rt);
+  const menuOn = function (id, content) { page.onMessageMenu({ currentTarget: { dataset: { id: id, content: content } } }); };
+
+  menuOn(2, 'theirs');
+  assert.deepEqual(page.data.menu, { id: 2, content: 'theirs', canRecall: false, emoji: extras.EMOJI }, 'no recall of someone else\'s message');
+  page.onMenuReact({ currentTarget: { dataset: { emoji: '👍' } } });
+  assert.equal(page.data.menu, null);
+  assert.deepEqual(t.sent[t.sent.length - 1], { react: 2, emoji: '👍' });
+  rt.room.messages.push({ type: 'reaction', id: 3, target: 2, emoji: '👍', uid: 'u-me', on: true });
+  t.serverSend(rt.room.messages[2]);
+  page.setDataCalls.length = 0;
+  await flushRender();
+  assert.deepEqual(shown(page)[1].reactions, [{ emoji: '👍', count: 1, mine: true }]);
+  assert.deepEqual([].concat.apply([], page.setDataCalls.map(Object.keys)).filter(function (k) { return k.startsWith('items'); }), ['items[1]'], 'only that message is sent again');
+  // a tap on the chip takes the reaction back
+  page.onChipTap({ currentTarget: { dataset: { id: 2, emoji: '👍' } } });
+  assert.deepEqual(t.sent[t.sent.length - 1], { react: 2, emoji: '👍' });
+  t.serverSend({ type: 'reaction', id: 4, target: 2, emoji: '👍', uid: 'u-me', on: false });
+  await flushRender();
+  assert.equal(shown(page)[1].reactions, undefined);
+
+  // copy from the menu
+  menuOn(2, 'theirs');
+  page.onMenuCopy();
+  assert.deepEqual(rt.calls.clipboard, ['theirs']);
+  // an own message: recall
+  menuOn(1, 'mine');
+  assert.equal(page.data.menu.canRecall, true);
+  page.onMenuRecall();
+  assert.deepEqual(t.sent[t.sent.length - 1], { recall: 1 });
+  t.serverSend({ type: 'recall', id: 5, target: 1, uid: 'u-me' });
+  await flushRender();
+  assert.equal(shown(page)[0].recalled, true);
+  assert.equal(shown(page)[0].recallText, 'You recalled a message');
+  assert.equal(shown(page)[0].content, undefined, 'the text is gone');
+  // the server refuses a recall: the notice says why
+  t.serverSend({ type: 'error', error: 'ERR_NOT_ALLOWED', message: 'too late' });
+  await flushRender();
+  assert.match(page.data.notice, /recalled, within 2 minutes/);
+
+  // the window ends while the menu is open: the entry goes
+  const old = Date.now() - (extras.RECALL_WINDOW - extras.RECALL_MARGIN) + 150;
+  t.serverSend(Object.assign(rt.room.frame(rt.room.add({ uid: 'u-me', nickName: 'Me', content: 'late', time: old, id: 6 }), 'user')));
+  await flushRender();
+  menuOn(6, 'late');
+  assert.equal(page.data.menu.canRecall, true);
+  await sleep(250);
+  assert.equal(page.data.menu.canRecall, false);
+  const before = t.sent.length;
+  page.onMenuRecall();
+  assert.equal(t.sent.length, before, 'nothing sent');
+  assert.equal(rt.calls.toasts[rt.calls.toasts.length - 1], 'Too late to recall');
+
+  // a bubble still on its way: long press copies, there is no menu
+  page.setData({ input: 'on its way' });
+  t.failSends = false;
+  page.onMessageMenu({ currentTarget: { dataset: { id: 0, content: 'on its way' } } });
+  assert.equal(page.data.menu, null);
+  assert.equal(rt.calls.clipboard[rt.calls.clipboard.length - 1], 'on its way');
+  page.onUnload();
+
+  // every user string of the template goes through {{ }} text, never rich-text
+  const wxml = fs.readFileSync(path.join(__dirname, '..', 'pages', 'chat', 'chat.wxml'), 'utf8');
+  assert.doesNotMatch(wxml, /rich-text|<web-view/);
+});
+
+test('chat page: "X is typing…" until their message; @ picker from the room\'s members sends mentions; the user\'s mention highlighted', async function () {
+  const rt = runtime();
+  rt.room.add({ uid: 'u-c', nickName: 'Mei' });
+  rt.room.add({ uid: 'u-b', nickName: 'Bob' });
+  const { page, t } = await openChat(rt);
+  assert.equal(rt.wx.sockets[0].url.indexOf('presence=1') > 0, true, 'joins name the room\'s members');
+  t.serverSend({ type: 'presence', num: 4, event: 'join', uid: 'u-d', nickName: 'Carol' });
+  t.serverSend({ type: 'typing', uid: 'u-b', nickName: 'Bob' });
+  assert.equal(page.data.typingText, 'Bob is typing…');
+  t.serverSend(rt.room.frame(rt.room.add({ uid: 'u-b', nickName: 'Bob', content: 'done typing' })));
+  assert.equal(page.data.typingText, '', 'his message came');
+
+  page.onInput({ detail: { value: 'hi @', cursor: 4 } });
+  assert.deepEqual(page.data.mentionList.map(function (m) { return m.nickName; }).sort(), ['Bob', 'Carol', 'Mei']);
+  page.onInput({ detail: { value: 'hi @me', cursor: 6 } });
+  assert.deepEqual(page.data.mentionList, [{ uid: 'u-c', nickName: 'Mei' }], 'the user is not offered');
+  page.onPickMention({ currentTarget: { dataset: { index: 0 } } });
+  assert.equal(page.data.input, 'hi @Mei ');
+  assert.equal(page.data.cursor, 8);
+  assert.deepEqual(page.data.mentionList, []);
+  page.onInput({ detail: { value: 'hi @Mei how are you', cursor: 19 } });
+  assert.deepEqual(page.data.mentionList, []);
+  page.onSend();
+  const sent = t.sent.filter(function (f) { return f.text; });
+  assert.deepEqual(sent[sent.length - 1], { text: true, content: 'hi @Mei how are you', cid: sent[sent.length - 1].cid, mentions: ['u-c'] });
+
+  t.serverSend(rt.room.frame(rt.room.add({ uid: 'u-b', nickName: 'Bob', content: '@Me <img src=x onerror=alert(1)>', mentions: ['u-me'] })));
+  await flushRender();
+  const v = shown(page).find(function (x) { return x.content && x.content.indexOf('@Me') === 0; });
+  assert.equal(v.mentioned, true);
+  assert.deepEqual(v.spans, [{ text: '@Me', at: true, me: true }, { text: ' <img src=x onerror=alert(1)>' }], 'markup stays text');
+  page.onUnload();
+});
+
+test('room list: unread badges from GET /rooms; the chat posts /read while shown; a room read here shows no badge', async function () {
+  const rt = runtime();
+  rt.wx.roomsAnswer = [{ room: 'lobby', lastId: 5, readId: 2 }, { room: 'garden', lastId: 9, readId: 9 }, { room: 'tea', lastId: 3, readId: 1 }, { room: 'busy', lastId: 500, readId: 1 }];
+  const rooms = rt.load('rooms');
+  rooms.onLoad();
+  rooms.onShow();
+  await settle(10);
+  assert.deepEqual(rooms.data.rooms, [{ room: 'lobby', badge: '3' }, { room: 'garden', badge: '' }, { room: 'tea', badge: '2' }, { room: 'busy', badge: '99+' }]);
+  rooms.onOpen({ currentTarget: { dataset: { room: 'tea' } } });
+  assert.equal(rt.calls.navigate[rt.calls.navigate.length - 1], '/pages/chat/chat?room=tea');
+  rooms.onOpen({ currentTarget: { dataset: { room: 'bad room' } } });
+  assert.equal(rt.calls.navigate.length, 1);
+
+  rt.room.add();
+  rt.room.add();
+  const chat = rt.load('chat');
+  chat.onLoad({ room: 'tea' });
+  chat.onShow();
+  await settle(10);
+  const t = rt.wx.sockets[0];
+  assert.equal(new URL(t.url).searchParams.get('room'), 'tea');
+  t.serverOpen();
+  t.serverSend({ type: 'system', num: 2 });
+  await settle(5);
+  assert.deepEqual(rt.calls.reads, [{ room: 'tea', id: 2 }], 'read up to the newest id shown');
+  assert.equal(rt.calls.titles[rt.calls.titles.length - 1], '#tea (2)');
+  t.serverSend(rt.room.frame(rt.room.add()));
+  await sleep(1100);
+  assert.deepEqual(rt.calls.reads[1], { room: 'tea', id: 3 }, 'at most once a second');
+  chat.onHide();
+  t.serverSend({ type: 'reaction', id: 4, target: 3, emoji: '👍', uid: 'u-b', on: true });
+  await sleep(1100);
+  assert.equal(rt.calls.reads.length, 2, 'not while the page is hidden');
+  chat.onUnload();
+
+  // back on the list: the server's answer is older than the read, the badge stays away
+  rooms.onShow();
+  await settle(10);
+  assert.deepEqual(rooms.data.rooms.map(function (r) { return r.room + ':' + r.badge; }), ['lobby:3', 'tea:', 'garden:', 'busy:99+'], 'tea opened here: listed after the default room');
+  // joining a room by name
+  rooms.onNameInput({ detail: { value: ' #new-room ' } });
+  rooms.onJoin();
+  assert.equal(rt.calls.navigate[rt.calls.navigate.length - 1], '/pages/chat/chat?room=new-room');
+  rooms.onNameInput({ detail: { value: 'no spaces' } });
+  rooms.onJoin();
+  assert.match(rt.calls.toasts[rt.calls.toasts.length - 1], /Letters/);
+  // GET /rooms fails: the badges stay, the page says so
+  rt.wx.roomsAnswer = null;
+  rooms.onShow();
+  await settle(10);
+  assert.match(rooms.data.error, /Could not load/);
+  assert.equal(rooms.data.rooms.find(function (r) { return r.room === 'lobby'; }).badge, '3');
+  rooms.onUnload();
 });

@@ -44,7 +44,7 @@ test('socket: idle → connecting → open, the session in headers only', async 
   assert.equal(wx.sockets.length, 1);
   const t = wx.sockets[0];
   assert.equal(t.url.split('?')[0], 'wss://chat.test/ws');
-  assert.deepEqual(params(t.url), { room: 'lobby' }); // the session is in the header only, never in the URL
+  assert.deepEqual(params(t.url), { room: 'lobby', v: '2' }); // the session is in the header only, never in the URL
   assert.deepEqual(t.header, { 'X-WX-Id': 'sid', 'X-WX-Skey': 'skey' });
   t.serverOpen();
   assert.equal(socket.state, STATES.OPEN);
@@ -61,7 +61,7 @@ test('socket: logs in first when there is no session', async function () {
   socket.start();
   await settle();
   assert.equal(wx.logins, 1);
-  assert.deepEqual(params(wx.sockets[0].url), { room: 'r1', since: '5' });
+  assert.deepEqual(params(wx.sockets[0].url), { room: 'r1', since: '5', v: '2' }, 'opted in to recall, reactions, typing, mentions');
   assert.deepEqual(wx.sockets[0].header, { 'X-WX-Id': 'sid1', 'X-WX-Skey': 'skey1' });
 });
 
@@ -74,9 +74,12 @@ test('socket: reconnect after a close carries since=<last id seen>', async funct
   t.serverSend({ type: 'system', num: 1 });
   t.serverSend({ type: 'remote', id: 41, text: true, content: 'a' });
   t.serverSend({ type: 'user', id: 42, text: true, content: 'b' });
+  t.serverSend({ type: 'reaction', id: 43, target: 41, emoji: '👍', uid: 'u', on: true });
+  t.serverSend({ type: 'recall', id: 44, target: 42, uid: 'u' });
+  t.serverSend({ type: 'typing', id: 98, uid: 'u' });
   t.serverSend({ type: 'error', error: 'ERR_BAD_MESSAGE', id: 99 });
   t.serverSend('not json');
-  assert.equal(socket.lastId, 42);
+  assert.equal(socket.lastId, 44, 'events count, typing and errors do not');
   t.serverClose(1006, '');
   assert.equal(socket.state, STATES.RECONNECTING);
   assert.equal(lastInfo.value.delay, 500);
@@ -85,7 +88,7 @@ test('socket: reconnect after a close carries since=<last id seen>', async funct
   assert.equal(timers.flush(), 1);
   await settle();
   assert.equal(wx.sockets.length, 2);
-  assert.equal(params(wx.sockets[1].url).since, '42');
+  assert.equal(params(wx.sockets[1].url).since, '44');
   wx.sockets[1].serverOpen();
   assert.equal(socket.state, STATES.OPEN);
   assert.deepEqual(states, ['connecting', 'open', 'reconnecting', 'connecting', 'open']);

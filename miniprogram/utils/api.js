@@ -4,6 +4,7 @@
 
 const http = require('./http');
 const urls = require('./url');
+const extras = require('./extras');
 
 function authHeader(s) {
   return { 'X-WX-Id': s.id, 'X-WX-Skey': s.skey };
@@ -71,7 +72,18 @@ function createApi(opts) {
     });
   }
 
-  return { me, setProfile, upload, history };
+  // GET /rooms → [{room, lastId, readId, unread}]: the rooms the user is in,
+  // with how far the user has read each (extras.parseRooms).
+  function rooms() {
+    return call('GET', '/rooms').then(extras.parseRooms);
+  }
+
+  // POST /read {room, id}: the user has seen the room up to id.
+  function read(room, id) {
+    return call('POST', '/read', { room: room, id: id });
+  }
+
+  return { me, setProfile, upload, history, rooms, read };
 }
 
 module.exports = { createApi };

@@ -19,15 +19,21 @@
 // - History: loadOlder() pages backwards from the oldest message held;
 //   jumpToLatest() goes back to the live end after older pages pushed it out.
 //   History calls run one at a time.
+// - Recall, reactions, typing (protocol.md §8): react(), recall() and
+//   typing() send their frames when the socket is in the room; the events
+//   come back like messages and change the list. read() posts how far the
+//   user has seen the room (POST /read), at most once a second.
 
 const { STATES } = require('./socket');
+const extras = require('./extras');
 
 const DEFAULTS = Object.freeze({
   max: 500, // messages held
   pageSize: 20, // messages per older page
   historyPage: 100, // largest /history page (the server's --history-limit)
   fillMax: 300, // most messages paged into one replay hole
-  maxAttempts: 3 // sends of one message without an echo before it is marked failed
+  maxAttempts: 3, // sends of one message without an echo before it is marked failed
+  readEvery: 1000 // ms between two POST /read
 });
 
 function uploadCode(err) {
@@ -47,6 +53,15 @@ function createChatRoom(opts) {
   let chain = Promise.resolve();
   let busy = 0;
   let filling = false;
+  const clock = extras.createClock(opts.now);
+  const typingSender = extras.createTypingSender();
+  const marker = extras.createReadMarker(o.readEvery);
+  const timers = opts.timers || {
+    setTimeout: function (fn, ms) { return setTimeout(fn, ms); },
+    clearTimeout: function (id) { clearTimeout(id); }
+  };
+  const nowFn = opts.now || Date.now;
+  let readTimer = null;
 
   function changed(reason, info) {
     try {
@@ -79,7 +94,7 @@ function createChatRoom(opts) {
     return serial(function () {
       return history({ limit: o.pageSize }).then(function (page) {
         list.addLatest(page, o.pageSize);
-        return typeof list.lastId === 'number' ? list.lastId : 0;
+        return typeof list.topId === 'number' ? list.topId : 0;
       }, function (err) {
         changed('history-error', { error: err });
         return undefined;
@@ -117,6 +132,8 @@ function createChatRoom(opts) {
   }
 
   function onFrame(frame) {
+    // the echo of a message just sent is surely live (a replayed one may be old)
+    if (frame.type === 'user' && typeof frame.cid === 'string') clock.observe(frame.time);
     const r = list.applyFrame(frame);
     if (frame.type === 'system') {
       flush(true);
@@ -170,12 +187,63 @@ function createChatRoom(opts) {
     });
   }
 
-  // send(text) → cid
-  function send(text) {
-    const p = list.addPending({ text: text });
+  // send(text, mentions) → cid; mentions: the uids the text mentions
+  function send(text, mentions) {
+    const p = list.addPending({ text: text, mentions: mentions });
+    typingSender.sent();
     flush(false);
     changed('send', { cid: p.cid });
     return p.cid;
+  }
+
+  // direct(frame) → true when handed to a socket that is in the room
+  function direct(frame) {
+    return !!socket && socket.joined && socket.send(frame);
+  }
+
+  // react(id, emoji): toggle the user's reaction; the event comes back.
+  function react(id, emoji) {
+    return direct(extras.reactFrame(id, emoji));
+  }
+
+  // recall(id): take back an own message (the server says no after 2 minutes).
+  function recall(id) {
+    return direct(extras.recallFrame(id));
+  }
+
+  // recallLeft(id) → ms the user may still recall message id (on the room's clock)
+  function recallLeft(id) {
+    return list.recallLeft(id, clock.now());
+  }
+
+  // typing(text): the user typed; tells the room at most every 3 s.
+  function typing(text) {
+    if (!socket || !socket.joined) return false;
+    if (!typingSender.shouldSend(nowFn(), text)) return false;
+    return socket.send({ typing: true });
+  }
+
+  // read(): the user sees the room now: POST /read up to the newest id seen.
+  function read() {
+    const top = list.topId;
+    if (typeof top !== 'number' || !list.atLatest) return;
+    marker.note(top);
+    client.unread.read(room, top);
+    flushRead();
+  }
+
+  function flushRead() {
+    if (readTimer !== null) {
+      timers.clearTimeout(readTimer);
+      readTimer = null;
+    }
+    if (stopped) return;
+    const id = marker.take(nowFn());
+    if (id) {
+      client.api.read(room, id).catch(function () { marker.failed(id); });
+    }
+    const w = marker.wait(nowFn());
+    if (w >= 0) readTimer = timers.setTimeout(function () { readTimer = null; flushRead(); }, w + 10);
   }
 
   function upload(cid, localPath) {
@@ -251,6 +319,8 @@ function createChatRoom(opts) {
 
   function stop() {
     stopped = true;
+    if (readTimer !== null) timers.clearTimeout(readTimer);
+    readTimer = null;
     if (socket) socket.stop();
   }
 
@@ -264,6 +334,11 @@ function createChatRoom(opts) {
     stop: stop,
     send: send,
     sendImage: sendImage,
+    react: react,
+    recall: recall,
+    recallLeft: recallLeft,
+    typing: typing,
+    read: read,
     retry: retry,
     remove: remove,
     loadOlder: loadOlder,

@@ -6,6 +6,7 @@ const { createAuth } = require('./login');
 const { createApi } = require('./api');
 const { createChatSocket } = require('./socket');
 const { createMessageList } = require('./messages');
+const extras = require('./extras');
 
 function createClient(opts) {
   const wx = opts.wx;
@@ -19,6 +20,8 @@ function createClient(opts) {
     session: session,
     auth: auth,
     api: api,
+    // unread counts per room, shared by the room list and the chat pages
+    unread: extras.createUnread(),
     // socket({room, since, onFrame, onState, timers, random, backoff, presence})
     socket: function (o) {
       return createChatSocket(Object.assign({ wx: wx, config: config, auth: auth }, o || {}));

@@ -122,7 +122,8 @@
   // createClock(): the room's clock as seen from here. Frame times are the
   // room's clock when it accepted a message; observed on arrival they lag
   // by the trip, so the largest (time − local arrival) seen is the closest
-  // estimate of the offset.
+  // estimate of the offset. Only frames known to be live (the echo of a
+  // message just sent) may be observed: a replayed one is old.
   function createClock(localNow) {
     var now = localNow || function () { return Date.now(); };
     var offset = null;

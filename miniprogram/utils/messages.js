@@ -16,8 +16,16 @@
 // - more than `max` messages: live ones push the oldest out (hasOlder becomes
 //   true); an older history page pushes the newest out (atLatest becomes
 //   false: live messages then wait in a bounded tail until addLatest).
+//
+// Recall and reaction events (protocol.md §8) take ids of the room's
+// sequence too: they move the newest id seen (so they open no false gap and
+// since counts them) and change the message they target, when it is held.
+// In a /history page they are only markers: the page's messages carry their
+// state already (recalled, aggregated reactions). Typing and the room's
+// members (for @) are kept here as well, so that the page only renders.
 
 const timefmt = require('./time');
+const extras = require('./extras');
 
 let cidCounter = 0;
 function defaultCid() {
@@ -33,7 +41,8 @@ const NOTICES = {
   ERR_NOT_CONNECTED: 'Not connected — tap to send again.',
   ERR_UPLOAD: 'Upload failed — tap to try again.',
   ERR_TOO_LARGE: 'Image too large.',
-  ERR_QUOTA: 'Upload quota reached.'
+  ERR_QUOTA: 'Upload quota reached.',
+  ERR_NOT_ALLOWED: 'Only your own messages can be recalled, within 2 minutes.'
 };
 
 function noticeFor(code, message) {
@@ -66,6 +75,9 @@ function createMessageList(opts) {
   let gaps = []; // [{from, to}] ids missing inside the window, oldest first
   let hasOlder = true;
   let atLatest = true;
+  let eventTop = 0; // the newest event id seen at the live end
+  const typists = extras.createTypists(opts.typingShow);
+  const members = extras.createMembers();
 
   function isOwn(frame) {
     if (frame.type === 'user') return true;
@@ -82,8 +94,13 @@ function createMessageList(opts) {
       uid: frame.uid || '',
       nickName: frame.nickName || '',
       avatarUrl: frame.avatarUrl || '',
-      time: typeof frame.time === 'number' ? frame.time : 0
+      time: typeof frame.time === 'number' ? frame.time : 0,
+      x: extras.extrasOf(frame, me && me.uid)
     };
+    if (Array.isArray(frame.mentions)) {
+      m.mentions = frame.mentions.filter(function (u) { return typeof u === 'string'; }).slice(0, extras.MAX_MENTIONS);
+    }
+    if (!m.x.recalled) members.see(m.uid, m.nickName);
     if (frame.gallery) {
       m.gallery = true;
       m.url = frame.url || '';
@@ -96,6 +113,12 @@ function createMessageList(opts) {
 
   function firstId() { return ordered.length ? ordered[0].id : undefined; }
   function lastId() { return ordered.length ? ordered[ordered.length - 1].id : undefined; }
+  // the newest id seen at the live end, events included
+  function topId() {
+    const l = lastId();
+    if (typeof l !== 'number') return eventTop > 0 ? eventTop : undefined;
+    return Math.max(l, eventTop);
+  }
 
   function insert(m) {
     byId.set(m.id, m);
@@ -197,7 +220,7 @@ function createMessageList(opts) {
     }
     // an echo of a message older than the window (an old cid sent again)
     if (ordered.length && frame.id < ordered[0].id) return { kind: 'old', id: frame.id, cid: cid };
-    const top = lastId();
+    const top = topId();
     let gap = null;
     if (typeof top === 'number' && frame.id > top + 1) {
       gap = { from: top + 1, to: frame.id - 1 };
@@ -207,9 +230,30 @@ function createMessageList(opts) {
     }
     const m = normalize(frame);
     insert(m);
+    typists.remove(m.uid); // their message is here
     if (!cid) shadowByContent(m);
     trimOldest();
     return { kind: 'message', id: m.id, own: m.own, cid: cid, gap: gap ? { from: gap.from, to: gap.to } : null };
+  }
+
+  // a live (or replayed) recall or reaction
+  function addEvent(frame) {
+    if (!atLatest) {
+      keepTail(frame);
+      return { kind: 'event', id: frame.id, target: frame.target, changed: false, detached: true };
+    }
+    const top = topId();
+    let gap = null;
+    if (typeof top === 'number' && frame.id > top + 1 && ordered.length) {
+      gap = { from: top + 1, to: frame.id - 1 };
+      gaps.push(gap);
+    } else if (typeof top === 'number' && frame.id < top) {
+      closeInGap(frame.id);
+    }
+    if (frame.id > eventTop) eventTop = frame.id;
+    const m = byId.get(frame.target);
+    const changed = !!m && extras.applyEvent(m.x, frame, me && me.uid);
+    return { kind: 'event', id: frame.id, target: frame.target, changed: changed, gap: gap ? { from: gap.from, to: gap.to } : null };
   }
 
   // applyFrame(frame) → {kind: system|presence|message|duplicate|detached|old|error|ignored, ...}
@@ -230,7 +274,15 @@ function createMessageList(opts) {
     }
     if (frame.type === 'system' || frame.type === 'presence') {
       if (typeof frame.num === 'number') online = frame.num;
+      if (frame.type === 'presence' && frame.event === 'join') members.see(frame.uid, frame.nickName);
       return { kind: frame.type, online: online };
+    }
+    if (extras.isEvent(frame)) return addEvent(frame);
+    if (frame.type === 'typing') {
+      if (typeof frame.uid !== 'string' || (me && frame.uid === me.uid)) return { kind: 'ignored' };
+      members.see(frame.uid, frame.nickName);
+      typists.add(frame.uid, frame.nickName, now());
+      return { kind: 'typing', uid: frame.uid };
     }
     if ((frame.type === 'user' || frame.type === 'remote') && typeof frame.id === 'number') {
       if (typeof frame.number === 'number') online = frame.number;
@@ -243,24 +295,39 @@ function createMessageList(opts) {
     return (list || []).filter(function (f) { return f && typeof f.id === 'number'; });
   }
 
+  // a /history item that is a message (not an event marker)
+  function isMsg(f) {
+    return !extras.isEvent(f);
+  }
+
   // addLatest(page, limit): the newest history page (at start, or to come
   // back to the live end): the window becomes this page plus the live frames
   // kept meanwhile. limit: the page size asked for (a full page → more older).
   function addLatest(page, limit) {
+    const live = tail.filter(extras.isEvent); // events that came while detached: applied below
     const frames = usable(page).concat(tail).sort(function (a, b) { return a.id - b.id; });
     ordered = [];
     byId.clear();
     gaps = [];
     tail = [];
     atLatest = true;
+    eventTop = 0;
     const pageLen = usable(page).length;
     hasOlder = pageLen > 0 && pageLen >= (limit || 1) && frames[0].id > 1;
     let prev;
     frames.forEach(function (f) {
-      if (byId.has(f.id)) return;
+      if (f.id === prev) return;
       if (typeof prev === 'number' && f.id > prev + 1) gaps.push({ from: prev + 1, to: f.id - 1 });
-      insert(normalize(f));
       prev = f.id;
+      if (extras.isEvent(f)) {
+        if (f.id > eventTop) eventTop = f.id;
+        return;
+      }
+      if (!byId.has(f.id)) insert(normalize(f));
+    });
+    live.forEach(function (f) {
+      const m = byId.get(f.target);
+      if (m) extras.applyEvent(m.x, f, me && me.uid);
     });
     trimOldest();
     return ordered.length;
@@ -274,7 +341,7 @@ function createMessageList(opts) {
     let lowest;
     usable(page).forEach(function (f) {
       if (typeof lowest !== 'number' || f.id < lowest) lowest = f.id;
-      if (byId.has(f.id) || (typeof first === 'number' && f.id > first)) return;
+      if (!isMsg(f) || byId.has(f.id) || (typeof first === 'number' && f.id > first)) return;
       insert(normalize(f));
       added++;
     });
@@ -294,7 +361,7 @@ function createMessageList(opts) {
     let lowest;
     frames.forEach(function (f) {
       if (typeof lowest !== 'number' || f.id < lowest) lowest = f.id;
-      if (f.id < g.from || f.id > g.to || byId.has(f.id)) return;
+      if (!isMsg(f) || f.id < g.from || f.id > g.to || byId.has(f.id)) return;
       insert(normalize(f));
     });
     trimOldest();
@@ -323,18 +390,22 @@ function createMessageList(opts) {
   }
 
   function frameOf(p) {
-    return p.gallery ? { gallery: true, url: p.url, cid: p.cid } : { text: true, content: p.content, cid: p.cid };
+    if (p.gallery) return { gallery: true, url: p.url, cid: p.cid };
+    const f = { text: true, content: p.content, cid: p.cid };
+    if (p.mentions && p.mentions.length) f.mentions = p.mentions.slice();
+    return f;
   }
 
   function newPending(extra) {
     return Object.assign({ cid: newCid(), state: 'queued', attempts: 0, firstSent: 0, notice: '', time: now(), shadow: 0, progress: 0 }, extra);
   }
 
-  // addPending({text: 'hi'}) or ({url: 'https://…'}) → {cid, frame}: the frame to send.
+  // addPending({text: 'hi', mentions: [uid]}) or ({url: 'https://…'}) → {cid, frame}: the frame to send.
   function addPending(what) {
+    const mentions = what && Array.isArray(what.mentions) ? what.mentions.slice(0, extras.MAX_MENTIONS) : [];
     const p = (what && typeof what.url === 'string')
       ? newPending({ gallery: true, url: what.url })
-      : newPending({ text: true, content: String((what && what.text) || '') });
+      : newPending({ text: true, content: String((what && what.text) || ''), mentions: mentions });
     pending.push(p);
     return { cid: p.cid, frame: frameOf(p) };
   }
@@ -421,6 +492,21 @@ function createMessageList(opts) {
     return i >= 0;
   }
 
+  function nameOf(uid) {
+    if (me && uid === me.uid && me.nickName) return me.nickName;
+    return members.name(uid);
+  }
+
+  // spans(content, mentions) → [{text, at, me}] when the text mentions
+  // someone (rendered as <text> pieces), else null.
+  function spans(content, mentions) {
+    if (!mentions || !mentions.length) return null;
+    const meUid = me && me.uid;
+    const out = extras.mentionSpans(content, mentions, nameOf, meUid);
+    if (out.length === 1 && !out[0].uid) return null;
+    return out.map(function (s) { return s.uid ? { text: s.text, at: true, me: !!s.me } : { text: s.text }; });
+  }
+
   function messageView(m) {
     const v = {
       key: m.key,
@@ -432,12 +518,22 @@ function createMessageList(opts) {
       initial: initial(m.nickName),
       time: m.time
     };
+    if (m.x.recalled) {
+      v.recalled = true;
+      v.recallText = extras.recallLabel(m.nickName, m.own);
+      return v;
+    }
+    const chips = extras.chips(m.x);
+    if (chips.length) v.reactions = chips;
+    if (extras.mentionsMe(m, me && me.uid)) v.mentioned = true;
     if (m.gallery) {
       v.gallery = true;
       v.url = m.url;
     } else {
       v.text = true;
       v.content = m.content;
+      const sp = spans(m.content, m.mentions);
+      if (sp) v.spans = sp;
     }
     return v;
   }
@@ -468,6 +564,8 @@ function createMessageList(opts) {
     } else {
       v.text = true;
       v.content = p.content;
+      const sp = spans(p.content, p.mentions);
+      if (sp) v.spans = sp;
     }
     return v;
   }
@@ -505,6 +603,18 @@ function createMessageList(opts) {
     retryPending,
     removePending,
     view,
+    // message(id) → the held message {id, uid, own, time, x, …} or undefined
+    message: function (id) { return byId.get(id); },
+    // recallLeft(id, serverNow) → ms the user may still recall message id
+    recallLeft: function (id, serverNow) {
+      const m = byId.get(id);
+      if (!m) return 0;
+      return extras.recallLeft({ id: m.id, type: m.own ? 'user' : 'remote', uid: m.uid, time: m.time }, me && me.uid, serverNow, m.x);
+    },
+    typingLabel: function () { return typists.label(now()); },
+    // typingNext() → ms until the typing line changes by itself (-1: never)
+    typingNext: function () { return typists.nextChange(now()); },
+    members: function () { return members.list(); },
     setMe: function (profile) { me = profile || null; },
     clearNotice: function () { notice = ''; },
     get max() { return max; },
@@ -517,7 +627,9 @@ function createMessageList(opts) {
     get messages() { return ordered.slice(); },
     get pending() { return pending.map(function (p) { return Object.assign({}, p); }); },
     get firstId() { return firstId(); },
-    get lastId() { return lastId(); }
+    get lastId() { return lastId(); },
+    // the newest id seen at the live end, events included (since=)
+    get topId() { return topId(); }
   };
 }
 

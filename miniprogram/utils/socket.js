@@ -80,6 +80,7 @@ function createChatSocket(opts) {
     const params = { room: room };
     if (typeof lastId === 'number') params.since = lastId;
     if (presence) params.presence = 1;
+    params.v = 2; // recall, reactions, typing and mentions (protocol.md §8)
     // The session goes in the connectSocket header only: a URL ends up in
     // proxy and server access logs, and the skey must not.
     return urls.wsBase(config) + '/ws?' + urls.query(params);
@@ -169,7 +170,8 @@ function createChatSocket(opts) {
       invalidStreak = 0;
       c.joined = true;
     }
-    if ((frame.type === 'user' || frame.type === 'remote') && typeof frame.id === 'number') {
+    // events (recall, reaction) take ids of the same sequence: since counts them
+    if ((frame.type === 'user' || frame.type === 'remote' || frame.type === 'recall' || frame.type === 'reaction') && typeof frame.id === 'number') {
       if (typeof lastId !== 'number' || frame.id > lastId) lastId = frame.id;
     }
     try {

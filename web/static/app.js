@@ -480,7 +480,7 @@
       case 'user':
       case 'remote':
         if (typeof f.number === 'number') setOnline(f.number);
-        S.clock.observe(f.time);
+        if (f.type === 'user' && f.cid) S.clock.observe(f.time); // an echo is surely live; a replayed frame may be old
         if (S.typists.remove(f.uid)) renderTyping(); // their message is here
         addMessages([f], { live: true });
         return;

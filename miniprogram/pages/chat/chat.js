@@ -4,10 +4,17 @@
 // messages, and it scrolls to the newest message only when the reader is at
 // the bottom (or sent something): otherwise a "new messages" button counts
 // what came.
+// Long press on a message opens its menu: reactions, copy, recall (own
+// messages, while the 2 minutes last). Typing "@" offers the room's members;
+// "X is typing…" shows above the input. While the page is shown the room
+// counts as read (POST /read).
 const { STATES } = require('../../utils/socket');
 const { createChatRoom } = require('../../utils/chat');
 const { createListRenderer } = require('../../utils/render');
 const privacy = require('../../utils/privacy');
+const extras = require('../../utils/extras');
+
+const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 const TITLE = 'Panda chat room';
 const PAGE_SIZE = 20;
@@ -38,10 +45,15 @@ Page(Object.assign({
     unread: 0,
     showJump: false,
     privacyShown: false,
-    privacyFor: ''
+    privacyFor: '',
+    room: '',
+    typingText: '',
+    menu: null, // {id, content, canRecall, emoji}
+    mentionList: [], // [{uid, nickName}] while an @name is typed
+    cursor: -1
   },
 
-  onLoad() {
+  onLoad(options) {
     const app = getApp();
     this.app = app;
     this.client = app.client;
@@ -53,14 +65,22 @@ Page(Object.assign({
     this.viewHeight = typeof wx.getWindowInfo === 'function' ? (wx.getWindowInfo().windowHeight || 0) : 0;
     this.unloaded = false;
     this.offline = false;
+    this.shown = false;
+    this.picked = []; // members picked with @ for the text in the box
+    this.typingTimer = null;
+    this.menuTimer = null;
+    const asked = options && typeof options.room === 'string' ? decodeURIComponent(options.room) : '';
+    const roomName = ROOM_RE.test(asked) ? asked : (this.client.config.room || 'lobby');
     this.room = createChatRoom({
       client: this.client,
-      room: this.client.config.room || 'lobby',
+      room: roomName,
       me: this.currentMe(),
       max: MAX_HELD,
       pageSize: PAGE_SIZE,
+      presence: true, // joins tell who is here, for @
       onChange: (reason, info) => this.onRoomChange(reason, info)
     });
+    this.setData({ room: roomName });
     this.offWake = typeof app.onWake === 'function' ? app.onWake((why) => this.onWake(why)) : null;
     this.privacyAttach();
     app.ready.then(() => this.begin());
@@ -75,19 +95,28 @@ Page(Object.assign({
   },
 
   onShow() {
+    this.shown = true;
     // back from the profile page: own bubbles use the new profile
     if (this.room) {
       this.room.setMe(this.currentMe());
       this.setData({ me: this.currentMe() });
+      this.room.read();
     }
+  },
+
+  onHide() {
+    this.shown = false;
   },
 
   onUnload() {
     this.unloaded = true;
+    this.shown = false;
     if (this.room) this.room.stop();
     if (this.offWake) this.offWake();
     this.privacyDetach();
     if (this.renderTimer) clearTimeout(this.renderTimer);
+    if (this.typingTimer) clearTimeout(this.typingTimer);
+    if (this.menuTimer) clearTimeout(this.menuTimer);
   },
 
   currentMe() {
@@ -127,6 +156,9 @@ Page(Object.assign({
     if (reason === 'frame') {
       const f = info.frame || {};
       if (info.kind === 'system' || info.kind === 'presence' || info.kind === 'message') this.updateTitle();
+      if (info.kind === 'typing' || info.kind === 'message') this.updateTyping();
+      if (info.kind === 'typing' || (info.kind === 'event' && !info.changed && !info.gap)) return;
+      if (this.shown) this.room.read();
       if (info.kind === 'error' && f.error === 'ERR_BAD_ROOM') {
         wx.showModal({ title: 'Cannot join', content: f.message || 'Bad room name', showCancel: false });
       }
@@ -167,7 +199,8 @@ Page(Object.assign({
     const n = this.room.list.online;
     if (n === this.data.online) return;
     this.setData({ online: n });
-    wx.setNavigationBarTitle({ title: n > 0 ? TITLE + ' (' + n + ')' : TITLE });
+    const base = this.data.room && this.data.room !== (this.client.config.room || 'lobby') ? '#' + this.data.room : TITLE;
+    wx.setNavigationBarTitle({ title: n > 0 ? base + ' (' + n + ')' : base });
   },
 
   // Batched: a replay after a reconnect brings many frames at once.
@@ -244,16 +277,112 @@ Page(Object.assign({
     });
   },
 
+  // "X is typing…": shown until it runs out (or their message comes)
+  updateTyping() {
+    if (this.typingTimer) clearTimeout(this.typingTimer);
+    this.typingTimer = null;
+    if (this.unloaded) return;
+    const text = this.room.list.typingLabel();
+    if (text !== this.data.typingText) this.setData({ typingText: text });
+    const next = this.room.list.typingNext();
+    if (next >= 0) this.typingTimer = setTimeout(() => this.updateTyping(), next + 20);
+  },
+
   onInput(e) {
-    this.setData({ input: e.detail.value });
+    const d = (e && e.detail) || {};
+    const value = typeof d.value === 'string' ? d.value : '';
+    const caret = typeof d.cursor === 'number' ? d.cursor : value.length;
+    this.room.typing(value);
+    const q = extras.mentionQuery(value, caret);
+    const me = this.currentMe();
+    const list = q ? extras.mentionCandidates(this.room.list.members(), q.query, me && me.uid) : [];
+    this.mentionAt = list.length ? q : null;
+    const patch = { input: value };
+    if (list.length || this.data.mentionList.length) patch.mentionList = list;
+    this.setData(patch);
+  },
+
+  // a tap on a name of the @ list: "@name " in place of what was typed
+  onPickMention(e) {
+    const i = Number(e.currentTarget.dataset.index);
+    const m = this.data.mentionList[i];
+    if (!m || !this.mentionAt) return;
+    const r = extras.insertMention(this.data.input || '', this.mentionAt, m.nickName);
+    this.picked.push({ uid: m.uid, nickName: m.nickName });
+    this.mentionAt = null;
+    this.setData({ input: r.text, cursor: r.caret, mentionList: [] });
   },
 
   onSend() {
     const text = (this.data.input || '').trim();
     if (!text) return;
-    this.setData({ input: '' });
-    this.room.send(text);
+    const mentions = extras.mentionsIn(text, this.picked);
+    this.picked = [];
+    this.mentionAt = null;
+    this.setData({ input: '', mentionList: [], cursor: -1 });
+    this.room.send(text, mentions);
   },
+
+  // long press on a message: its menu (reactions, copy, recall)
+  onMessageMenu(e) {
+    const d = e.currentTarget.dataset || {};
+    const id = Number(d.id) || 0;
+    const content = typeof d.content === 'string' ? d.content : '';
+    if (!id) { // still on its way: copying is all there is
+      if (content) this.onCopy(e);
+      return;
+    }
+    const left = this.room.recallLeft(id);
+    if (this.menuTimer) clearTimeout(this.menuTimer);
+    this.menuTimer = null;
+    // the recall entry goes when the window ends with the menu open
+    if (left > 0) {
+      this.menuTimer = setTimeout(() => {
+        this.menuTimer = null;
+        if (this.data.menu && this.data.menu.id === id) this.setData({ 'menu.canRecall': false });
+      }, left);
+    }
+    this.setData({ menu: { id: id, content: content, canRecall: left > 0, emoji: extras.EMOJI } });
+  },
+
+  onMenuClose() {
+    if (this.menuTimer) clearTimeout(this.menuTimer);
+    this.menuTimer = null;
+    if (this.data.menu) this.setData({ menu: null });
+  },
+
+  onMenuReact(e) {
+    const menu = this.data.menu;
+    const emoji = e.currentTarget.dataset.emoji;
+    this.onMenuClose();
+    if (menu && emoji && !this.room.react(menu.id, emoji)) wx.showToast({ title: 'Not connected', icon: 'none' });
+  },
+
+  onMenuRecall() {
+    const menu = this.data.menu;
+    this.onMenuClose();
+    if (!menu) return;
+    if (this.room.recallLeft(menu.id) <= 0) {
+      wx.showToast({ title: 'Too late to recall', icon: 'none' });
+      return;
+    }
+    if (!this.room.recall(menu.id)) wx.showToast({ title: 'Not connected', icon: 'none' });
+  },
+
+  onMenuCopy() {
+    const menu = this.data.menu;
+    this.onMenuClose();
+    if (menu && menu.content) this.onCopy({ currentTarget: { dataset: { content: menu.content } } });
+  },
+
+  // a tap on a reaction chip toggles the user's own reaction
+  onChipTap(e) {
+    const d = e.currentTarget.dataset || {};
+    const id = Number(d.id) || 0;
+    if (id && d.emoji && !this.room.react(id, d.emoji)) wx.showToast({ title: 'Not connected', icon: 'none' });
+  },
+
+  noop() {},
 
   // tap on a failed bubble's notice: send again or delete
   onFailedTap(e) {
