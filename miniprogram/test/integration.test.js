@@ -5,7 +5,6 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, spawnSync } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
@@ -16,8 +15,8 @@ const { createClient } = require('../utils/client');
 const { createChatRoom } = require('../utils/chat');
 const { createWxNode } = require('./wx-node');
 const { createManualTimers } = require('./fake-wx');
+const { goMissing, buildServer, startServer, waitFor } = require('./server');
 
-const REPO = path.resolve(__dirname, '../..');
 const ROOM = 'panda-it';
 // a small replay limit, so that a reconnect after a few missed messages has a hole to fill
 const REPLAY_LIMIT = 5;
@@ -25,16 +24,6 @@ const APPID = 'wxtest';
 const SECRET = 's3cret';
 // a valid 1x1 RGBA PNG
 const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==', 'base64');
-
-// PANDACHAT_BIN: run this already built server binary instead of building one.
-const PREBUILT = process.env.PANDACHAT_BIN || '';
-
-function goMissing() {
-  if (PREBUILT) return false;
-  const r = spawnSync('go', ['version'], { encoding: 'utf8' });
-  if (r.error) return 'the Go toolchain (`go`) is not on PATH, so the server cannot be built';
-  return false;
-}
 
 // Fake WeChat: GET /sns/jscode2session answers for codes issued by issue(openid), once each.
 function startFakeWeChat() {
@@ -76,51 +65,6 @@ function startFakeWeChat() {
   });
 }
 
-function startServer(bin, args) {
-  return new Promise(function (resolve, reject) {
-    const child = spawn(bin, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    let done = false;
-    const exited = new Promise(function (r) {
-      child.on('exit', function (code, signal) { r({ code: code, signal: signal }); });
-    });
-    const onData = function (chunk) {
-      log += chunk.toString('utf8');
-      const m = /listening on (http:\/\/\S+)/.exec(log);
-      if (m && !done) {
-        done = true;
-        resolve({ child: child, url: m[1].replace(/["'`.,;)\]}]+$/, ''), exited: exited, log: function () { return log; } });
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.on('error', function (e) { if (!done) { done = true; reject(e); } });
-    exited.then(function (r) {
-      if (!done) {
-        done = true;
-        reject(new Error('server exited (' + JSON.stringify(r) + ') before "listening on http://…":\n' + log));
-      }
-    });
-    setTimeout(function () {
-      if (!done) {
-        done = true;
-        child.kill('SIGKILL');
-        reject(new Error('no "listening on http://…" line from the server within 60 s:\n' + log));
-      }
-    }, 60000).unref();
-  });
-}
-
-async function waitFor(fn, label, ms) {
-  const limit = Date.now() + (ms || 15000);
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > limit) throw new Error('gave up waiting for: ' + label);
-    await new Promise(function (r) { setTimeout(r, 20); });
-  }
-}
-
 const skip = goMissing();
 
 describe('integration: mini-program modules against the Go server', { skip: skip, timeout: 900000 }, function () {
@@ -133,11 +77,7 @@ describe('integration: mini-program modules against the Go server', { skip: skip
   before(async function () {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pandachat-mp-'));
     fake = await startFakeWeChat();
-    const bin = PREBUILT ? path.resolve(PREBUILT) : path.join(tmp, process.platform === 'win32' ? 'pandachat.exe' : 'pandachat');
-    const build = PREBUILT ? { status: 0 } : spawnSync('go', ['build', '-o', bin, './cmd/pandachat'], { cwd: REPO, encoding: 'utf8', timeout: 600000 });
-    if (build.status !== 0) {
-      throw new Error('go build ./cmd/pandachat failed:\n' + (build.stderr || '') + (build.stdout || '') + (build.error ? String(build.error) : ''));
-    }
+    const bin = buildServer(tmp);
     srv = await startServer(bin, [
       'serve',
       '--addr', '127.0.0.1:0',
