@@ -575,6 +575,18 @@ func TestQuotaReservations(t *testing.T) {
 	if _, err := s.admit("u", 51, 51); !errors.As(err, &qe) || qe.retry != 0 || !strings.Contains(qe.msg, "100B used, this upload needs at least 51B; try again later") {
 		t.Fatalf("admit past a reservation: %v, want a quota error with no retry time", err)
 	}
+	// A body of unknown length needs at least a byte: the message names no size then.
+	if _, err := s.admit("u", 1<<20, 51); err == nil {
+		t.Fatal("admit past a reservation succeeded")
+	}
+	if _, err := s.admit("u", 1<<20, 1); err != nil {
+		t.Fatalf("admit of an unknown length with room left: %v", err)
+	}
+	s.held["u"], s.heldAll = 150, 150 // as if uploads in flight took all of it
+	if _, err := s.admit("u", 1<<20, 1); !errors.As(err, &qe) || !strings.HasSuffix(qe.msg, "150B used; try again later") {
+		t.Fatalf("admit of an unknown length at the quota: %v", err)
+	}
+	s.held["u"], s.heldAll = 100, 100
 	h2, err := s.admit("u", 50, 50) // fills it exactly
 	if err != nil {
 		t.Fatalf("admit to the brim: %v", err)
