@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -451,6 +452,11 @@ func (r *room) flush(ctx actor.Context) {
 // handed out again and its cids forgotten, so a re-send stores it.
 func (r *room) storedPart(batch []pendingMsg, err error) []pendingMsg {
 	last, lerr := r.hub.store.LastID(r.name)
+	if errors.Is(err, persistence.ErrConflict) && lerr == nil {
+		// Another writer took these ids (several nodes): nothing of ours was
+		// stored. Read back and deliver what it stored before any new post.
+		lerr = err
+	}
 	if lerr != nil {
 		// Unknown: deliver nothing; once the store answers again, whatever it
 		// holds is delivered before any new post (healthy).

@@ -59,13 +59,16 @@ test('api: refused uploads are errors with their status', async function () {
 
 test('api: history query and id order', async function () {
   const { wx, client } = setup();
-  wx.requestImpl = function () { return { statusCode: 200, data: [{ id: 9 }, { id: 7 }, { id: 8 }, { nope: 1 }] }; };
+  wx.requestImpl = function () { return { statusCode: 200, data: [{ id: 9 }, { id: 7 }, { id: 8 }, { nope: 1 }], header: { 'x-last-id': '12' } }; };
   const list = await client.api.history({ before: 10, limit: 3 });
   assert.deepEqual(list.map(function (m) { return m.id; }), [7, 8, 9]);
-  assert.equal(wx.requests[0].url, 'https://chat.test/history?room=lobby&before=10&limit=3');
+  assert.equal(list.lastId, 12, 'the room\'s last id when the page was read (X-Last-Id, any case)');
+  assert.equal(wx.requests[0].url, 'https://chat.test/history?room=lobby&before=10&limit=3&v=2');
   assert.deepEqual(wx.requests[0].header, AUTH);
-  await client.api.history({ room: 'r2' });
-  assert.equal(wx.requests[1].url, 'https://chat.test/history?room=r2');
+  wx.requestImpl = function () { return { statusCode: 200, data: [], header: { 'X-Last-Id': 'x' } }; };
+  const none = await client.api.history({ room: 'r2' });
+  assert.equal(wx.requests[1].url, 'https://chat.test/history?room=r2&v=2', 'recalled items and reactions (v=2)');
+  assert.equal(none.lastId, undefined);
 });
 
 test('api: ERR_INVALID_SESSION on a call → login again once, call again', async function () {

@@ -19,7 +19,7 @@ function setup(opts) {
     if (u.pathname === '/history') {
       const q = { before: Number(u.searchParams.get('before')) || 0, limit: Number(u.searchParams.get('limit')) || 50 };
       asked.push(q);
-      return { statusCode: 200, data: room.history(q.before, q.limit) };
+      return { statusCode: 200, data: room.history(q.before, q.limit), header: { 'X-Last-Id': String(room.messages.length) } };
     }
     return { statusCode: 404, data: '' };
   };
@@ -332,12 +332,20 @@ test('chat: reactions, recall and typing frames once in the room; typing at most
   chat.stop();
 });
 
-test('chat: since counts the events of the first history page', async function () {
+test('chat: since is the room\'s last id when the first page was read (X-Last-Id): the page holds the events up to it', async function () {
   const { wx, room, chat } = setup();
   room.add();
   room.messages.push({ type: 'reaction', id: 2, target: 1, emoji: '👍', uid: 'u-b', on: true });
+  room.messages[0].reactions = { '👍': 1 }; // as /history?v=2 folds it in
   await chat.start();
   await settle();
-  assert.equal(params(wx.sockets[0].url).since, '2');
+  const t = wx.sockets[0];
+  assert.equal(params(t.url).since, '2');
+  join(t);
+  // the same event, delivered late on the socket, is not counted twice
+  t.serverSend(room.messages[1]);
+  assert.deepEqual(chat.list.view()[0].reactions, [{ emoji: '👍', count: 1, mine: false }]);
+  t.serverSend({ type: 'reaction', id: 3, target: 1, emoji: '👍', uid: 'u-c', on: true });
+  assert.deepEqual(chat.list.view()[0].reactions, [{ emoji: '👍', count: 2, mine: false }]);
   chat.stop();
 });

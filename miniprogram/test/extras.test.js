@@ -59,13 +59,18 @@ test('extras: reactions from /history, then events: counts follow who reacts, re
 });
 
 test('extras: own reactions named by the server mark the chip as mine', function () {
-  const a = X.extrasOf({ id: 1, reactions: { '👍': 3 }, mine: ['👍'] }, ME);
+  const a = X.extrasOf({ id: 1, reactions: { '👍': 3 }, myReactions: ['👍'] }, ME);
   assert.deepEqual(X.chips(a), [{ emoji: '👍', count: 3, mine: true }]);
   X.applyEvent(a, reaction(5, 1, '👍', ME, false), ME);
   assert.deepEqual(X.chips(a), [{ emoji: '👍', count: 2, mine: false }]);
   const b = X.extrasOf({ id: 1, reactions: { '🎉': { count: 2, mine: true, uids: ['u-b', ME] } } }, ME);
   assert.deepEqual(X.chips(b), [{ emoji: '🎉', count: 2, mine: true }]);
   assert.equal(X.applyEvent(b, reaction(6, 1, '🎉', 'u-b', true), ME), false, 'u-b is known to react already');
+  // a page read when the room's last id was 9 holds every event up to 9
+  const c = X.extrasOf({ id: 1, reactions: { '👍': 2 } }, ME, 9);
+  assert.equal(X.applyEvent(c, reaction(8, 1, '👍', 'u-c', true), ME), false, 'counted in the page already');
+  assert.equal(X.applyEvent(c, reaction(10, 1, '👍', 'u-c', true), ME), true);
+  assert.deepEqual(X.chips(c), [{ emoji: '👍', count: 3, mine: false }]);
 });
 
 test('extras: recall clears reactions and is final; later reactions are ignored', function () {
@@ -188,18 +193,20 @@ test('extras: mention spans for highlighting, the user\'s own mention marked', f
 });
 
 test('extras: unread counts from GET /rooms, what was read here, read positions to post', function () {
-  assert.deepEqual(X.parseRooms([{ room: 'lobby', lastId: 10, readId: 7 }, { room: 'bad room', lastId: 1 }, { room: 'x', lastId: 5, readId: 1, unread: 2 }, null]),
-    [{ room: 'lobby', lastId: 10, readId: 7, unread: 3 }, { room: 'x', lastId: 5, readId: 1, unread: 2 }]);
-  assert.deepEqual(X.parseRooms({ rooms: [{ room: 'a', lastId: 3 }] }), [{ room: 'a', lastId: 3, readId: 0, unread: 3 }]);
+  assert.deepEqual(X.parseRooms([{ room: 'lobby', lastId: 10, readId: 7 }, { room: 'bad room', lastId: 1 }, { room: 'x', lastId: 5, readId: 1, unread: 2, mentions: 1 }, null]),
+    [{ room: 'lobby', lastId: 10, readId: 7, unread: 3, mentions: 0 }, { room: 'x', lastId: 5, readId: 1, unread: 2, mentions: 1 }]);
+  assert.deepEqual(X.parseRooms({ rooms: [{ room: 'a', lastId: 3 }] }), [{ room: 'a', lastId: 3, readId: 0, unread: 3, mentions: 0 }]);
   assert.deepEqual(X.parseRooms('nope'), []);
 
   const u = X.createUnread();
-  assert.deepEqual(u.update([{ room: 'lobby', lastId: 10, readId: 7 }, { room: 'b', lastId: 4, readId: 4 }, { room: 'c', lastId: 9, readId: 2, unread: 5 }]), ['lobby', 'b', 'c']);
+  assert.deepEqual(u.update([{ room: 'lobby', lastId: 10, readId: 7, unread: 3, mentions: 1 }, { room: 'b', lastId: 4, readId: 4 }, { room: 'c', lastId: 9, readId: 2, unread: 5 }]), ['lobby', 'b', 'c']);
+  assert.equal(u.mentions('lobby'), 1);
   assert.equal(u.count('lobby'), 3);
   assert.equal(u.total(), 8);
   assert.equal(u.total('c'), 3);
   u.read('lobby', 10);
   assert.equal(u.count('lobby'), 0, 'read here up to its last id');
+  assert.equal(u.mentions('lobby'), 0);
   u.read('c', 7);
   assert.equal(u.count('c'), 2, 'the server said 5 unread of 7 ids; 2 ids remain');
   // a GET /rooms answer from before the POST /read landed does not bring the badge back

@@ -87,7 +87,7 @@ function createFakeWx() {
         setImmediate(function () { o.fail && o.fail({ errMsg: 'request:fail ' + e.message }); });
         return;
       }
-      setImmediate(function () { o.success({ statusCode: r.statusCode, data: clone(r.data), header: {} }); });
+      setImmediate(function () { o.success({ statusCode: r.statusCode, data: clone(r.data), header: Object.assign({}, r.header) }); });
     },
     // holdUploads: uploads wait for the test: wx.pendingUploads[i].progress(50), .finish()
     holdUploads: false,

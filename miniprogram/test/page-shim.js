@@ -42,7 +42,8 @@ function createRoom() {
     history: function (before, limit) {
       const b = before || Infinity;
       const l = Math.min(limit || 50, 100);
-      const older = messages.filter(function (m) { return m.id < b; });
+      // events are folded into their messages, as the real /history does
+      const older = messages.filter(function (m) { return m.id < b && m.type !== 'recall' && m.type !== 'reaction'; });
       return older.slice(Math.max(0, older.length - l)).map(function (m) {
         return Object.assign({ type: m.uid === 'u-me' ? 'user' : 'remote' }, m);
       });
@@ -102,7 +103,7 @@ function runtime() {
       return { statusCode: 200, data: { code: 0 } };
     }
     if (p === '/history') {
-      return { statusCode: 200, data: room.history(Number(u.searchParams.get('before')) || 0, Number(u.searchParams.get('limit')) || 50) };
+      return { statusCode: 200, data: room.history(Number(u.searchParams.get('before')) || 0, Number(u.searchParams.get('limit')) || 50), header: { 'X-Last-Id': String(room.messages.length) } };
     }
     return { statusCode: 404, data: '' };
   };

@@ -60,15 +60,26 @@ function createApi(opts) {
     });
   }
 
-  // GET /history?room=&before=&limit= → messages sorted by id (oldest first).
+  // GET /history?room=&before=&limit=&v=2 → messages sorted by id (oldest
+  // first), recalled ones as such and each with its reactions (v=2). The
+  // list's lastId is the room's last id when the page was read (X-Last-Id):
+  // the page holds every event up to it.
   function history(q) {
     q = q || {};
-    const path = urls.withQuery('/history', { room: q.room || config.room || 'lobby', before: q.before, limit: q.limit });
-    return call('GET', path).then(function (body) {
+    const path = urls.withQuery('/history', { room: q.room || config.room || 'lobby', before: q.before, limit: q.limit, v: 2 });
+    let lastId;
+    return auth.withSession(function (s) {
+      return http.request(wx, { url: base() + path, method: 'GET', header: authHeader(s) });
+    }).then(function (res) {
+      lastId = Number(http.headerOf(res, 'X-Last-Id'));
+      return http.expectOk(res);
+    }).then(function (body) {
       const list = Array.isArray(body) ? body : (body && Array.isArray(body.messages) ? body.messages : null);
       if (!list) throw new http.PandaError('ERR_BAD_ANSWER', 'history answer is not a list');
-      return list.filter(function (m) { return m && typeof m.id === 'number'; })
+      const out = list.filter(function (m) { return m && typeof m.id === 'number'; })
         .sort(function (a, b) { return a.id - b.id; });
+      if (lastId > 0 && Math.floor(lastId) === lastId) out.lastId = lastId;
+      return out;
     });
   }
 

@@ -91,6 +91,14 @@ function wxLogin(wx) {
   });
 }
 
+// headerOf(res, name): a response header, whatever case the runtime gives its name.
+function headerOf(res, name) {
+  const h = (res && res.header) || {};
+  const want = String(name).toLowerCase();
+  const key = Object.keys(h).find(function (k) { return k.toLowerCase() === want; });
+  return key === undefined ? undefined : h[key];
+}
+
 // The server's error answer, if `res` is one: {error, message}.
 function answerError(res) {
   const d = res && res.data;
@@ -121,5 +129,6 @@ module.exports = {
   wxLogin,
   answerError,
   expectOk,
+  headerOf,
   parseMaybeJSON
 };

@@ -85,7 +85,9 @@ function createMessageList(opts) {
     return !!(me && me.uid && frame.uid === me.uid);
   }
 
-  function normalize(frame) {
+  // normalize(frame, horizon): horizon, for an item of a /history page, is the
+  // room's last id when the page was read (extras.extrasOf)
+  function normalize(frame, horizon) {
     const m = {
       key: 'm' + frame.id,
       domId: 'msg-' + frame.id,
@@ -95,7 +97,7 @@ function createMessageList(opts) {
       nickName: frame.nickName || '',
       avatarUrl: frame.avatarUrl || '',
       time: typeof frame.time === 'number' ? frame.time : 0,
-      x: extras.extrasOf(frame, me && me.uid)
+      x: extras.extrasOf(frame, me && me.uid, horizon)
     };
     if (Array.isArray(frame.mentions)) {
       m.mentions = frame.mentions.filter(function (u) { return typeof u === 'string'; }).slice(0, extras.MAX_MENTIONS);
@@ -300,11 +302,18 @@ function createMessageList(opts) {
     return !extras.isEvent(f);
   }
 
+  // the room's last id when a /history page was read (0: not known)
+  function horizonOf(page) {
+    return page && typeof page.lastId === 'number' ? page.lastId : 0;
+  }
+
   // addLatest(page, limit): the newest history page (at start, or to come
   // back to the live end): the window becomes this page plus the live frames
   // kept meanwhile. limit: the page size asked for (a full page → more older).
   function addLatest(page, limit) {
     const live = tail.filter(extras.isEvent); // events that came while detached: applied below
+    const fromPage = new Set(usable(page));
+    const horizon = horizonOf(page);
     const frames = usable(page).concat(tail).sort(function (a, b) { return a.id - b.id; });
     ordered = [];
     byId.clear();
@@ -323,8 +332,10 @@ function createMessageList(opts) {
         if (f.id > eventTop) eventTop = f.id;
         return;
       }
-      if (!byId.has(f.id)) insert(normalize(f));
+      if (!byId.has(f.id)) insert(normalize(f, fromPage.has(f) ? horizon : 0));
     });
+    // the page holds the events up to its horizon: since may start there
+    if (horizon > eventTop && (!ordered.length || horizon >= lastId())) eventTop = horizon;
     live.forEach(function (f) {
       const m = byId.get(f.target);
       if (m) extras.applyEvent(m.x, f, me && me.uid);
@@ -342,7 +353,7 @@ function createMessageList(opts) {
     usable(page).forEach(function (f) {
       if (typeof lowest !== 'number' || f.id < lowest) lowest = f.id;
       if (!isMsg(f) || byId.has(f.id) || (typeof first === 'number' && f.id > first)) return;
-      insert(normalize(f));
+      insert(normalize(f, horizonOf(page)));
       added++;
     });
     hasOlder = added > 0 && usable(page).length >= (limit || 1) && lowest > 1;
@@ -362,7 +373,7 @@ function createMessageList(opts) {
     frames.forEach(function (f) {
       if (typeof lowest !== 'number' || f.id < lowest) lowest = f.id;
       if (!isMsg(f) || f.id < g.from || f.id > g.to || byId.has(f.id)) return;
-      insert(normalize(f));
+      insert(normalize(f, horizonOf(page)));
     });
     trimOldest();
     if (gaps.indexOf(g) < 0) return { open: false }; // pushed out from below

@@ -102,13 +102,15 @@
   }
 
   // api performs a JSON request; a refused session leads back to sign-in.
-  function api(method, path, body) {
+  // onResponse(r), when given, sees the response (its headers) first.
+  function api(method, path, body, onResponse) {
     var opt = { method: method, headers: authHeaders({ 'Accept': 'application/json' }), cache: 'no-store' };
     if (body !== undefined) {
       opt.headers['Content-Type'] = 'application/json';
       opt.body = JSON.stringify(body);
     }
     return fetch(path, opt).then(function (r) {
+      if (onResponse) onResponse(r);
       return r.text().then(function (t) {
         var j = null;
         try { j = t ? JSON.parse(t) : null; } catch (e) { /* not JSON */ }
@@ -326,20 +328,28 @@
     });
   }
 
-  // loadPage fetches the page just below `before` (0: the newest page).
+  // loadPage fetches the page just below `before` (0: the newest page), with
+  // recalled messages as such and reactions (v=2). X-Last-Id is the room's
+  // last id when the page was read: the page holds every event up to it, so
+  // the socket starts there (newest page) and only later events apply.
   function loadPage(before) {
     var gen = S.gen;
-    var q = '/history?room=' + encodeURIComponent(S.room) + '&limit=' + PAGE + (before ? '&before=' + before : '');
+    var q = '/history?room=' + encodeURIComponent(S.room) + '&limit=' + PAGE + (before ? '&before=' + before : '') + '&v=2';
+    var horizon = 0;
     S.loadingOlder = true;
     $('older').textContent = 'Loading…';
-    return api('GET', q).then(function (msgs) {
+    return api('GET', q, undefined, function (r) {
+      var n = Number(r.headers.get('X-Last-Id'));
+      if (n > 0 && Math.floor(n) === n) horizon = n;
+    }).then(function (msgs) {
       if (gen !== S.gen) return;
       S.loadingOlder = false;
       if (!Array.isArray(msgs)) msgs = [];
       if (msgs.length < PAGE) S.noMore = true;
       var sc = $('scroller');
       var fromBottom = sc.scrollHeight - sc.scrollTop;
-      addMessages(msgs, { history: true });
+      if (!before) noteSeen(horizon);
+      addMessages(msgs, { history: true, horizon: horizon });
       if (before) {
         sc.scrollTop = sc.scrollHeight - fromBottom; // keep what the reader looks at in place
       } else {
@@ -764,7 +774,7 @@
       noteSeen(m.id);
       if (S.byId.has(m.id)) continue;
       S.msgs.set(m.id, m);
-      S.xs.set(m.id, X.extrasOf(m, S.me && S.me.uid));
+      S.xs.set(m.id, X.extrasOf(m, S.me && S.me.uid, how.horizon));
       if (!m.recalled) S.members.see(m.uid, m.nickName);
       var li = renderMessage(m);
       dropPlaceholder(m);
@@ -1210,10 +1220,16 @@
       b.dataset.room = r;
       b.appendChild(el('span', 'room-name', '#' + r));
       var n = r === S.room ? 0 : S.unreadRooms.count(r);
+      var at = r === S.room ? 0 : S.unreadRooms.mentions(r);
       if (n) {
         var badge = el('span', 'badge', X.badge(n));
-        badge.title = n + ' unread';
+        badge.title = n + ' unread' + (at ? ', ' + at + ' mentioning you' : '');
         b.appendChild(badge);
+      }
+      if (at) {
+        var mark = el('span', 'badge at', '@');
+        mark.title = at === 1 ? 'You were mentioned' : 'You were mentioned ' + at + ' times';
+        b.appendChild(mark);
       }
       b.addEventListener('click', function () { $('rooms').close(); goRoom(r); });
       li.appendChild(b);

@@ -50,14 +50,16 @@
 
   // ------------------------------------------------------------ per-message state
 
-  // extrasOf(item, meUid) → {recalled, reactions, ev}: the state a message
-  // arrives with. reactions: {emoji: {count, mine, who: {uid: on}}}. From
-  // /history: "reactions":{"👍":3}; the caller's own reactions, when the
-  // server names them ("mine":["👍"] or {"👍":{"count":3,"mine":true}}).
-  function extrasOf(item, meUid) {
-    var x = { recalled: !!(item && item.recalled), reactions: {}, ev: 0 };
+  // extrasOf(item, meUid, horizon) → {recalled, reactions, ev}: the state a
+  // message arrives with. reactions: {emoji: {count, mine, who: {uid: on}}}.
+  // From /history?v=2: "reactions":{"👍":3} and the caller's own,
+  // "myReactions":["👍"]. horizon: the room's last id when the page was read
+  // (X-Last-Id): the page holds every event up to it, so only later ones
+  // may still change the message.
+  function extrasOf(item, meUid, horizon) {
+    var x = { recalled: !!(item && item.recalled), reactions: {}, ev: isId(horizon) ? horizon : 0 };
     var r = item && item.reactions;
-    var mine = item && Array.isArray(item.mine) ? item.mine : [];
+    var mine = item && Array.isArray(item.myReactions) ? item.myReactions : [];
     if (isObj(r) && !x.recalled) {
       Object.keys(r).forEach(function (e) {
         if (!validEmoji(e)) return;
@@ -337,9 +339,10 @@
 
   // ------------------------------------------------------------ unread
 
-  // parseRooms(body) → [{room, lastId, readId, unread}] from GET /rooms (a
-  // list, or {rooms: [...]}); unread is the server's count when it gives one,
-  // else lastId − readId.
+  // parseRooms(body) → [{room, lastId, readId, unread, mentions}] from GET
+  // /rooms (a list, or {rooms: [...]}); unread is the server's count of
+  // others' messages when it gives one, else lastId − readId; mentions: how
+  // many of them mention the user.
   function parseRooms(body) {
     var list = Array.isArray(body) ? body : (isObj(body) && Array.isArray(body.rooms) ? body.rooms : []);
     var out = [];
@@ -350,7 +353,8 @@
       var last = typeof r.lastId === 'number' && r.lastId > 0 ? r.lastId : 0;
       var read = typeof r.readId === 'number' && r.readId > 0 ? r.readId : 0;
       var unread = typeof r.unread === 'number' && r.unread >= 0 ? Math.floor(r.unread) : Math.max(0, last - read);
-      out.push({ room: name, lastId: last, readId: read, unread: unread });
+      var mentions = typeof r.mentions === 'number' && r.mentions > 0 ? Math.min(Math.floor(r.mentions), unread) : 0;
+      out.push({ room: name, lastId: last, readId: read, unread: unread, mentions: mentions });
     });
     return out;
   }
@@ -358,7 +362,7 @@
   // createUnread(): unread counts per room, from GET /rooms and what this
   // client read since (a room it read up to its last id has no unread).
   function createUnread() {
-    var rooms = {}; // room → {lastId, readId, unread}
+    var rooms = {}; // room → {lastId, readId, unread, mentions}
     var order = [];
     var readLocal = {}; // room → highest id read here
     function fix(name) {
@@ -366,6 +370,7 @@
       var local = readLocal[name] || 0;
       if (r && local > r.readId) {
         r.unread = local >= r.lastId ? 0 : Math.min(r.unread, r.lastId - local);
+        r.mentions = Math.min(r.mentions, r.unread);
         r.readId = local;
       }
     }
@@ -377,7 +382,7 @@
         order = [];
         parsed.forEach(function (r) {
           if (rooms[r.room]) return;
-          rooms[r.room] = { lastId: r.lastId, readId: r.readId, unread: r.unread };
+          rooms[r.room] = { lastId: r.lastId, readId: r.readId, unread: r.unread, mentions: r.mentions };
           order.push(r.room);
           fix(r.room);
         });
@@ -392,6 +397,8 @@
         fix(name);
       },
       count: function (name) { return rooms[name] ? rooms[name].unread : 0; },
+      // mentions(name) → how many of the unread messages mention the user
+      mentions: function (name) { return rooms[name] ? rooms[name].mentions : 0; },
       // total(except) → unread of every room but `except`
       total: function (except) {
         var n = 0;
