@@ -190,7 +190,6 @@ function createChatRoom(opts) {
   // send(text, mentions) → cid; mentions: the uids the text mentions
   function send(text, mentions) {
     const p = list.addPending({ text: text, mentions: mentions });
-    typingSender.sent();
     flush(false);
     changed('send', { cid: p.cid });
     return p.cid;

@@ -159,7 +159,9 @@
   // ------------------------------------------------------------ typing
 
   // createTypingSender(every): shouldSend(now, text) is true at most once per
-  // `every` ms, and only while there is something in the box.
+  // `every` ms, and only while there is something in the box. (The server
+  // drops a user's typing frames closer than 3 s, so sending a message does
+  // not start the count over.)
   function createTypingSender(every) {
     var gap = every || TYPING_EVERY;
     var last = -Infinity;
@@ -169,9 +171,7 @@
         if (now - last < gap) return false;
         last = now;
         return true;
-      },
-      // sent(): a message went out; the next keystroke may announce typing again
-      sent: function () { last = -Infinity; }
+      }
     };
   }
 

@@ -1036,7 +1036,6 @@
     var frame = { text: true, content: text, cid: cid };
     if (mentions.length) frame.mentions = mentions;
     S.picked = [];
-    S.typingSender.sent();
     closeMention();
     li._frame = frame;
     li._retry = function () {
