@@ -427,6 +427,12 @@ test('room list: unread badges from GET /rooms; the chat posts /read while shown
   rooms.onOpen({ currentTarget: { dataset: { room: 'bad room' } } });
   assert.equal(rt.calls.navigate.length, 1);
 
+  // a bad room in the page's query: the default room
+  const odd = rt.load('chat');
+  odd.onLoad({ room: '%E0%A4%A' });
+  assert.equal(odd.data.room, 'lobby');
+  odd.onUnload();
+
   rt.room.add();
   rt.room.add();
   const chat = rt.load('chat');

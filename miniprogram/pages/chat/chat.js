@@ -69,7 +69,12 @@ Page(Object.assign({
     this.picked = []; // members picked with @ for the text in the box
     this.typingTimer = null;
     this.menuTimer = null;
-    const asked = options && typeof options.room === 'string' ? decodeURIComponent(options.room) : '';
+    let asked = options && typeof options.room === 'string' ? options.room : '';
+    try {
+      asked = decodeURIComponent(asked);
+    } catch (e) {
+      asked = ''; // not a room name either way
+    }
     const roomName = ROOM_RE.test(asked) ? asked : (this.client.config.room || 'lobby');
     this.room = createChatRoom({
       client: this.client,
