@@ -42,7 +42,7 @@ func (c *conn) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		c.member.ID = ctx.Self().Id // the room matches leave notices by this id
-		ctx.Send(c.hub.users, &attach{Session: c.spec.SessionID, PID: ctx.Self()})
+		ctx.Send(c.hub.users, &attach{UID: c.spec.UID, Room: c.spec.Room, Session: c.spec.SessionID, PID: ctx.Self()})
 		ctx.Send(c.hub.registry, &join{Room: c.spec.Room, Member: c.member, PID: ctx.Self(), Since: c.spec.Since, HasSince: c.spec.HasSince})
 		c.armExpiry(ctx, c.spec.Expires)
 	case *assigned:
@@ -73,7 +73,7 @@ func (c *conn) Receive(ctx actor.Context) {
 			c.expiry.Stop()
 		}
 		c.member.gate.close()
-		ctx.Send(c.hub.users, &release{UID: c.spec.UID, Session: c.spec.SessionID, PID: ctx.Self()})
+		ctx.Send(c.hub.users, &release{UID: c.spec.UID, Room: c.spec.Room, Session: c.spec.SessionID, PID: ctx.Self()})
 		// The room learns of the departure from us; it does not watch connections
 		// (that would cost each one an actor-context extras block).
 		if c.room != nil {
@@ -99,7 +99,15 @@ func (c *conn) receive(ctx actor.Context, in *inbound) {
 		c.refuseOrEnd(ctx, allowed, protocol.ErrBadMessage, "binary frames are not accepted; send JSON text", nil)
 		return
 	}
-	msg, bad := protocol.ParseClientMessage(in.Data, c.hub.opts.MaxContent)
+	var (
+		msg protocol.ClientMessage
+		bad *protocol.BadMessage
+	)
+	if c.member.V2 {
+		msg, bad = protocol.ParseClientMessageV2(in.Data, c.hub.opts.MaxContent)
+	} else {
+		msg, bad = protocol.ParseClientMessage(in.Data, c.hub.opts.MaxContent)
+	}
 	if !allowed || bad != nil {
 		cid := msg.CIDRef()
 		if bad != nil {
@@ -121,6 +129,13 @@ func (c *conn) receive(ctx actor.Context, in *inbound) {
 			return
 		}
 		msg.URL = abs
+	}
+	if msg.Mentions != "" {
+		if code, why := c.checkMentions(msg.Mentions); why != "" {
+			c.member.done()
+			c.refuse(code, why, msg.CIDRef())
+			return
+		}
 	}
 	p := c.profile.Load() // profile changes apply to the next message
 	// Paths of this server stay paths in the store; every recipient gets them
@@ -196,6 +211,24 @@ func (c *conn) checkSession(ctx actor.Context) {
 	default: // the store cannot say: look again soon rather than cut a live session
 		c.armExpiry(ctx, time.Now().Add(5*time.Second))
 	}
+}
+
+// checkMentions makes sure every uid mentioned is a member of the room: a user
+// who has joined it (it is one of the user's rooms). A store that does not keep
+// rooms per user cannot tell, and the uids pass as they are.
+func (c *conn) checkMentions(list string) (code, why string) {
+	for uid := range strings.SplitSeq(list, ",") {
+		_, err := c.hub.store.ReadPosition(uid, c.spec.Room)
+		switch {
+		case err == nil, errors.Is(err, persistence.ErrUnsupported):
+		case errors.Is(err, persistence.ErrNotFound):
+			return protocol.ErrBadMessage, "mentions: " + uid + " is not a member of this room"
+		default:
+			c.hub.log.Warn("mentions could not be checked", "room", c.spec.Room, "err", err)
+			return protocol.ErrUnavailable, "mentions cannot be checked right now, message not stored"
+		}
+	}
+	return "", ""
 }
 
 func (c *conn) resolve(raw string) (string, error) {

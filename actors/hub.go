@@ -75,6 +75,8 @@ type Options struct {
 	// room's wait at most 15 µs per member, up to this, and share one write per member.
 	FlushWindow time.Duration
 	Rate        Rate
+	// RecallWindow is how long after sending a message its sender may recall it (default 2 min).
+	RecallWindow time.Duration
 	// MaxConnsPerUser caps a user's open connections (default 16; negative: no cap).
 	MaxConnsPerUser int
 	// MaxInflight bounds the frames one connection has read and not yet had
@@ -84,6 +86,9 @@ type Options struct {
 	Logger      *slog.Logger
 	Now         func() time.Time
 }
+
+// DefaultRecallWindow is how long a message can be recalled unless configured.
+const DefaultRecallWindow = 2 * time.Minute
 
 // Flooding is refused frames that keep coming for floodAfter with no pause of
 // floodPause between them; a single burst, however large, is not a flood.
@@ -131,6 +136,9 @@ func NewHub(o Options) *Hub {
 	}
 	if o.MaxInflight <= 0 {
 		o.MaxInflight = 256
+	}
+	if o.RecallWindow <= 0 {
+		o.RecallWindow = DefaultRecallWindow
 	}
 	if o.Observer == nil {
 		o.Observer = NopObserver{}
@@ -180,6 +188,7 @@ type ConnSpec struct {
 	Since     uint64
 	HasSince  bool
 	Presence  bool
+	V2        bool // the connection asked for protocol version 2 (v=2)
 	Sink      Sink
 	Base      string // scheme://host of this server as the client sees it
 	// Resolve checks a gallery url and returns its absolute form; nil refuses images.
@@ -205,7 +214,7 @@ func (h *Hub) Connect(spec ConnSpec) (*Conn, error) {
 		return nil, adm.err
 	}
 	c := &conn{hub: h, spec: spec, limiter: adm.limiter, profile: adm.profile}
-	c.member = &Member{UID: spec.UID, NickName: spec.NickName, Sink: spec.Sink, Presence: spec.Presence, Base: spec.Base,
+	c.member = &Member{UID: spec.UID, NickName: spec.NickName, Sink: spec.Sink, Presence: spec.Presence, V2: spec.V2, Base: spec.Base,
 		gate: newGate(h.opts.MaxInflight)}
 	// A lock-free list mailbox: a connection gets few messages, and an idle one
 	// then costs a few words instead of a ring buffer.
@@ -238,6 +247,16 @@ func (c *Conn) InFlight() int { return c.actor.member.gate.inFlight() }
 // It returns when they have it.
 func (h *Hub) ProfileChanged(uid, nickName, avatarURL string) {
 	_, _ = h.system.Root.RequestFuture(h.users, &profileChanged{UID: uid, Profile: profile{nickName, avatarURL}}, 5*time.Second).Result()
+}
+
+// LiveRooms reports the rooms in which the user has a connection open now: the
+// server delivers everything stored there to it.
+func (h *Hub) LiveRooms(uid string) (map[string]bool, error) {
+	res, err := h.system.Root.RequestFuture(h.users, &liveRooms{UID: uid}, 5*time.Second).Result()
+	if err != nil {
+		return nil, fmt.Errorf("live rooms: %w", err)
+	}
+	return res.(map[string]bool), nil
 }
 
 // EndSession closes every open socket of a session (logout): each gets the

@@ -12,6 +12,7 @@ type Observer interface {
 	StoreWrite(took time.Duration, err error)
 	SlowConsumer()
 	RateLimited(closed bool)
+	Event(kind string) // a recall, reaction, typing notice or message with mentions was accepted (Event* kinds)
 }
 
 // NopObserver ignores everything.
@@ -24,3 +25,4 @@ func (NopObserver) Broadcast(int, int, time.Duration) {}
 func (NopObserver) StoreWrite(time.Duration, error)   {}
 func (NopObserver) SlowConsumer()                     {}
 func (NopObserver) RateLimited(bool)                  {}
+func (NopObserver) Event(string)                      {}

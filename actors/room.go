@@ -33,6 +33,7 @@ type room struct {
 	pending      []pendingMsg
 	spare        []pendingMsg // the other half of the double buffer
 	pendingBytes int
+	split        bool      // pending holds events or mentions: readers of version 1 get frames of their own
 	dups         []dupEcho // re-sent cids whose original is pending
 	batch        []persistence.Message
 	flushing     bool
@@ -47,14 +48,20 @@ type room struct {
 	trimming  bool
 	trimmedTo uint64 // ids below this are gone from the store
 	closing   bool
+
+	reacts      map[uint64]*reactState // reactions of messages lately reacted to, pending ones included
+	typingAt    map[string]time.Time   // when each user's last typing notice went out
+	reads       []persistence.ReadMark // read positions to write
+	readsQueued bool
 }
 
 type pendingMsg struct {
-	id   uint64
-	data []byte // stored JSON object
-	uid  string
-	from *Member // nil for messages read back from the store
-	cid  *string
+	id     uint64
+	data   []byte // stored JSON object
+	uid    string
+	from   *Member // nil for messages read back from the store
+	cid    *string
+	effect *persistence.Effect // events only
 }
 
 // dupEcho is a re-send of a pending message: its sender gets the echo once
@@ -84,6 +91,8 @@ func (r *room) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		r.start(ctx)
+	case writeReads:
+		r.writeReads()
 	case *join:
 		r.join(ctx, m)
 	case *post:
@@ -112,6 +121,8 @@ func (r *room) Receive(ctx actor.Context) {
 		ctx.Send(ctx.Self(), finishClose{})
 	case finishClose:
 		r.close(ctx)
+	case *actor.Stopping:
+		r.writeReads()
 	case *actor.Stopped:
 		if r.pinger != nil { // nil when the room failed in start, before armPing
 			r.pinger.Stop()
@@ -155,6 +166,9 @@ func (r *room) remember(msgs []persistence.Message) {
 	for _, m := range msgs {
 		uid := uidOf(m.Data)
 		r.tail.push(tailMsg{id: m.ID, data: m.Data, uid: uid})
+		if target := protocol.StoredRecallTarget(m.Data); target != 0 {
+			r.recalledInTail(target)
+		}
 		if m.CID == "" {
 			continue
 		}
@@ -201,6 +215,7 @@ func (r *room) healthy(ctx actor.Context) bool {
 			r.setBroken(fmt.Errorf("reading back stored messages: %v", err))
 			return false
 		}
+		r.reacts = nil // the store may hold reactions the room did not see
 		r.deliverStored(ctx, msgs)
 	}
 	r.broken = nil
@@ -222,7 +237,7 @@ func (r *room) deliverStored(ctx actor.Context, msgs []persistence.Message) {
 		return
 	}
 	r.stored = batch[len(batch)-1].id
-	r.fanout(ctx, batch)
+	r.fanout(ctx, batch, true) // events or not: they are few
 	r.remember(msgs)
 }
 
@@ -245,7 +260,7 @@ func (r *room) join(ctx actor.Context, m *join) {
 	}
 	if m.HasSince {
 		var err error
-		if frames, err = r.replay(frames, m.Since, mem.UID, mem.Base); err != nil {
+		if frames, err = r.replay(frames, m.Since, mem); err != nil {
 			// A silent gap is worse than a reconnect: the client comes back with since.
 			r.hub.log.Error("replay read failed; closing the joiner", "room", r.name, "err", err)
 			mem.close(protocol.CloseInternal, "history unavailable, reconnect with since")
@@ -259,6 +274,10 @@ func (r *room) join(ctx actor.Context, m *join) {
 	}
 	r.index[mem.ID] = len(r.members)
 	r.members = append(r.members, mem)
+	mem.joinedAt, mem.since = r.stored, m.HasSince
+	// A first join makes the room one of the user's, read up to here; a replay
+	// delivered everything up to here.
+	r.markRead(ctx, persistence.ReadMark{UID: mem.UID, Room: r.name, ID: r.stored, OnlyNew: !m.HasSince})
 	r.cancelIdle()
 	// Only now may the conn actor answer its client (error frames): the system
 	// frame is already first in the queue.
@@ -271,8 +290,9 @@ func (r *room) join(ctx actor.Context, m *join) {
 const maxReplayBytes = 4 << 20
 
 // replay appends the stored messages with id > since (the newest ReplayLimit of
-// them, and no more than maxReplayBytes: the newest are kept).
-func (r *room) replay(b []byte, since uint64, uid, base string) ([]byte, error) {
+// them, and no more than maxReplayBytes: the newest are kept) as mem sees them:
+// a member of version 1 gets no events and no recalled messages.
+func (r *room) replay(b []byte, since uint64, mem *Member) ([]byte, error) {
 	if since >= r.stored {
 		return b, nil
 	}
@@ -301,7 +321,10 @@ func (r *room) replay(b []byte, since uint64, uid, base string) ([]byte, error) 
 		size += len(msgs[first].data) + 32
 	}
 	for _, m := range msgs[first:] {
-		b = appendChatFrame(b, m.data, m.uid == uid, nil, base)
+		if !mem.V2 && (protocol.StoredEvent(m.data) || protocol.StoredRecalled(m.data)) {
+			continue
+		}
+		b = appendFrame(b, m.data, m.uid == mem.UID, nil, mem.Base, mem.V2)
 	}
 	return b, nil
 }
@@ -310,6 +333,10 @@ func (r *room) post(ctx actor.Context, p *post) {
 	if _, ok := r.index[p.From.ID]; !ok {
 		p.From.done()
 		return // dropped (slow consumer) or gone: its socket is closing
+	}
+	if p.Msg.Kind > protocol.KindGallery { // version 2: recall, react, typing
+		r.event(ctx, p)
+		return
 	}
 	if !r.healthy(ctx) {
 		p.From.done()
@@ -338,8 +365,13 @@ func (r *room) post(ctx actor.Context, p *post) {
 		Kind:      p.Msg.Kind,
 		Content:   p.Msg.Content,
 		URL:       p.Msg.URL,
+		Mentions:  p.Msg.Mentions,
 	}
-	size := 128 + len(rec.UID) + len(rec.NickName) + len(rec.AvatarURL) + len(rec.Content) + len(rec.URL)
+	if rec.Mentions != "" {
+		r.split = true
+		r.hub.obs.Event(EventMention)
+	}
+	size := 128 + len(rec.UID) + len(rec.NickName) + len(rec.AvatarURL) + len(rec.Content) + len(rec.URL) + 4*len(rec.Mentions)
 	pm := pendingMsg{id: rec.ID, data: protocol.AppendRecord(make([]byte, 0, size+size/8), &rec), uid: p.From.UID, from: p.From, cid: cid}
 	r.pending = append(r.pending, pm)
 	r.pendingBytes += len(pm.data)
@@ -369,7 +401,7 @@ func (r *room) again(to *Member, id uint64, cid string) {
 		r.refuse(to, &cid, "message stored, but its echo cannot be read now")
 		return
 	}
-	if !to.Sink.Send(appendChatFrame(nil, data, true, &cid, to.Base)) {
+	if !to.Sink.Send(appendFrame(nil, data, true, &cid, to.Base, to.V2)) {
 		to.close(protocol.CloseSlowConsumer, "slow consumer")
 	}
 }
@@ -414,9 +446,11 @@ func (r *room) flush(ctx actor.Context) {
 	batch := r.pending
 	r.pending, r.spare = r.spare[:0], batch
 	r.pendingBytes = 0
+	split := r.split
+	r.split = false
 	r.batch = r.batch[:0]
 	for _, pm := range batch {
-		m := persistence.Message{ID: pm.id, Data: pm.data}
+		m := persistence.Message{ID: pm.id, Data: pm.data, Effect: pm.effect}
 		if pm.cid != nil {
 			m.CID = *pm.cid
 		}
@@ -432,11 +466,17 @@ func (r *room) flush(ctx actor.Context) {
 	if len(stored) > 0 {
 		r.stored = stored[len(stored)-1].id
 		start = time.Now()
-		deliveries := r.fanout(ctx, stored)
+		deliveries := r.fanout(ctx, stored, split)
 		r.hub.obs.Broadcast(len(stored), deliveries, time.Since(start))
 		for _, pm := range stored {
 			r.tail.push(tailMsg{id: pm.id, data: pm.data, uid: pm.uid})
 		}
+		if split {
+			r.applyStored(stored)
+		}
+	}
+	if err != nil || len(r.reacts) > maxReactCache {
+		r.reacts = nil // read again from the store: nothing pending depends on it now
 	}
 	for _, pm := range batch {
 		pm.from.done()
@@ -505,32 +545,43 @@ func (r *room) answerDups() {
 // once per variant and base URL (usually one base), and the members' queues
 // share them: others' messages as "remote", a user's own messages as "user"
 // (shared by all of that user's connections); only the sending connection's
-// frames with its cid are encoded for it alone.
-func (r *room) fanout(ctx actor.Context, batch []pendingMsg) int {
+// frames with its cid are encoded for it alone. A split batch (events or
+// mentions in it) has these variants twice: as members of version 2 see it,
+// and as those of version 1 do (no events, no mentions); any other batch is
+// the same for both.
+func (r *room) fanout(ctx actor.Context, batch []pendingMsg, split bool) int {
 	f := &r.fan
 	f.reset()
+	f.split = split
 	var slow []*Member
 	for _, m := range r.members {
-		e := f.variant(batch, "", m.Base)
+		v2 := split && m.V2
+		e := f.variant(batch, "", m.Base, v2)
 		segs := &f.segs
 		segs.reset()
 		if !sentIn(batch, m.UID) {
 			segs.add(srcRemote, e.buf, 0, len(e.buf))
 		} else {
-			u := f.variant(batch, m.UID, m.Base)
+			u := f.variant(batch, m.UID, m.Base, v2)
 			for i := range batch {
 				pm := &batch[i]
 				switch {
 				case pm.uid != m.UID:
 					segs.add(srcRemote, e.buf, e.start(i), e.ends[i])
+				case pm.effect != nil: // an own event: as everyone sees it, with the cid on its connection
+					if pm.from == m && pm.cid != nil {
+						segs.private(appendFrame(nil, pm.data, true, pm.cid, m.Base, true))
+					} else {
+						segs.add(srcRemote, e.buf, e.start(i), e.ends[i])
+					}
 				case pm.from == m && pm.cid != nil:
-					segs.private(appendChatFrame(nil, pm.data, true, pm.cid, m.Base))
+					segs.private(appendFrame(nil, pm.data, true, pm.cid, m.Base, v2))
 				default:
 					segs.add(srcUser, u.buf, u.start(i), u.ends[i])
 				}
 			}
 		}
-		if !m.Sink.Send(segs.done()...) {
+		if out := segs.done(); len(out) > 0 && !m.Sink.Send(out...) {
 			slow = append(slow, m)
 		}
 	}
@@ -544,9 +595,10 @@ func (r *room) fanout(ctx actor.Context, batch []pendingMsg) int {
 // fanScratch is kept from one fan-out to the next; only the frame buffers,
 // which the members' queues hold on to, are new each time.
 type fanScratch struct {
-	encs []*encoded // variants built in this fan-out
-	n    int
-	segs segments
+	encs  []*encoded // variants built in this fan-out
+	n     int
+	segs  segments
+	split bool // the batch has versions: events and mentions only in v2 variants
 }
 
 func (f *fanScratch) reset() {
@@ -559,10 +611,11 @@ func (f *fanScratch) reset() {
 }
 
 // variant is the batch's frames as uid sees them ("" : as others see them,
-// remote), made absolute with base; built on first use.
-func (f *fanScratch) variant(batch []pendingMsg, uid, base string) *encoded {
+// remote), made absolute with base, as members of version 2 (v2) or 1 see
+// them; built on first use.
+func (f *fanScratch) variant(batch []pendingMsg, uid, base string, v2 bool) *encoded {
 	for _, e := range f.encs[:f.n] {
-		if e.uid == uid && e.base == base {
+		if e.uid == uid && e.base == base && e.v2 == v2 {
 			return e
 		}
 	}
@@ -571,8 +624,12 @@ func (f *fanScratch) variant(batch []pendingMsg, uid, base string) *encoded {
 	}
 	e := f.encs[f.n]
 	f.n++
-	e.uid, e.base = uid, base
-	e.encode(batch)
+	e.uid, e.base, e.v2 = uid, base, v2
+	if f.split {
+		e.encodeSplit(batch)
+	} else {
+		e.encode(batch)
+	}
 	return e
 }
 
@@ -580,6 +637,7 @@ func (f *fanScratch) variant(batch []pendingMsg, uid, base string) *encoded {
 // the variant takes no bytes.
 type encoded struct {
 	uid, base string
+	v2        bool
 	buf       []byte
 	ends      []int // end of message i's frame in buf
 }
@@ -604,6 +662,28 @@ func (e *encoded) encode(batch []pendingMsg) {
 	for i := range batch {
 		if e.uid == "" || batch[i].uid == e.uid {
 			e.buf = appendChatFrame(e.buf, batch[i].data, e.uid != "", nil, e.base)
+		}
+		e.ends = append(e.ends, len(e.buf))
+	}
+}
+
+// encodeSplit is encode for a batch with events or mentions: events are in the
+// others' variant of version 2 only, mentions in version 2 only.
+func (e *encoded) encodeSplit(batch []pendingMsg) {
+	size := 0
+	for i := range batch {
+		size += len(batch[i].data) + 32 + 2*len(e.base)
+	}
+	e.buf = make([]byte, 0, size)
+	e.ends = e.ends[:0]
+	for i := range batch {
+		pm := &batch[i]
+		in := e.uid == "" || pm.uid == e.uid
+		if pm.effect != nil {
+			in = e.uid == "" && e.v2
+		}
+		if in {
+			e.buf = appendFrame(e.buf, pm.data, e.uid != "", nil, e.base, e.v2)
 		}
 		e.ends = append(e.ends, len(e.buf))
 	}
@@ -701,6 +781,9 @@ func (r *room) remove(ctx actor.Context, m *Member, why string) {
 	if !ok {
 		return
 	}
+	if why != "slow" && (m.since || r.stored > m.joinedAt) { // a slow one's queue, unread, is dropped
+		r.markRead(ctx, persistence.ReadMark{UID: m.UID, Room: r.name, ID: r.stored})
+	}
 	last := len(r.members) - 1
 	r.members[i] = r.members[last]
 	r.index[r.members[i].ID] = i
@@ -795,8 +878,12 @@ func (r *room) maybeTrim(ctx actor.Context) {
 func (r *room) close(ctx actor.Context) {
 	r.flush(ctx)
 	for _, m := range r.members {
+		if m.since || r.stored > m.joinedAt {
+			r.reads = append(r.reads, persistence.ReadMark{UID: m.UID, Room: r.name, ID: r.stored})
+		}
 		m.close(protocol.CloseGoingAway, "server shutting down")
 	}
+	r.writeReads()
 	ctx.Stop(ctx.Self())
 }
 
@@ -804,6 +891,14 @@ func (r *room) close(ctx actor.Context) {
 func appendChatFrame(b, stored []byte, own bool, cid *string, base string) []byte {
 	b, start := protocol.BeginFrame(b)
 	b = protocol.AppendChat(b, stored, own, cid, base)
+	return protocol.EndFrame(b, start)
+}
+
+// appendFrame appends one complete text frame for a stored object, as a
+// member of version 2 (v2) or 1 sees it.
+func appendFrame(b, stored []byte, own bool, cid *string, base string, v2 bool) []byte {
+	b, start := protocol.BeginFrame(b)
+	b = protocol.AppendFrameOf(b, stored, own, cid, base, v2)
 	return protocol.EndFrame(b, start)
 }
 

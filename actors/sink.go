@@ -21,8 +21,12 @@ type Member struct {
 	NickName string
 	Sink     Sink
 	Presence bool   // wants presence frames
+	V2       bool   // speaks protocol version 2: gets events, mentions and typing notices
 	Base     string // scheme://host this member sees the server at: makes stored paths absolute
 	gate     *gate  // the connection's frames in flight; nil in tests that build members by hand
+
+	joinedAt uint64 // the room's last stored id when it joined
+	since    bool   // it joined with a replay
 }
 
 // close closes the member's socket and frees its read loop.

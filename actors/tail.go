@@ -47,6 +47,18 @@ func (t *tail) get(id uint64) (tailMsg, bool) {
 	return t.buf[(t.start+int(id-oldest))%len(t.buf)], true
 }
 
+// set replaces the data of the message with this id, if the tail holds it.
+func (t *tail) set(id uint64, data []byte) {
+	if len(t.buf) == 0 {
+		return
+	}
+	oldest := t.buf[t.start].id
+	if id < oldest || id-oldest >= uint64(len(t.buf)) {
+		return
+	}
+	t.buf[(t.start+int(id-oldest))%len(t.buf)].data = data
+}
+
 // from returns the messages with id ≥ id in order, if the tail still holds id.
 func (t *tail) from(id uint64) ([]tailMsg, bool) {
 	if len(t.buf) == 0 {

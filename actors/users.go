@@ -33,7 +33,8 @@ const (
 
 type userState struct {
 	conns   int
-	limiter *rate.Limiter // shared by the user's connections; nil when the rate limit is off
+	rooms   map[string]int // the rooms its connections are in, and how many in each
+	limiter *rate.Limiter  // shared by the user's connections; nil when the rate limit is off
 	profile atomic.Pointer[profile]
 }
 
@@ -62,14 +63,17 @@ type profileChanged struct {
 
 // attach and release bracket a connection's life; release frees its slot.
 type attach struct {
-	Session string
-	PID     *actor.PID
+	UID, Room, Session string
+	PID                *actor.PID
 }
 
 type release struct {
-	UID, Session string
-	PID          *actor.PID
+	UID, Room, Session string
+	PID                *actor.PID
 }
+
+// liveRooms asks which rooms a user has connections in; answered with map[string]bool.
+type liveRooms struct{ UID string }
 
 // endSession closes every connection of a session.
 type endSession struct{ ID string }
@@ -92,6 +96,12 @@ func (u *users) Receive(ctx actor.Context) {
 		u.state(m.UID, m.Profile).profile.Store(&m.Profile)
 		ctx.Respond(true)
 	case *attach:
+		if st := u.byUID[m.UID]; st != nil {
+			if st.rooms == nil {
+				st.rooms = map[string]int{}
+			}
+			st.rooms[m.Room]++
+		}
 		if m.Session == "" {
 			return
 		}
@@ -113,11 +123,22 @@ func (u *users) Receive(ctx actor.Context) {
 			}
 		}
 		if st := u.byUID[m.UID]; st != nil {
+			if st.rooms[m.Room]--; st.rooms[m.Room] <= 0 {
+				delete(st.rooms, m.Room)
+			}
 			st.conns--
 			if st.conns <= 0 && u.rested(st) {
 				delete(u.byUID, m.UID)
 			}
 		}
+	case *liveRooms:
+		live := map[string]bool{}
+		if st := u.byUID[m.UID]; st != nil {
+			for room := range st.rooms {
+				live[room] = true
+			}
+		}
+		ctx.Respond(live)
 	case *endSession:
 		for pid := range u.sessions[m.ID] {
 			ctx.Send(pid, sessionEnded{})

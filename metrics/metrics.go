@@ -35,6 +35,7 @@ type Metrics struct {
 	logins      *prometheus.CounterVec
 	uploads     prometheus.Counter
 	uploadBytes prometheus.Counter
+	events      *prometheus.CounterVec
 }
 
 var (
@@ -93,13 +94,19 @@ func New() *Metrics {
 	m.uploadBytes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pandachat_upload_bytes_total", Help: "Bytes of accepted media uploads (a repeated file counts again, is stored once).",
 	})
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pandachat_events_total", Help: "Accepted frames of protocol version 2, by kind: recall, reaction, typing (notices sent on), mention (messages that mention someone).",
+	}, []string{"kind"})
 	for _, c := range []prometheus.Collector{
 		m.connections, m.rooms, m.messagesIn, m.broadcast, m.messagesOut, m.fanout,
-		m.storeWrite, m.storeErrors, m.slow, limited, m.logins, m.uploads, m.uploadBytes,
+		m.storeWrite, m.storeErrors, m.slow, limited, m.logins, m.uploads, m.uploadBytes, m.events,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		f(c)
+	}
+	for _, kind := range []string{actors.EventRecall, actors.EventReaction, actors.EventTyping, actors.EventMention} {
+		m.events.WithLabelValues(kind)
 	}
 	// Show every login series from the start, so rate() works on the first one.
 	for _, kind := range []string{"code", "dev", "check"} {
@@ -138,6 +145,9 @@ func (m *Metrics) StoreWrite(took time.Duration, err error) {
 }
 
 func (m *Metrics) SlowConsumer() { m.slow.Inc() }
+
+// Event counts one accepted recall, reaction, typing notice or message with mentions.
+func (m *Metrics) Event(kind string) { m.events.WithLabelValues(kind).Inc() }
 
 func (m *Metrics) RateLimited(closed bool) {
 	if closed {

@@ -87,6 +87,9 @@ func TestObserverCountsWhatItIsTold(t *testing.T) {
 	m.Login("code", "refused")
 	m.Upload(1000)
 	m.Upload(24)
+	m.Event(actors.EventReaction)
+	m.Event(actors.EventReaction)
+	m.Event(actors.EventTyping)
 
 	got := scrape(t, m.Handler())
 	want := map[string]float64{
@@ -110,6 +113,9 @@ func TestObserverCountsWhatItIsTold(t *testing.T) {
 		`pandachat_fanout_seconds_bucket{le="+Inf"}`:            1,
 		`pandachat_store_write_seconds_bucket{le="0.0008"}`:     0,
 		`pandachat_store_write_seconds_bucket{le="0.0016"}`:     2,
+		`pandachat_events_total{kind="reaction"}`:               2,
+		`pandachat_events_total{kind="typing"}`:                 1,
+		`pandachat_events_total{kind="recall"}`:                 0, // present before the first one
 	}
 	for series, v := range want {
 		g, ok := got[series]
@@ -250,4 +256,27 @@ func TestRateLimitMetrics(t *testing.T) {
 	if in := got["pandachat_messages_in_total"]; refused < 40 || in != 1+refused+1 {
 		t.Errorf("messages in %v, refused %v: want every frame counted once, as accepted, refused (about 50 in 5 s) or the one that closed", in, refused)
 	}
+}
+
+// Recalls, reactions, typing notices and mentions are counted by kind.
+func TestEventMetrics(t *testing.T) {
+	env, _ := startWithMetrics(t, server.Config{})
+	alice, bob := env.DevLogin("alice"), env.DevLogin("bob")
+	a, b := env.Dial(alice, "room=ev&v=2"), env.Dial(bob, "room=ev&v=2")
+	a.NextOfType("system")
+	b.NextOfType("system")
+	a.Send(map[string]any{"text": true, "content": "hi @bob", "mentions": []string{bob.UserInfo["uid"].(string)}})
+	a.NextOfType("user")
+	b.Send(map[string]any{"react": 1, "emoji": "👍"})
+	b.NextOfType("reaction")
+	b.Send(map[string]any{"typing": true})
+	b.Send(map[string]any{"typing": true}) // within 3 s: dropped, not counted
+	a.Send(map[string]any{"recall": 1})
+	a.NextOfType("recall")
+	eventually(t, env.URL+"/metrics", map[string]float64{
+		`pandachat_events_total{kind="recall"}`:   1,
+		`pandachat_events_total{kind="reaction"}`: 1,
+		`pandachat_events_total{kind="typing"}`:   1,
+		`pandachat_events_total{kind="mention"}`:  1,
+	})
 }

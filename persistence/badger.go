@@ -44,6 +44,7 @@ type Badger struct {
 	rmw sync.Mutex
 
 	uploadMu sync.Mutex // AddUpload reads, then writes one key: held around its transaction
+	readMu   sync.Mutex // MarkRead reads, then writes: held around its transaction
 }
 
 var _ Store = (*Badger)(nil)
@@ -409,17 +410,31 @@ func (s *Badger) appendSplit(room string, msgs []Message) error {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	for i, m := range msgs {
-		err := txn.Set(messageKey(room, m.ID), messageValue(m))
-		if errors.Is(err, badger.ErrTxnTooBig) && i > 0 { // commit what fits, in order, then go on
+		if m.Effect != nil && i > 0 { // an event and its effect go in a transaction of their own
 			if err := s.commitLast(txn, room, msgs[i-1].ID); err != nil {
 				return err
 			}
 			txn = s.db.NewTransaction(true)
 			defer txn.Discard()
-			err = txn.Set(messageKey(room, m.ID), messageValue(m))
+		}
+		err := writeMessage(txn, room, m)
+		if errors.Is(err, badger.ErrTxnTooBig) && i > 0 && m.Effect == nil { // commit what fits, in order, then go on
+			if err := s.commitLast(txn, room, msgs[i-1].ID); err != nil {
+				return err
+			}
+			txn = s.db.NewTransaction(true)
+			defer txn.Discard()
+			err = writeMessage(txn, room, m)
 		}
 		if err != nil {
 			return err
+		}
+		if m.Effect != nil && i < len(msgs)-1 {
+			if err := s.commitLast(txn, room, m.ID); err != nil {
+				return err
+			}
+			txn = s.db.NewTransaction(true)
+			defer txn.Discard()
 		}
 	}
 	return s.commitLast(txn, room, msgs[len(msgs)-1].ID)
@@ -437,26 +452,34 @@ func (s *Badger) commitLast(txn *badger.Txn, _ string, _ uint64) error {
 func (s *Badger) LastID(room string) (uint64, error) {
 	var id uint64
 	err := s.db.View(func(txn *badger.Txn) error {
-		prefix := messagePrefix(room)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
-		defer it.Close()
-		if it.Seek(messageKey(room, math.MaxUint64)); it.ValidForPrefix(prefix) {
-			id = idOf(it.Item().Key())
+		var err error
+		id, err = txnLastID(txn, room)
+		return err
+	})
+	return id, err
+}
+
+func txnLastID(txn *badger.Txn, room string) (uint64, error) {
+	var id uint64
+	prefix := messagePrefix(room)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+	if it.Seek(messageKey(room, math.MaxUint64)); it.ValidForPrefix(prefix) {
+		id = idOf(it.Item().Key())
+	}
+	it.Close()
+	item, err := txn.Get(roomKey(room))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return id, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	err = item.Value(func(b []byte) error {
+		if len(b) != 8 {
+			return fmt.Errorf("room %s: corrupt last id", room)
 		}
-		item, err := txn.Get(roomKey(room))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(b []byte) error {
-			if len(b) != 8 {
-				return fmt.Errorf("room %s: corrupt last id", room)
-			}
-			id = max(id, binary.BigEndian.Uint64(b))
-			return nil
-		})
+		id = max(id, binary.BigEndian.Uint64(b))
+		return nil
 	})
 	return id, err
 }
@@ -554,6 +577,9 @@ func (s *Badger) TrimMessages(room string, keepFrom uint64) (int, error) {
 		if err := wb.Set(roomKey(room), binary.BigEndian.AppendUint64(nil, last)); err != nil {
 			return 0, err
 		}
+	}
+	if err := s.trimReactions(wb, room, end); err != nil {
+		return 0, err
 	}
 	if err := wb.Flush(); err != nil {
 		return 0, err

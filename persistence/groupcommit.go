@@ -155,7 +155,7 @@ func (s *Badger) commitTogether(part []*appendReq) error {
 	defer txn.Discard()
 	for _, r := range part {
 		for _, m := range r.msgs {
-			if err := txn.Set(messageKey(r.room, m.ID), messageValue(m)); err != nil {
+			if err := writeMessage(txn, r.room, m); err != nil {
 				return err
 			}
 		}

@@ -16,6 +16,9 @@ import (
 //	media/<id>                  → Media JSON
 //	q/<uid>/<at, BE unix ns>    → bytes uploaded, BE int64 (byte order = time order)
 //	t/<ticket id>               → Ticket JSON, Badger TTL = expiry
+//	c/<room>/<id, BE uint64>    → a message's reaction counts, JSON object
+//	x/<room>/<id, BE uint64><uid> → uid's own reactions on the message, JSON array
+//	j/<uid>/<room>              → uid's read position in room, BE uint64
 const (
 	prefixSession = "s/"
 	prefixUser    = "u/"
@@ -25,6 +28,9 @@ const (
 	prefixMedia   = "media/"
 	prefixUpload  = "q/"
 	prefixTicket  = "t/"
+	prefixCounts  = "c/"
+	prefixMine    = "x/"
+	prefixRead    = "j/"
 )
 
 func sessionKey(id string) []byte { return []byte(prefixSession + id) }
@@ -72,5 +78,26 @@ func unixNano(t time.Time) int64 {
 	}
 	return t.UnixNano()
 }
+
+// countsPrefix and minePrefix end in '/' like messagePrefix; a mine key is the
+// prefix, the message id and the uid, so one message's keys share a prefix.
+func countsPrefix(room string) []byte { return []byte(prefixCounts + room + "/") }
+func minePrefix(room string) []byte   { return []byte(prefixMine + room + "/") }
+
+func countsKey(room string, id uint64) []byte {
+	return binary.BigEndian.AppendUint64(countsPrefix(room), id)
+}
+
+func mineTargetPrefix(room string, id uint64) []byte {
+	return binary.BigEndian.AppendUint64(minePrefix(room), id)
+}
+
+func mineKey(room string, id uint64, uid string) []byte {
+	return append(mineTargetPrefix(room, id), uid...)
+}
+
+// readPrefix ends in '/': uids never hold one.
+func readPrefix(uid string) []byte    { return []byte(prefixRead + uid + "/") }
+func readKey(uid, room string) []byte { return append(readPrefix(uid), room...) }
 
 func idOf(key []byte) uint64 { return binary.BigEndian.Uint64(key[len(key)-8:]) }

@@ -19,12 +19,15 @@ type Memory struct {
 	media    map[string]Media
 	uploads  map[string][]Upload // by uid, oldest first
 	tickets  map[string]Ticket
-	sweepAt  int // len(tickets) at which PutTicket next drops expired ones
+	sweepAt  int                          // len(tickets) at which PutTicket next drops expired ones
+	reads    map[string]map[string]uint64 // uid → room → read position
 }
 
 type memRoom struct {
-	last uint64
-	msgs []Message // ascending ids
+	last   uint64
+	msgs   []Message                    // ascending ids
+	counts map[uint64][]byte            // message id → reaction counts
+	mine   map[uint64]map[string][]byte // message id → uid → its reactions
 }
 
 var _ Store = (*Memory)(nil)
@@ -39,6 +42,7 @@ func NewMemory() *Memory {
 		media:    map[string]Media{},
 		uploads:  map[string][]Upload{},
 		tickets:  map[string]Ticket{},
+		reads:    map[string]map[string]uint64{},
 	}
 }
 
@@ -194,7 +198,13 @@ func (m *Memory) AppendMessages(room string, msgs []Message) error {
 		r = &memRoom{}
 		m.rooms[room] = r
 	}
-	r.msgs = append(r.msgs, msgs...)
+	for _, msg := range msgs {
+		if msg.Effect != nil {
+			r.apply(msg.Effect)
+		}
+		msg.Effect = nil
+		r.msgs = append(r.msgs, msg)
+	}
 	r.last = msgs[len(msgs)-1].ID
 	return nil
 }
@@ -244,6 +254,16 @@ func (m *Memory) TrimMessages(room string, keepFrom uint64) (int, error) {
 	}
 	i := sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].ID >= keepFrom })
 	r.msgs = append([]Message(nil), r.msgs[i:]...)
+	for id := range r.counts {
+		if id < keepFrom {
+			delete(r.counts, id)
+		}
+	}
+	for id := range r.mine {
+		if id < keepFrom {
+			delete(r.mine, id)
+		}
+	}
 	return i, nil
 }
 

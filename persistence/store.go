@@ -10,6 +10,9 @@ import (
 // ErrNotFound is returned when a key does not exist (or has expired).
 var ErrNotFound = errors.New("persistence: not found")
 
+// ErrUnsupported is returned by the methods a store does not implement yet.
+var ErrUnsupported = errors.New("persistence: not supported by this store")
+
 // Store is everything the server keeps across restarts.
 type Store interface {
 	// PutSession stores s until s.Expires.
@@ -48,8 +51,35 @@ type Store interface {
 	MessagesAfter(room string, after uint64, limit int) ([]Message, error)
 	// MessagesBefore returns the (up to) limit messages just below before, oldest first.
 	MessagesBefore(room string, before uint64, limit int) ([]Message, error)
-	// TrimMessages deletes the room's messages with id < keepFrom.
+	// TrimMessages deletes the room's messages (and events, and their reactions) with id < keepFrom.
 	TrimMessages(room string, keepFrom uint64) (int, error)
+
+	// SupportsEvents reports whether AppendMessages applies the effects of events
+	// (Message.Effect: recalls and reactions) and Reactions answers. Rooms refuse
+	// recalls and reactions on a store that does not.
+	SupportsEvents() bool
+	// Reactions returns the reactions on a message: the counts as a JSON object
+	// ({"👍":3,..}, the emoji in the order they were first used; nil when none) and
+	// uid's own as a JSON array (nil when none).
+	Reactions(room string, target uint64, uid string) (counts, mine []byte, err error)
+	// History returns the (up to) limit chat messages just below before, oldest
+	// first: events are passed over, and so are recalled messages unless
+	// q.Recalled. With q.Reactions each item carries its reactions as Reactions
+	// returns them for q.UID. LastID is the room's last id, read at the same
+	// moment as the page, so the page holds every event up to it.
+	History(room string, before uint64, limit int, q HistoryQuery) (HistoryPage, error)
+
+	// MarkRead moves read positions, all in one write: each mark sets UID's
+	// position in Room to the higher of the one it has and ID, or to ID when it
+	// has none; a mark with OnlyNew sets it only when it has none. Every mark
+	// makes Room one of UID's rooms.
+	MarkRead(marks []ReadMark) error
+	// ReadPositions returns the rooms of uid and its read position in each,
+	// ordered by room name.
+	ReadPositions(uid string) ([]ReadPosition, error)
+	// ReadPosition returns uid's read position in room, or ErrNotFound when the
+	// room is not one of uid's.
+	ReadPosition(uid, room string) (uint64, error)
 
 	PutMedia(m Media) error
 	// Media returns the metadata of a stored file or ErrNotFound.
@@ -104,12 +134,60 @@ type Profile struct {
 	Language  string `json:"language,omitempty"`
 }
 
-// Message is one stored chat message: its id, its JSON object as the room
-// encoded it, and the sender's cid (kept apart: only the sender may see it).
+// Message is one stored chat message or event: its id, its JSON object as the
+// room encoded it, and the sender's cid (kept apart: only the sender may see it).
 type Message struct {
 	ID   uint64
 	Data []byte
 	CID  string
+	// Effect is what storing an event changes in the room's history, in the
+	// same transaction (nil for a chat message; never read back).
+	Effect *Effect
+}
+
+// Effect is what an event does to an earlier message of its room, Target.
+// A recall (Recall set) replaces the target's object with Recall, keeping its
+// cid: the content is gone from the store; the target's reactions go too. A
+// reaction sets the target's reaction counts to Counts and UID's own reactions
+// on it to Mine, as Reactions returns them (nil: none left).
+type Effect struct {
+	Target uint64
+	Recall []byte
+	UID    string
+	Counts []byte
+	Mine   []byte
+}
+
+// HistoryQuery says what a History page holds.
+type HistoryQuery struct {
+	UID       string // whose own reactions Mine holds
+	Recalled  bool   // recalled messages are in the page (else passed over)
+	Reactions bool   // items carry their reactions
+}
+
+// HistoryPage is a page of chat messages and the room's last id at the moment it was read.
+type HistoryPage struct {
+	Items  []HistoryItem
+	LastID uint64
+}
+
+// HistoryItem is a message with its reactions (with HistoryQuery.Reactions).
+type HistoryItem struct {
+	Message
+	Counts, Mine []byte
+}
+
+// ReadMark moves a user's read position in a room (Store.MarkRead).
+type ReadMark struct {
+	UID, Room string
+	ID        uint64
+	OnlyNew   bool // only when the user has no position in the room yet
+}
+
+// ReadPosition is the highest id a user has seen in one of its rooms.
+type ReadPosition struct {
+	Room string
+	ID   uint64
 }
 
 // Media is the metadata of an uploaded file; the bytes live on disk.

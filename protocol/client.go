@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/bits"
 	"strings"
 	"unicode"
@@ -17,7 +18,15 @@ type Kind uint8
 const (
 	KindText Kind = iota + 1
 	KindGallery
+	// The frames of protocol version 2 (ParseClientMessageV2): events on messages and
+	// the typing notice.
+	KindRecall
+	KindReact
+	KindTyping
 )
+
+// MaxMentions is how many uids one message may mention.
+const MaxMentions = 20
 
 // ClientMessage is a validated client frame. Fields a client may not set are never read.
 type ClientMessage struct {
@@ -26,6 +35,18 @@ type ClientMessage struct {
 	URL     string // KindGallery: as sent; the caller resolves it
 	CID     string // echoed to the sender only
 	HasCID  bool
+	// Version 2 only.
+	Target   uint64 // KindRecall, KindReact: the message's id
+	Emoji    string // KindReact
+	Mentions string // KindText: the distinct uids mentioned, in order, joined by commas ("" for none)
+}
+
+// MentionList is Mentions as a list.
+func (m ClientMessage) MentionList() []string {
+	if m.Mentions == "" {
+		return nil
+	}
+	return strings.Split(m.Mentions, ",")
 }
 
 // BadMessage is a refused client frame; CID is kept when it could be read.
@@ -50,7 +71,8 @@ func cidRef(cid string, ok bool) *string {
 	return &cid
 }
 
-// ParseClientMessage validates one text frame. maxContent is in characters (runes).
+// ParseClientMessage validates one text frame of protocol version 1 (the original client's
+// frames: text and gallery). maxContent is in characters (runes).
 //
 // The frame is read in one pass without reflection and behaves exactly as decoding it with
 // encoding/json into
@@ -64,10 +86,28 @@ func cidRef(cid string, ok bool) *string {
 // frame, a cid that is not a string too; neither refusal keeps the cid.
 // protocol/client_ref_test.go keeps the encoding/json version and a fuzz test compares them.
 func ParseClientMessage(data []byte, maxContent int) (ClientMessage, *BadMessage) {
+	return parse(data, maxContent, false)
+}
+
+// ParseClientMessageV2 validates one text frame of a connection that opted into protocol
+// version 2 (`v=2`): besides text (now with optional "mentions") and gallery, a frame may be
+// {"recall":<id>}, {"react":<id>,"emoji":".."} or {"typing":true}. It reads JSON as
+// ParseClientMessage does, as encoding/json would decode it into
+//
+//	struct{ Text, Gallery, Typing *bool; Content, URL, Emoji *string; CID json.RawMessage;
+//	        Recall, React *uint64; Mentions []string }
+//
+// and a frame is exactly one of the five kinds.
+func ParseClientMessageV2(data []byte, maxContent int) (ClientMessage, *BadMessage) {
+	return parse(data, maxContent, true)
+}
+
+func parse(data []byte, maxContent int, v2 bool) (ClientMessage, *BadMessage) {
 	if maxContent <= 0 {
 		maxContent = DefaultMaxContent
 	}
 	var f frameFields
+	f.v2 = v2
 	if reason := scanFrame(data, &f); reason != "" {
 		return ClientMessage{}, &BadMessage{Reason: reason}
 	}
@@ -91,10 +131,37 @@ func ParseClientMessage(data []byte, maxContent int) (ClientMessage, *BadMessage
 		}
 		return ClientMessage{}, b
 	}
-	switch {
-	case f.text && f.gallery:
-		return bad("a message is either text or gallery, not both")
-	case f.text:
+	kind := Kind(0)
+	if v2 {
+		n := 0
+		for k, on := range [...]bool{KindText: f.text, KindGallery: f.gallery, KindRecall: f.recall.state == valueNumber,
+			KindReact: f.react.state == valueNumber, KindTyping: f.typing} {
+			if on {
+				kind = Kind(k)
+				n++
+			}
+		}
+		switch n {
+		case 0:
+			return bad(`a frame needs "text":true with content, "gallery":true with url, "recall":<id>, "react":<id> with emoji, or "typing":true`)
+		case 1:
+		default:
+			return bad("a frame is one of text, gallery, recall, react or typing, not several")
+		}
+	} else {
+		switch {
+		case f.text && f.gallery:
+			return bad("a message is either text or gallery, not both")
+		case f.text:
+			kind = KindText
+		case f.gallery:
+			kind = KindGallery
+		default:
+			return bad(`a message needs "text":true with content or "gallery":true with url`)
+		}
+	}
+	switch kind {
+	case KindText:
 		if f.content.state != valueString {
 			return bad("text message without content")
 		}
@@ -107,9 +174,19 @@ func ParseClientMessage(data []byte, maxContent int) (ClientMessage, *BadMessage
 		if n > maxContent {
 			return bad(fmt.Sprintf("content is %d characters, the limit is %d", n, maxContent))
 		}
+		if f.mentions.state == valueArray {
+			var list [MaxMentions * (MaxUIDLen + 1)]byte
+			men, reason := f.mentions.uids(data, list[:0])
+			if reason != "" {
+				return bad(reason)
+			}
+			m.Kind = KindText
+			m.Content, m.CID, m.Mentions = threeStrings(c, cid, men)
+			return m, nil
+		}
 		m.Kind = KindText
 		m.Content, m.CID = twoStrings(c, cid)
-	case f.gallery:
+	case KindGallery:
 		var buf [256]byte
 		var u []byte
 		if f.url.state == valueString {
@@ -120,10 +197,40 @@ func ParseClientMessage(data []byte, maxContent int) (ClientMessage, *BadMessage
 		}
 		m.Kind = KindGallery
 		m.URL, m.CID = twoStrings(u, cid)
-	default:
-		return bad(`a message needs "text":true with content or "gallery":true with url`)
+	case KindRecall:
+		if f.recall.v == 0 {
+			return bad("recall needs the id of a message (1 or more)")
+		}
+		m.Kind, m.Target, m.CID = KindRecall, f.recall.v, string(cid)
+	case KindReact:
+		if f.react.v == 0 {
+			return bad("react needs the id of a message (1 or more)")
+		}
+		var buf [64]byte
+		var e []byte
+		if f.emoji.state == valueString {
+			e = f.emoji.value(data, buf[:0])
+		}
+		if !ValidEmoji(e) {
+			return bad(`react needs "emoji": one emoji`)
+		}
+		m.Kind, m.Target = KindReact, f.react.v
+		m.Emoji, m.CID = twoStrings(e, cid)
+	case KindTyping:
+		m.Kind, m.CID = KindTyping, string(cid)
 	}
 	return m, nil
+}
+
+// threeStrings is twoStrings for three.
+func threeStrings(a, b, c []byte) (string, string, string) {
+	var sb strings.Builder
+	sb.Grow(len(a) + len(b) + len(c))
+	sb.Write(a)
+	sb.Write(b)
+	sb.Write(c)
+	s := sb.String()
+	return s[:len(a)], s[len(a) : len(a)+len(b)], s[len(a)+len(b):]
 }
 
 // twoStrings copies a and b into one allocation (the cid is small and lives as long as the
@@ -173,17 +280,103 @@ const maxDepth = 10000
 
 // The fields of a frame, as scanned.
 type frameFields struct {
-	text, gallery bool // true, not false, null or absent
-	content, url  jsonString
-	cid           jsonString
-	wrongType     string // the first known field of the wrong type, as a reason
+	v2                    bool // the fields of version 2 are known; else they are other fields
+	text, gallery, typing bool // true, not false, null or absent
+	content, url, emoji   jsonString
+	cid                   jsonString
+	recall, react         jsonID
+	mentions              jsonArray
+	wrongType             string // the first known field of the wrong type, as a reason
 }
 
 const (
 	valueAbsent    = iota // absent or null
 	valueString           // body holds the string
 	valueNotString        // cid only: any other JSON value
+	valueNumber           // jsonID: v holds a whole number
+	valueArray            // jsonArray: an array of strings and nulls
 )
+
+// jsonID is a message id: a JSON number that is a whole number of uint64's range.
+type jsonID struct {
+	state uint8
+	v     uint64
+}
+
+// jsonArray is where an array of strings (and nulls) is in the frame.
+type jsonArray struct {
+	state      uint8
+	start, end int // from '[' to after ']'
+}
+
+// MaxUIDLen is the longest uid a mention may name.
+const MaxUIDLen = 64
+
+// uids reads the mentions array (the scanner checked it holds only strings and nulls) into
+// list, comma-separated, without duplicates; or a reason to refuse it. encoding/json reads a
+// null element of a []string as "", which is no uid.
+func (a *jsonArray) uids(data []byte, list []byte) ([]byte, string) {
+	n := 0
+	for i := skipSpace(data, a.start+1); data[i] != ']'; {
+		n++
+		if n > MaxMentions {
+			return nil, fmt.Sprintf("mentions: at most %d uids", MaxMentions)
+		}
+		var uid []byte
+		if data[i] == '"' {
+			var s jsonString
+			s.start = i + 1
+			i, s.escaped = scanString(data, i)
+			s.end = i - 1
+			var buf [MaxUIDLen]byte
+			uid = s.value(data, buf[:0])
+		} else {
+			i += len("null")
+		}
+		if !validUID(uid) {
+			return nil, "mentions: each must be a uid (1-64 of A-Z a-z 0-9 _ -)"
+		}
+		if !hasUID(list, uid) {
+			if len(list) > 0 {
+				list = append(list, ',')
+			}
+			list = append(list, uid...)
+		}
+		if i = skipSpace(data, i); data[i] == ',' {
+			i = skipSpace(data, i+1)
+		}
+	}
+	return list, ""
+}
+
+// validUID reports whether uid looks like a user id: 1-64 of [A-Za-z0-9_-].
+func validUID(uid []byte) bool {
+	if len(uid) == 0 || len(uid) > MaxUIDLen {
+		return false
+	}
+	for _, c := range uid {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// hasUID reports whether the comma-separated list holds uid.
+func hasUID(list, uid []byte) bool {
+	for len(list) > 0 {
+		item := list
+		if j := bytes.IndexByte(list, ','); j >= 0 {
+			item, list = list[:j], list[j+1:]
+		} else {
+			list = nil
+		}
+		if bytes.Equal(item, uid) {
+			return true
+		}
+	}
+	return false
+}
 
 // jsonString is where a string value is in the frame.
 type jsonString struct {
@@ -264,7 +457,7 @@ func hex4(b []byte) rune {
 	return r
 }
 
-// Fields a client may set.
+// Fields a client may set; those after fieldCID only in version 2.
 const (
 	fieldOther = iota
 	fieldText
@@ -272,9 +465,16 @@ const (
 	fieldContent
 	fieldURL
 	fieldCID
+	fieldTyping
+	fieldEmoji
+	fieldRecall
+	fieldReact
+	fieldMentions
+	fieldLast = fieldMentions
 )
 
-var fieldNames = [...]string{fieldText: "text", fieldGallery: "gallery", fieldContent: "content", fieldURL: "url", fieldCID: "cid"}
+var fieldNames = [...]string{fieldText: "text", fieldGallery: "gallery", fieldContent: "content", fieldURL: "url", fieldCID: "cid",
+	fieldTyping: "typing", fieldEmoji: "emoji", fieldRecall: "recall", fieldReact: "react", fieldMentions: "mentions"}
 
 // matchField names the field a key sets. Keys match as encoding/json matches them: the
 // unescaped key equals the name under Unicode simple case folding (bytes.EqualFold).
@@ -299,6 +499,20 @@ func matchField(key []byte, escaped bool) int {
 			if asciiFold(key, "text") {
 				return fieldText
 			}
+		case 5:
+			if asciiFold(key, "emoji") {
+				return fieldEmoji
+			}
+			if asciiFold(key, "react") {
+				return fieldReact
+			}
+		case 6:
+			if asciiFold(key, "typing") {
+				return fieldTyping
+			}
+			if asciiFold(key, "recall") {
+				return fieldRecall
+			}
 		case 7:
 			if asciiFold(key, "content") {
 				return fieldContent
@@ -306,10 +520,14 @@ func matchField(key []byte, escaped bool) int {
 			if asciiFold(key, "gallery") {
 				return fieldGallery
 			}
+		case 8:
+			if asciiFold(key, "mentions") {
+				return fieldMentions
+			}
 		}
 		return fieldOther
 	}
-	for f := fieldText; f <= fieldCID; f++ {
+	for f := fieldText; f <= fieldLast; f++ {
 		if foldEqual(key, fieldNames[f]) {
 			return f
 		}
@@ -399,6 +617,9 @@ func scanObject(data []byte, i int, f *frameFields) int {
 			return -1
 		}
 		field := matchField(data[start:i-1], escaped)
+		if field > fieldCID && !f.v2 {
+			field = fieldOther
+		}
 		if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
 			return -1
 		}
@@ -406,7 +627,7 @@ func scanObject(data []byte, i int, f *frameFields) int {
 			return -1
 		}
 		switch c := data[i]; field {
-		case fieldText, fieldGallery:
+		case fieldText, fieldGallery, fieldTyping:
 			var v bool
 			switch c {
 			case 't':
@@ -419,17 +640,23 @@ func scanObject(data []byte, i int, f *frameFields) int {
 				f.typeError(field, c)
 				i = skipValue(data, i, 1)
 			}
-			if field == fieldText {
+			switch field {
+			case fieldText:
 				f.text = v
-			} else {
+			case fieldGallery:
 				f.gallery = v
+			default:
+				f.typing = v
 			}
-		case fieldContent, fieldURL, fieldCID:
+		case fieldContent, fieldURL, fieldCID, fieldEmoji:
 			s := &f.content
-			if field == fieldURL {
+			switch field {
+			case fieldURL:
 				s = &f.url
-			} else if field == fieldCID {
+			case fieldCID:
 				s = &f.cid
+			case fieldEmoji:
+				s = &f.emoji
 			}
 			switch c {
 			case '"':
@@ -447,6 +674,14 @@ func scanObject(data []byte, i int, f *frameFields) int {
 				}
 				i = skipValue(data, i, 1)
 			}
+		case fieldRecall, fieldReact:
+			id := &f.recall
+			if field == fieldReact {
+				id = &f.react
+			}
+			i = f.scanID(data, i, field, id)
+		case fieldMentions:
+			i = f.scanMentions(data, i)
 		default:
 			i = skipValue(data, i, 1)
 		}
@@ -467,7 +702,99 @@ func scanObject(data []byte, i int, f *frameFields) int {
 	}
 }
 
-// typeError keeps the first field of the wrong type; c starts its value.
+// scanID reads the value at data[i] of recall or react, as encoding/json decodes a *uint64:
+// null resets it, a number must be a whole number in uint64's range, anything else is of the
+// wrong type. It returns the offset after the value, or -1.
+func (f *frameFields) scanID(data []byte, i, field int, id *jsonID) int {
+	switch c := data[i]; c {
+	case 'n':
+		id.state = valueAbsent
+		return scanLiteral(data, i, "null")
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		j := scanNumber(data, i)
+		if j < 0 {
+			return -1
+		}
+		if v, ok := parseUint(data[i:j]); ok {
+			id.state, id.v = valueNumber, v
+		} else {
+			f.typeError(field, '.')
+		}
+		return j
+	default:
+		f.typeError(field, c)
+		return skipValue(data, i, 1)
+	}
+}
+
+// parseUint is strconv.ParseUint(b, 10, 64) for a JSON number token.
+func parseUint(b []byte) (uint64, bool) {
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if v > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+	}
+	return v, true
+}
+
+// scanMentions reads the value at data[i] of mentions, as encoding/json decodes a []string:
+// null resets it; an array's elements must be strings or null; anything else is of the wrong
+// type. It returns the offset after the value, or -1.
+func (f *frameFields) scanMentions(data []byte, i int) int {
+	switch c := data[i]; c {
+	case 'n':
+		f.mentions.state = valueAbsent
+		return scanLiteral(data, i, "null")
+	case '[':
+	default:
+		f.typeError(fieldMentions, c)
+		return skipValue(data, i, 1)
+	}
+	start := i
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == ']' {
+		f.mentions = jsonArray{state: valueArray, start: start, end: i + 1}
+		return i + 1
+	}
+	for {
+		if i >= len(data) {
+			return -1
+		}
+		switch c := data[i]; c {
+		case '"':
+			i, _ = scanString(data, i)
+		case 'n':
+			i = scanLiteral(data, i, "null")
+		default:
+			f.typeError(fieldMentions, '[')
+			i = skipValue(data, i, 2)
+		}
+		if i < 0 {
+			return -1
+		}
+		if i = skipSpace(data, i); i >= len(data) {
+			return -1
+		}
+		switch data[i] {
+		case ',':
+			i = skipSpace(data, i+1)
+		case ']':
+			f.mentions = jsonArray{state: valueArray, start: start, end: i + 1}
+			return i + 1
+		default:
+			return -1
+		}
+	}
+}
+
+// typeError keeps the first field of the wrong type; c starts its value ('.' for a number
+// that is no whole number of uint64's range).
 func (f *frameFields) typeError(field int, c byte) {
 	if f.wrongType != "" {
 		return
@@ -482,21 +809,31 @@ func (f *frameFields) typeError(field int, c byte) {
 		got = 2
 	case 't', 'f':
 		got = 3
+	case '.':
+		got = 5
 	}
 	f.wrongType = wrongTypeReasons[field][got]
 }
 
 // wrongTypeReasons[field][what the value is], made once.
-var wrongTypeReasons = func() (t [fieldCID][5]string) {
-	for field := fieldText; field < fieldCID; field++ {
+var wrongTypeReasons = func() (t [fieldLast + 1][6]string) {
+	for field := fieldText; field <= fieldLast; field++ {
 		want := "a string"
-		if field == fieldText || field == fieldGallery {
+		switch field {
+		case fieldCID:
+			continue // its own reason
+		case fieldText, fieldGallery, fieldTyping:
 			want = "true or false"
+		case fieldRecall, fieldReact:
+			want = "a message id"
+		case fieldMentions:
+			want = "an array of uids"
 		}
-		for got, what := range [5]string{"a string", "an object", "an array", "a boolean", "a number"} {
+		for got, what := range [6]string{"a string", "an object", "an array", "a boolean", "a number", "a fraction, a negative or too large a number"} {
 			t[field][got] = "a field has the wrong type: " + fieldNames[field] + " must be " + want + ", not " + what
 		}
 	}
+	t[fieldMentions][2] = "a field has the wrong type: mentions must be an array of uids (strings)"
 	return t
 }()
 

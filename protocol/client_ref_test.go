@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,6 +75,112 @@ func referenceParse(data []byte, maxContent int) (protocol.ClientMessage, *proto
 	return m, nil
 }
 
+// referenceParseV2 is ParseClientMessageV2 written on encoding/json.
+func referenceParseV2(data []byte, maxContent int) (protocol.ClientMessage, *protocol.BadMessage) {
+	if maxContent <= 0 {
+		maxContent = protocol.DefaultMaxContent
+	}
+	var f struct {
+		Text     *bool           `json:"text"`
+		Gallery  *bool           `json:"gallery"`
+		Typing   *bool           `json:"typing"`
+		Content  *string         `json:"content"`
+		URL      *string         `json:"url"`
+		Emoji    *string         `json:"emoji"`
+		CID      json.RawMessage `json:"cid"`
+		Recall   *uint64         `json:"recall"`
+		React    *uint64         `json:"react"`
+		Mentions []string        `json:"mentions"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return protocol.ClientMessage{}, &protocol.BadMessage{Reason: referenceDescribe(data, err)}
+	}
+	var m protocol.ClientMessage
+	if len(f.CID) > 0 && string(f.CID) != "null" {
+		var cid string
+		if err := json.Unmarshal(f.CID, &cid); err != nil {
+			return m, &protocol.BadMessage{Reason: "cid must be a string"}
+		}
+		if utf8.RuneCountInString(cid) > protocol.MaxCIDLen {
+			return m, &protocol.BadMessage{Reason: fmt.Sprintf("cid is longer than %d characters", protocol.MaxCIDLen)}
+		}
+		m.CID, m.HasCID = cid, true
+	}
+	bad := func(format string, args ...any) (protocol.ClientMessage, *protocol.BadMessage) {
+		return protocol.ClientMessage{}, &protocol.BadMessage{Reason: fmt.Sprintf(format, args...), CID: m.CID, HasCID: m.HasCID}
+	}
+	kinds := map[protocol.Kind]bool{
+		protocol.KindText:    f.Text != nil && *f.Text,
+		protocol.KindGallery: f.Gallery != nil && *f.Gallery,
+		protocol.KindRecall:  f.Recall != nil,
+		protocol.KindReact:   f.React != nil,
+		protocol.KindTyping:  f.Typing != nil && *f.Typing,
+	}
+	var kind protocol.Kind
+	n := 0
+	for k, on := range kinds {
+		if on {
+			kind, n = k, n+1
+		}
+	}
+	switch {
+	case n == 0:
+		return bad(`a frame needs "text":true with content, "gallery":true with url, "recall":<id>, "react":<id> with emoji, or "typing":true`)
+	case n > 1:
+		return bad("a frame is one of text, gallery, recall, react or typing, not several")
+	}
+	switch kind {
+	case protocol.KindText:
+		if f.Content == nil {
+			return bad("text message without content")
+		}
+		c := strings.TrimSpace(*f.Content)
+		n := utf8.RuneCountInString(c)
+		if n == 0 {
+			return bad("content is empty")
+		}
+		if n > maxContent {
+			return bad("content is %d characters, the limit is %d", n, maxContent)
+		}
+		var uids []string
+		for i, u := range f.Mentions {
+			if i == protocol.MaxMentions {
+				return bad("mentions: at most %d uids", protocol.MaxMentions)
+			}
+			if !uidPattern.MatchString(u) {
+				return bad("mentions: each must be a uid (1-64 of A-Z a-z 0-9 _ -)")
+			}
+			if !slices.Contains(uids, u) {
+				uids = append(uids, u)
+			}
+		}
+		m.Kind, m.Content, m.Mentions = protocol.KindText, c, strings.Join(uids, ",")
+	case protocol.KindGallery:
+		if f.URL == nil || strings.TrimSpace(*f.URL) == "" {
+			return bad("gallery message without url")
+		}
+		m.Kind, m.URL = protocol.KindGallery, strings.TrimSpace(*f.URL)
+	case protocol.KindRecall:
+		if *f.Recall == 0 {
+			return bad("recall needs the id of a message (1 or more)")
+		}
+		m.Kind, m.Target = protocol.KindRecall, *f.Recall
+	case protocol.KindReact:
+		if *f.React == 0 {
+			return bad("react needs the id of a message (1 or more)")
+		}
+		if f.Emoji == nil || !protocol.ValidEmoji([]byte(*f.Emoji)) {
+			return bad(`react needs "emoji": one emoji`)
+		}
+		m.Kind, m.Target, m.Emoji = protocol.KindReact, *f.React, *f.Emoji
+	case protocol.KindTyping:
+		m.Kind = protocol.KindTyping
+	}
+	return m, nil
+}
+
+var uidPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
 func referenceDescribe(data []byte, err error) string {
 	if !json.Valid(data) {
 		return "frame is not valid JSON"
@@ -92,29 +200,37 @@ const jsonMaxDepth = 10000
 // must be the same too, except the wrong-type text, which encoding/json words its own way.
 func sameAsReference(t *testing.T, data []byte, max int) {
 	t.Helper()
-	got, gotBad := protocol.ParseClientMessage(data, max)
-	want, wantBad := referenceParse(data, max)
+	sameAs(t, data, max, "v1", protocol.ParseClientMessage, referenceParse)
+	sameAs(t, data, max, "v2", protocol.ParseClientMessageV2, referenceParseV2)
+}
+
+type parser func([]byte, int) (protocol.ClientMessage, *protocol.BadMessage)
+
+func sameAs(t *testing.T, data []byte, max int, version string, parse, reference parser) {
+	t.Helper()
+	got, gotBad := parse(data, max)
+	want, wantBad := reference(data, max)
 	if len(data) > 200 {
 		data = append(data[:200:200], "…"...)
 	}
 	if got != want {
-		t.Fatalf("%q (max %d): got %+v, encoding/json %+v", data, max, got, want)
+		t.Fatalf("%s %q (max %d): got %+v, encoding/json %+v", version, data, max, got, want)
 	}
 	if (gotBad == nil) != (wantBad == nil) {
-		t.Fatalf("%q (max %d): refusal %v, encoding/json %v", data, max, gotBad, wantBad)
+		t.Fatalf("%s %q (max %d): refusal %v, encoding/json %v", version, data, max, gotBad, wantBad)
 	}
 	if gotBad == nil {
 		return
 	}
 	if gotBad.CID != wantBad.CID || gotBad.HasCID != wantBad.HasCID {
-		t.Fatalf("%q (max %d): refusal keeps cid %q/%v, encoding/json %q/%v", data, max, gotBad.CID, gotBad.HasCID, wantBad.CID, wantBad.HasCID)
+		t.Fatalf("%s %q (max %d): refusal keeps cid %q/%v, encoding/json %q/%v", version, data, max, gotBad.CID, gotBad.HasCID, wantBad.CID, wantBad.HasCID)
 	}
 	g, w := gotBad.Reason, wantBad.Reason
 	if strings.HasPrefix(w, wrongType) && strings.HasPrefix(g, wrongType) {
 		return
 	}
 	if g != w {
-		t.Fatalf("%q (max %d): reason %q, encoding/json %q", data, max, g, w)
+		t.Fatalf("%s %q (max %d): reason %q, encoding/json %q", version, data, max, g, w)
 	}
 }
 
@@ -167,6 +283,32 @@ func trickyFrames() []string {
 		`{"text":true,"content":"x","cid":"` + strings.Repeat("\xff", protocol.MaxCIDLen) + `"}`,
 		`{"text":true,"content":"` + strings.Repeat(`\u732b`, 5) + `"}`, `{"text":true,"content":"` + strings.Repeat("\xff", 5) + `"}`,
 		`{"text":true,"content":"` + strings.Repeat("x\\n", 300) + `"}`,
+		// version 2: recall, react, typing, mentions (version 1 skips these fields)
+		`{"recall":7}`, `{"recall":7,"cid":"c"}`, `{"RECALL":7}`, `{"recall":0}`, `{"recall":-0}`, `{"recall":-1}`,
+		`{"recall":1.5}`, `{"recall":1e2}`, `{"recall":1E2}`, `{"recall":18446744073709551615}`, `{"recall":18446744073709551616}`,
+		`{"recall":99999999999999999999}`, `{"recall":"7"}`, `{"recall":true}`, `{"recall":[7]}`, `{"recall":{}}`,
+		`{"recall":null}`, `{"recall":7,"recall":null}`, `{"recall":null,"recall":8}`, `{"recall":7,"text":true,"content":"x"}`,
+		`{"recall":7,"react":7,"emoji":"👍"}`, `{"react":7,"emoji":"👍"}`, `{"react":7,"emoji":"👍","cid":"c"}`,
+		`{"react":7}`, `{"react":7,"emoji":null}`, `{"react":7,"emoji":""}`, `{"react":7,"emoji":"a"}`, `{"react":7,"emoji":"👍👍"}`,
+		`{"react":7,"emoji":"\ud83d\udc4d"}`, `{"react":7,"emoji":"\ud83d"}`, `{"react":7,"emoji":"❤️"}`, `{"react":7,"emoji":"👍🏽"}`,
+		`{"react":7,"emoji":"👨‍👩‍👧‍👦"}`, `{"react":7,"emoji":"🇨🇳"}`, `{"react":7,"emoji":"🇨"}`, `{"react":7,"emoji":"1️⃣"}`,
+		`{"react":7,"emoji":"1⃣"}`, `{"react":7,"emoji":"‍👍"}`, `{"react":7,"emoji":"👍‍"}`, `{"react":7,"emoji":"🏴󠁧󠁢󠁥󠁮󠁧󠁿"}`,
+		`{"react":7,"emoji":"©"}`, `{"react":7,"emoji":1}`, `{"react":0,"emoji":"👍"}`, `{"react":7,"emoji":"👍","EMOJI":"x"}`,
+		`{"typing":true}`, `{"typing":false}`, `{"typing":null}`, `{"typing":1}`, `{"typing":"true"}`, `{"Typing":true,"cid":"t"}`,
+		`{"typing":true,"text":true,"content":"x"}`, `{"typing":true,"gallery":false}`,
+		`{"text":true,"content":"x","mentions":["a1","b2"]}`, `{"text":true,"content":"x","mentions":[]}`, `{"text":true,"content":"x","mentions":null}`,
+		`{"text":true,"content":"x","mentions":["a1","a1","b2","a1"]}`, `{"text":true,"content":"x","mentions":["a",null]}`,
+		`{"text":true,"content":"x","mentions":[""]}`, `{"text":true,"content":"x","mentions":["a b"]}`, `{"text":true,"content":"x","mentions":["\u0061"]}`,
+		`{"text":true,"content":"x","mentions":[1]}`, `{"text":true,"content":"x","mentions":[[]]}`, `{"text":true,"content":"x","mentions":[{}]}`,
+		`{"text":true,"content":"x","mentions":"a"}`, `{"text":true,"content":"x","mentions":{}}`, `{"text":true,"content":"x","mentions":true}`,
+		`{"text":true,"content":"x","mentions":["a"],"mentions":["b"]}`, `{"text":true,"content":"x","mentions":["a"],"mentions":null}`,
+		`{"text":true,"content":"x","mentions":[1],"mentions":["b"]}`, `{"text":true,"content":"x","mentions":["a",]}`, `{"text":true,"content":"x","mentions":[,"a"]}`,
+		`{"text":true,"content":"x","mentions":["a" "b"]}`, `{"text":true,"content":"x","mentions":[` + strings.Repeat(`"u",`, 20) + `"v"]}`,
+		`{"text":true,"content":"x","mentions":[` + strings.Repeat(`"u",`, 19) + `"v"]}`, `{"text":true,"content":"x","mentions":["` + strings.Repeat("u", 65) + `"]}`,
+		`{"text":true,"content":"x","mentions":["` + strings.Repeat("u", 64) + `"]}`, `{"gallery":true,"url":"/media/a","mentions":["a"]}`,
+		`{"text":true,"content":"","mentions":[1]}`, `{"text":true,"content":"x","mentions":[` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `]}`,
+		`{"recall":7,"mentions":["a"],"emoji":1}`, `{"text":true,"content":"x","mentions":[` + strings.Repeat(`"u",`, 21) + `"a b"]}`,
+		`{"text":true,"content":"x","mentions":["a b",` + strings.Repeat(`"u",`, 21) + `"v"]}`,
 		// depth (deeper frames: TestParseDepthMatchesEncodingJSON; they would stall the fuzzer)
 		strings.Repeat("[", 300) + strings.Repeat("]", 300), strings.Repeat("[", 300) + strings.Repeat("]", 299),
 		`{"text":true,"content":"x","a":` + strings.Repeat(`{"a":[`, 150) + strings.Repeat("]}", 150) + `}`,

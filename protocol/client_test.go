@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -197,11 +198,31 @@ func checkAccepted(t *testing.T, m protocol.ClientMessage, max int) {
 		if m.URL == "" || strings.TrimSpace(m.URL) != m.URL || !utf8.ValidString(m.URL) || m.Content != "" {
 			t.Fatalf("accepted gallery breaks the limits: %+v", m)
 		}
+	case protocol.KindRecall, protocol.KindTyping:
+		if m.Content != "" || m.URL != "" || m.Emoji != "" || (m.Kind == protocol.KindRecall) != (m.Target != 0) {
+			t.Fatalf("accepted recall or typing breaks the limits: %+v", m)
+		}
+	case protocol.KindReact:
+		if m.Target == 0 || !protocol.ValidEmoji([]byte(m.Emoji)) || m.Content != "" || m.URL != "" {
+			t.Fatalf("accepted reaction breaks the limits: %+v", m)
+		}
 	default:
 		t.Fatalf("accepted a message of kind %d", m.Kind)
 	}
 	if utf8.RuneCountInString(m.CID) > protocol.MaxCIDLen || !utf8.ValidString(m.CID) || (!m.HasCID && m.CID != "") {
 		t.Fatalf("accepted cid breaks the limits: %+v", m)
+	}
+	if m.Mentions != "" {
+		list := m.MentionList()
+		if m.Kind != protocol.KindText || len(list) > protocol.MaxMentions {
+			t.Fatalf("accepted mentions break the limits: %+v", m)
+		}
+		for i, uid := range list {
+			if uid == "" || len(uid) > protocol.MaxUIDLen || strings.Trim(uid, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" ||
+				slices.Contains(list[:i], uid) {
+				t.Fatalf("accepted mention %q breaks the limits: %+v", uid, m)
+			}
+		}
 	}
 }
 
@@ -214,12 +235,20 @@ func FuzzParseClientMessage(f *testing.F) {
 		`{"text":true,"content":"  \u2028 "}`,
 		"{\"text\":true,\"content\":\"\xff\xfe\"}",
 		`[]`, `null`, `"s"`, ``,
+		`{"recall":7}`, `{"react":7,"emoji":"👍"}`, `{"typing":true}`, `{"text":true,"content":"x","mentions":["a1"]}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, max := range []int{4, protocol.DefaultMaxContent} {
-			m, bad := protocol.ParseClientMessage(data, max)
+		for _, c := range []struct {
+			max   int
+			parse func([]byte, int) (protocol.ClientMessage, *protocol.BadMessage)
+		}{
+			{4, protocol.ParseClientMessage}, {protocol.DefaultMaxContent, protocol.ParseClientMessage},
+			{4, protocol.ParseClientMessageV2}, {protocol.DefaultMaxContent, protocol.ParseClientMessageV2},
+		} {
+			max := c.max
+			m, bad := c.parse(data, max)
 			if bad != nil {
 				if bad.Reason == "" || (!bad.HasCID && bad.CID != "") || utf8.RuneCountInString(bad.CID) > protocol.MaxCIDLen {
 					t.Fatalf("bad refusal %+v", bad)
@@ -227,9 +256,12 @@ func FuzzParseClientMessage(f *testing.F) {
 				continue
 			}
 			checkAccepted(t, m, max)
+			if m.Kind > protocol.KindGallery {
+				continue
+			}
 			// What is accepted can be stored and read back unchanged.
 			var back map[string]any
-			rec := protocol.Record{Kind: m.Kind, Content: m.Content, URL: m.URL}
+			rec := protocol.Record{Kind: m.Kind, Content: m.Content, URL: m.URL, Mentions: m.Mentions}
 			if err := json.Unmarshal(protocol.AppendRecord(nil, &rec), &back); err != nil {
 				t.Fatalf("record of an accepted message is not JSON: %v", err)
 			}

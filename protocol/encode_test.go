@@ -45,8 +45,12 @@ func decode(t *testing.T, frame []byte) (map[string]any, []string) {
 		default:
 			if k, ok := tok.(string); ok && depth == 1 {
 				keys = append(keys, k)
-				if _, err := d.Token(); err != nil { // the value
+				v, err := d.Token() // the value
+				if err != nil {
 					t.Fatal(err)
+				}
+				if v == json.Delim('{') || v == json.Delim('[') {
+					depth++
 				}
 			}
 		}

@@ -45,3 +45,7 @@ func ValidRoom(name string) bool {
 	}
 	return true
 }
+
+// ErrNotAllowed refuses a recall or reaction the sender may not make (another user's
+// message, past the recall window, no such message).
+const ErrNotAllowed = "ERR_NOT_ALLOWED"

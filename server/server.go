@@ -57,6 +57,7 @@ type Config struct {
 	HistoryLimit    int
 	IdleRoom        time.Duration
 	FlushWindow     time.Duration // 0: default 20 ms; negative: flush at once
+	RecallWindow    time.Duration // how long a sender may recall a message (default 2 min)
 	PingInterval    time.Duration
 	IdleTimeout     time.Duration
 	WriteTimeout    time.Duration
@@ -179,6 +180,7 @@ func New(cfg Config) (*Server, error) {
 		MaxConnsPerUser: cfg.MaxConnsPerUser,
 		PingInterval:    cfg.PingInterval,
 		FlushWindow:     cfg.FlushWindow,
+		RecallWindow:    cfg.RecallWindow,
 		Observer:        cfg.ActorObserver,
 		Logger:          log,
 	})

@@ -132,6 +132,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /me", s.handleMe)
 	s.mux.HandleFunc("POST /profile", s.handleProfile)
 	s.mux.HandleFunc("GET /history", s.handleHistory)
+	s.mux.HandleFunc("GET /rooms", s.handleRooms)
+	s.mux.HandleFunc("/read", postOnly(s.handleRead))
 	if m := s.opts.Media; m != nil {
 		s.mux.HandleFunc("/upload", s.checkedUpload(m.ServeUpload))
 		s.mux.HandleFunc("/media/", m.ServeMedia)

@@ -32,6 +32,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	var since uint64
 	hasSince := q.Get("since") != ""
+	v2, vOK := version(q.Get("v"))
 	refusalCode := uint16(protocol.ClosePolicy)
 	switch {
 	case err != nil && !errors.Is(err, auth.ErrInvalidSession):
@@ -43,6 +44,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		refusal = protocol.SessionError(protocol.ErrInvalidSession, "session is invalid or expired; log in again")
 	case !protocol.ValidRoom(room):
 		refusal = protocol.ErrorFrame(protocol.ErrBadRoom, "room must be 1-64 of A-Z a-z 0-9 _ -", nil)
+	case !vOK:
+		refusal = protocol.ErrorFrame(protocol.ErrBadMessage, "v must be 1 or 2 (the protocol version)", nil)
 	case hasSince:
 		since, err = strconv.ParseUint(q.Get("since"), 10, 64)
 		if err != nil {
@@ -84,6 +87,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		Since:     since,
 		HasSince:  hasSince,
 		Presence:  q.Get("presence") == "1",
+		V2:        v2,
 		Sink:      st.out,
 		Base:      base,
 	}
@@ -118,6 +122,18 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	st.touch()
 	s.log.Info("connection opened", "uid", u.UID, "room", room, "remote", st.remote)
 	go s.readLoop(ws)
+}
+
+// version reads the v query parameter: absent or 1 is the original protocol,
+// 2 adds recalls, reactions, typing and mentions.
+func version(v string) (v2, ok bool) {
+	switch v {
+	case "", "1":
+		return false, true
+	case "2":
+		return true, true
+	}
+	return false, false
 }
 
 // upgrade takes the connection over from net/http and completes the WebSocket

@@ -84,6 +84,7 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	num(&cfg.HistoryLimit, "history-limit", "PANDA_HISTORY_LIMIT", 100, "largest /history page")
 	dur(&cfg.IdleRoom, "room-idle", "PANDA_ROOM_IDLE", 30*time.Second, "an empty room stops after this")
 	dur(&cfg.FlushWindow, "flush-window", "PANDA_FLUSH_WINDOW", 20*time.Millisecond, "longest wait of a busy room's batch (15µs per member up to this); its messages then share one write per member (0: flush at once)")
+	dur(&cfg.RecallWindow, "recall-window", "PANDA_RECALL_WINDOW", 2*time.Minute, "how long after sending a message its sender may recall it (connections of protocol version 2, v=2)")
 	dur(&cfg.PingInterval, "ping-interval", "PANDA_PING_INTERVAL", 30*time.Second, "server ping interval")
 	dur(&cfg.IdleTimeout, "idle-timeout", "PANDA_IDLE_TIMEOUT", 75*time.Second, "close a connection with no traffic for this long")
 	dur(&cfg.WriteTimeout, "write-timeout", "PANDA_WRITE_TIMEOUT", 10*time.Second, "drop a peer that reads nothing for this long")
@@ -164,6 +165,9 @@ func parseServe(args []string, lookup func(string) (string, bool), out, logs io.
 	}
 	if cfg.Outbox <= 0 {
 		return cfg, "", errors.New("--outbox must be positive")
+	}
+	if cfg.RecallWindow <= 0 {
+		return cfg, "", errors.New("--recall-window must be positive")
 	}
 	if cfg.ReadLimit < 1024 {
 		return cfg, "", errors.New("--max-frame must be at least 1024 bytes")
