@@ -1,11 +1,14 @@
 package web_test
 
 import (
+	"fmt"
 	"image/color"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 
 	"github.com/pandachat/pandachat/internal/chattest"
@@ -13,8 +16,10 @@ import (
 )
 
 // TestScreenshot renders a lively conversation (avatars, an image, both sides
-// of the chat) at desktop and phone sizes. With PANDA_SCREENSHOT=1 it writes
-// them as docs/screenshot.png and docs/screenshot-phone.png:
+// of the chat, reactions, a recalled message, a mention of the reader, someone
+// typing, unread news in another room) at desktop and phone sizes. With
+// PANDA_SCREENSHOT=1 it writes them as docs/screenshot.png and
+// docs/screenshot-phone.png:
 //
 //	PANDA_SCREENSHOT=1 go test ./web -run TestScreenshot
 func TestScreenshot(t *testing.T) {
@@ -29,12 +34,17 @@ func TestScreenshot(t *testing.T) {
 	mei := env.DevLogin("Mei")
 	setAvatar(t, env, bob, "Bob", writePNG(t, "bob.png", 96, 96, face(color.RGBA{0xf4, 0xa2, 0x61, 0xff}, color.RGBA{0x5b, 0x3a, 0x29, 0xff})))
 	setAvatar(t, env, mei, "Mei", writePNG(t, "mei.png", 96, 96, face(color.RGBA{0x8e, 0xc5, 0xfc, 0xff}, color.RGBA{0x2b, 0x2d, 0x42, 0xff})))
-	cb := env.Dial(bob, "room=lobby")
-	cm := env.Dial(mei, "room=lobby")
+	cb := env.Dial(bob, "room=lobby&v=2")
+	cm := env.Dial(mei, "room=lobby&v=2")
 
 	a := newTab(t, browser, "Alice", 980, 840)
-	a.signIn(env.URL, "lobby", "Alice")
+	// Alice has been in the trail room before: news there shows in the switcher.
+	a.signIn(env.URL, "trail", "Alice")
+	a.eval(`location.hash = '#/room/lobby'`, nil)
+	a.until("in the lobby", `window.__panda.state().room === 'lobby' && window.__panda.state().connected`)
 	a.until("three online", `document.getElementById('online-count').textContent === '3'`)
+	var alice string
+	a.eval(`window.__panda.state().me.uid`, &alice)
 
 	remote := func(c *chattest.Client, msg map[string]any, check string) {
 		t.Helper()
@@ -44,16 +54,57 @@ func TestScreenshot(t *testing.T) {
 	shows := func(text string) string { return countText("theirs", text) + ` === 1` }
 	mine := func(text string) { t.Helper(); a.say(text); a.until("sent", countText("mine", text)+` === 1`) }
 
-	remote(cb, map[string]any{"text": true, "content": "Morning, pandas! Who is up for the bamboo hike on Saturday?"}, shows("Morning, pandas! Who is up for the bamboo hike on Saturday?"))
+	react := func(c *chattest.Client, id int, emoji string) {
+		t.Helper()
+		c.Send(map[string]any{"react": id, "emoji": emoji})
+		a.until("the reaction", fmt.Sprintf(`Array.from(document.querySelectorAll('#list li.msg[data-id="%d"] .chip .e')).some(e => e.textContent === %s)`, id, js(emoji)))
+	}
+
+	const hike = "Morning, pandas! Who is up for the bamboo hike on Saturday?"
+	remote(cb, map[string]any{"text": true, "content": hike}, shows(hike))
 	remote(cm, map[string]any{"text": true, "content": "Me! I went up the ridge trail last weekend, the view at sunset is unreal."}, shows("Me! I went up the ridge trail last weekend, the view at sunset is unreal."))
+	react(cm, a.msgID(hike), "🎉")
 	pic := upload(t, env, mei, writePNG(t, "ridge.png", 480, 320, landscape(480, 320)))
 	remote(cm, map[string]any{"gallery": true, "url": pic}, `Array.from(document.querySelectorAll('#list .thumb img')).some(i => i.complete && i.naturalWidth === 480)`)
+	var picID int
+	a.eval(`+document.querySelector('#list li.msg.theirs:has(.thumb)').dataset.id`, &picID)
+	react(cb, picID, "😮")
 	mine("Wow, that looks amazing")
 	mine("Count me in. Should we meet at the trailhead at 8?")
-	remote(cb, map[string]any{"text": true, "content": "8 works. Weather looks good: https://weather.example.com/ridge"}, shows("8 works. Weather looks good: https://weather.example.com/ridge"))
-	remote(cm, map[string]any{"text": true, "content": "I'll bring snacks"}, shows("I'll bring snacks"))
+	const weather = "8 works. Weather looks good: https://weather.example.com/ridge"
+	remote(cb, map[string]any{"text": true, "content": weather}, shows(weather))
+	react(cm, a.msgID(weather), "👍")
+	// Alice adds hers with a click on the chip.
+	a.do(chromedp.Click(chromedp.CSS(a.msgSel(weather) + " .reactions .chip")))
+	a.until("Alice's reaction", `document.querySelector(`+js(a.msgSel(weather)+" .chip.mine")+`) !== null`)
+	remote(cb, map[string]any{"text": true, "content": "I'll bring my old tent"}, shows("I'll bring my old tent"))
+	cb.Send(map[string]any{"recall": a.msgID("I'll bring my old tent")})
+	a.until("recalled", `Array.from(document.querySelectorAll('#list .recall-note')).some(e => e.textContent === 'Bob recalled a message')`)
+	remote(cm, map[string]any{"text": true, "content": "@Alice can you bring the map?", "mentions": []string{alice}},
+		`document.querySelector('#list li.msg.mentioned .mention.me') !== null`)
 	mine("Perfect, see you there!")
+	// News in the trail room, seen from the lobby.
+	ct := env.Dial(bob, "room=trail&v=2")
+	ct.NextOfType("system")
+	ct.Send(map[string]any{"text": true, "content": "The trail is dry today"})
+	ct.NextOfType("user")
+	a.do(chromedp.Click(chromedp.CSS("#room-btn")), chromedp.WaitVisible(chromedp.CSS("#rooms-name")))
+	a.until("the unread badge", `document.getElementById('rooms-badge').textContent === '1'`)
+	a.do(chromedp.Click(chromedp.CSS("#rooms [data-close]")), chromedp.WaitNotVisible(chromedp.CSS("#rooms-name")))
+	typing := func() {
+		t.Helper()
+		cb.Send(map[string]any{"typing": true})
+		a.until("Bob typing", `document.getElementById('typing').textContent === 'Bob is typing…'`)
+	}
+	typing()
+	typedAt := time.Now()
 	a.until("scrolled to the bottom", `(() => { const s = document.getElementById('scroller'); return s.scrollHeight - s.scrollTop - s.clientHeight < 4; })()`)
+	// The pointer rests on one of Alice's messages: its actions bar shows.
+	wow := a.msgSel("Wow, that looks amazing")
+	var pt struct{ X, Y float64 }
+	a.eval(`(() => { const r = document.querySelector(`+js(wow+" .bubble")+`).getBoundingClientRect(); return {X: r.left + r.width / 2, Y: r.top + r.height / 2}; })()`, &pt)
+	a.do(chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, pt.X, pt.Y))
+	a.until("the actions bar", `getComputedStyle(document.querySelector(`+js(wow+" .tools")+`)).display === 'flex'`)
 
 	shot := func(name string) {
 		t.Helper()
@@ -72,6 +123,9 @@ func TestScreenshot(t *testing.T) {
 	}
 	shot("screenshot.png")
 
+	time.Sleep(time.Until(typedAt.Add(3100 * time.Millisecond))) // one typing notice per 3 s
+	typing()
+	a.do(chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, 1, 1)) // a phone has no pointer resting anywhere
 	a.do(chromedp.EmulateViewport(360, 720))
 	a.until("scrolled to the bottom", `(() => { const s = document.getElementById('scroller'); s.scrollTop = s.scrollHeight; return s.scrollHeight - s.scrollTop - s.clientHeight < 4; })()`)
 	shot("screenshot-phone.png")
