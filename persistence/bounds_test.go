@@ -60,3 +60,24 @@ func TestStoreTicketExpiryRoundsUp(t *testing.T) {
 		})
 	}
 }
+
+// A room trimmed to nothing keeps its last id, and after a reopen (when the
+// store no longer remembers where the room's history starts) trimming it
+// again deletes nothing.
+func TestBadgerTrimEmptiedRoomAfterReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openBadger(t, dir, persistence.Options{})
+	appendAll(t, s, "r", msgs("r", 1, 3))
+	if n, err := s.TrimMessages("r", 4); err != nil || n != 3 {
+		t.Fatalf("TrimMessages(r, 4) = %d, %v; want 3", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBadger(t, dir, persistence.Options{})
+	defer s.Close()
+	if n, err := s.TrimMessages("r", 10); err != nil || n != 0 {
+		t.Errorf("TrimMessages of an emptied room after a reopen = %d, %v; want 0", n, err)
+	}
+	checkLastID(t, s, "r", 3)
+}
