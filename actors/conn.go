@@ -130,8 +130,8 @@ func (c *conn) receive(ctx actor.Context, in *inbound) {
 		}
 		msg.URL = abs
 	}
-	if msg.Mentions != "" {
-		if code, why := c.checkMentions(msg.Mentions); why != "" {
+	if msg.Ext != nil && msg.Ext.Mentions != "" {
+		if code, why := c.checkMentions(msg.Ext.Mentions); why != "" {
 			c.member.done()
 			c.refuse(code, why, msg.CIDRef())
 			return

@@ -66,7 +66,7 @@ func (r *room) event(ctx actor.Context, p *post) {
 		r.notAllowed(p.From, cid, "recalls and reactions are not available in cluster mode yet")
 		return
 	}
-	target, data, why := r.target(p.Msg.Target)
+	target, data, why := r.target(p.Msg.Target())
 	if why != "" {
 		p.From.done()
 		if data == nil && why == errTargetUnreadable {
@@ -94,12 +94,12 @@ func (r *room) event(ctx actor.Context, p *post) {
 			r.refuse(p.From, cid, "reactions unavailable right now, not stored")
 			return
 		}
-		if ev.On, why = st.toggle(p.From.UID, p.Msg.Emoji); why != "" {
+		if ev.On, why = st.toggle(p.From.UID, p.Msg.Emoji()); why != "" {
 			p.From.done()
 			r.notAllowed(p.From, cid, why)
 			return
 		}
-		ev.Emoji = p.Msg.Emoji
+		ev.Emoji = p.Msg.Emoji()
 		eff = st.effect(target, p.From.UID)
 		r.hub.obs.Event(EventReaction)
 	}

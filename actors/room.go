@@ -365,9 +365,9 @@ func (r *room) post(ctx actor.Context, p *post) {
 		Kind:      p.Msg.Kind,
 		Content:   p.Msg.Content,
 		URL:       p.Msg.URL,
-		Mentions:  p.Msg.Mentions,
 	}
-	if rec.Mentions != "" {
+	if p.Msg.Ext != nil { // version 2: mentions
+		rec.Mentions = p.Msg.Ext.Mentions
 		r.split = true
 		r.hub.obs.Event(EventMention)
 	}

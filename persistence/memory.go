@@ -23,9 +23,30 @@ type Memory struct {
 	reads    map[string]map[string]uint64 // uid → room → read position
 }
 
+// memMsg is a stored Message without its Effect (applied when stored).
+type memMsg struct {
+	ID   uint64
+	Data []byte
+	CID  string
+}
+
+func (m memMsg) message() Message { return Message{ID: m.ID, Data: m.Data, CID: m.CID} }
+
+// messages copies stored messages out.
+func messages(ms []memMsg) []Message {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make([]Message, len(ms))
+	for i, m := range ms {
+		out[i] = m.message()
+	}
+	return out
+}
+
 type memRoom struct {
 	last   uint64
-	msgs   []Message                    // ascending ids
+	msgs   []memMsg                     // ascending ids
 	counts map[uint64][]byte            // message id → reaction counts
 	mine   map[uint64]map[string][]byte // message id → uid → its reactions
 }
@@ -202,8 +223,7 @@ func (m *Memory) AppendMessages(room string, msgs []Message) error {
 		if msg.Effect != nil {
 			r.apply(msg.Effect)
 		}
-		msg.Effect = nil
-		r.msgs = append(r.msgs, msg)
+		r.msgs = append(r.msgs, memMsg{ID: msg.ID, Data: msg.Data, CID: msg.CID})
 	}
 	r.last = msgs[len(msgs)-1].ID
 	return nil
@@ -230,7 +250,7 @@ func (m *Memory) MessagesAfter(room string, after uint64, limit int) ([]Message,
 	if limit < j-i { // not i+limit: that overflows for a huge limit
 		j = i + limit
 	}
-	return append([]Message(nil), r.msgs[i:j]...), nil
+	return messages(r.msgs[i:j]), nil
 }
 
 func (m *Memory) MessagesBefore(room string, before uint64, limit int) ([]Message, error) {
@@ -242,7 +262,7 @@ func (m *Memory) MessagesBefore(room string, before uint64, limit int) ([]Messag
 	}
 	j := sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].ID >= before })
 	i := max(j-limit, 0)
-	return append([]Message(nil), r.msgs[i:j]...), nil
+	return messages(r.msgs[i:j]), nil
 }
 
 func (m *Memory) TrimMessages(room string, keepFrom uint64) (int, error) {
@@ -253,7 +273,7 @@ func (m *Memory) TrimMessages(room string, keepFrom uint64) (int, error) {
 		return 0, nil
 	}
 	i := sort.Search(len(r.msgs), func(i int) bool { return r.msgs[i].ID >= keepFrom })
-	r.msgs = append([]Message(nil), r.msgs[i:]...)
+	r.msgs = append([]memMsg(nil), r.msgs[i:]...)
 	for id := range r.counts {
 		if id < keepFrom {
 			delete(r.counts, id)

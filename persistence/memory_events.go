@@ -75,7 +75,7 @@ func (m *Memory) History(room string, before uint64, limit int, q HistoryQuery) 
 		if !visible(r.msgs[i].Data, q) {
 			continue
 		}
-		item := HistoryItem{Message: r.msgs[i]}
+		item := HistoryItem{Message: r.msgs[i].message()}
 		if q.Reactions {
 			item.Counts, item.Mine = m.reactions(r, item.ID, q.UID)
 		}

@@ -31,22 +31,52 @@ const MaxMentions = 20
 // ClientMessage is a validated client frame. Fields a client may not set are never read.
 type ClientMessage struct {
 	Kind    Kind
+	HasCID  bool
 	Content string // KindText: trimmed text
 	URL     string // KindGallery: as sent; the caller resolves it
 	CID     string // echoed to the sender only
-	HasCID  bool
-	// Version 2 only.
+	// Ext is what only frames of version 2 carry, nil when a frame has none of
+	// it: a message of the original kinds costs no more than it did.
+	Ext *Ext
+}
+
+// Ext is the part of a frame of version 2 beyond the original fields.
+type Ext struct {
 	Target   uint64 // KindRecall, KindReact: the message's id
 	Emoji    string // KindReact
-	Mentions string // KindText: the distinct uids mentioned, in order, joined by commas ("" for none)
+	Mentions string // KindText: the distinct uids mentioned, in order, joined by commas
+}
+
+// Target is the id a recall or reaction names, 0 for other frames.
+func (m ClientMessage) Target() uint64 {
+	if m.Ext == nil {
+		return 0
+	}
+	return m.Ext.Target
+}
+
+// Emoji is a reaction's emoji, "" for other frames.
+func (m ClientMessage) Emoji() string {
+	if m.Ext == nil {
+		return ""
+	}
+	return m.Ext.Emoji
+}
+
+// Mentions is the uids a text message mentions, joined by commas ("" for none).
+func (m ClientMessage) Mentions() string {
+	if m.Ext == nil {
+		return ""
+	}
+	return m.Ext.Mentions
 }
 
 // MentionList is Mentions as a list.
 func (m ClientMessage) MentionList() []string {
-	if m.Mentions == "" {
+	if m.Mentions() == "" {
 		return nil
 	}
-	return strings.Split(m.Mentions, ",")
+	return strings.Split(m.Mentions(), ",")
 }
 
 // BadMessage is a refused client frame; CID is kept when it could be read.
@@ -180,9 +210,11 @@ func parse(data []byte, maxContent int, v2 bool) (ClientMessage, *BadMessage) {
 			if reason != "" {
 				return bad(reason)
 			}
-			m.Kind = KindText
-			m.Content, m.CID, m.Mentions = threeStrings(c, cid, men)
-			return m, nil
+			if len(men) > 0 {
+				m.Kind, m.Ext = KindText, &Ext{}
+				m.Content, m.CID, m.Ext.Mentions = threeStrings(c, cid, men)
+				return m, nil
+			}
 		}
 		m.Kind = KindText
 		m.Content, m.CID = twoStrings(c, cid)
@@ -201,7 +233,7 @@ func parse(data []byte, maxContent int, v2 bool) (ClientMessage, *BadMessage) {
 		if f.recall.v == 0 {
 			return bad("recall needs the id of a message (1 or more)")
 		}
-		m.Kind, m.Target, m.CID = KindRecall, f.recall.v, string(cid)
+		m.Kind, m.Ext, m.CID = KindRecall, &Ext{Target: f.recall.v}, string(cid)
 	case KindReact:
 		if f.react.v == 0 {
 			return bad("react needs the id of a message (1 or more)")
@@ -214,8 +246,8 @@ func parse(data []byte, maxContent int, v2 bool) (ClientMessage, *BadMessage) {
 		if !ValidEmoji(e) {
 			return bad(`react needs "emoji": one emoji`)
 		}
-		m.Kind, m.Target = KindReact, f.react.v
-		m.Emoji, m.CID = twoStrings(e, cid)
+		m.Kind, m.Ext = KindReact, &Ext{Target: f.react.v}
+		m.Ext.Emoji, m.CID = twoStrings(e, cid)
 	case KindTyping:
 		m.Kind, m.CID = KindTyping, string(cid)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -154,7 +155,10 @@ func referenceParseV2(data []byte, maxContent int) (protocol.ClientMessage, *pro
 				uids = append(uids, u)
 			}
 		}
-		m.Kind, m.Content, m.Mentions = protocol.KindText, c, strings.Join(uids, ",")
+		m.Kind, m.Content = protocol.KindText, c
+		if len(uids) > 0 {
+			m.Ext = &protocol.Ext{Mentions: strings.Join(uids, ",")}
+		}
 	case protocol.KindGallery:
 		if f.URL == nil || strings.TrimSpace(*f.URL) == "" {
 			return bad("gallery message without url")
@@ -164,7 +168,7 @@ func referenceParseV2(data []byte, maxContent int) (protocol.ClientMessage, *pro
 		if *f.Recall == 0 {
 			return bad("recall needs the id of a message (1 or more)")
 		}
-		m.Kind, m.Target = protocol.KindRecall, *f.Recall
+		m.Kind, m.Ext = protocol.KindRecall, &protocol.Ext{Target: *f.Recall}
 	case protocol.KindReact:
 		if *f.React == 0 {
 			return bad("react needs the id of a message (1 or more)")
@@ -172,7 +176,7 @@ func referenceParseV2(data []byte, maxContent int) (protocol.ClientMessage, *pro
 		if f.Emoji == nil || !protocol.ValidEmoji([]byte(*f.Emoji)) {
 			return bad(`react needs "emoji": one emoji`)
 		}
-		m.Kind, m.Target, m.Emoji = protocol.KindReact, *f.React, *f.Emoji
+		m.Kind, m.Ext = protocol.KindReact, &protocol.Ext{Target: *f.React, Emoji: *f.Emoji}
 	case protocol.KindTyping:
 		m.Kind = protocol.KindTyping
 	}
@@ -213,8 +217,8 @@ func sameAs(t *testing.T, data []byte, max int, version string, parse, reference
 	if len(data) > 200 {
 		data = append(data[:200:200], "…"...)
 	}
-	if got != want {
-		t.Fatalf("%s %q (max %d): got %+v, encoding/json %+v", version, data, max, got, want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s %q (max %d): got %+v %+v, encoding/json %+v %+v", version, data, max, got, got.Ext, want, want.Ext)
 	}
 	if (gotBad == nil) != (wantBad == nil) {
 		t.Fatalf("%s %q (max %d): refusal %v, encoding/json %v", version, data, max, gotBad, wantBad)

@@ -199,11 +199,11 @@ func checkAccepted(t *testing.T, m protocol.ClientMessage, max int) {
 			t.Fatalf("accepted gallery breaks the limits: %+v", m)
 		}
 	case protocol.KindRecall, protocol.KindTyping:
-		if m.Content != "" || m.URL != "" || m.Emoji != "" || (m.Kind == protocol.KindRecall) != (m.Target != 0) {
+		if m.Content != "" || m.URL != "" || m.Emoji() != "" || (m.Kind == protocol.KindRecall) != (m.Target() != 0) {
 			t.Fatalf("accepted recall or typing breaks the limits: %+v", m)
 		}
 	case protocol.KindReact:
-		if m.Target == 0 || !protocol.ValidEmoji([]byte(m.Emoji)) || m.Content != "" || m.URL != "" {
+		if m.Target() == 0 || !protocol.ValidEmoji([]byte(m.Emoji())) || m.Content != "" || m.URL != "" {
 			t.Fatalf("accepted reaction breaks the limits: %+v", m)
 		}
 	default:
@@ -212,7 +212,7 @@ func checkAccepted(t *testing.T, m protocol.ClientMessage, max int) {
 	if utf8.RuneCountInString(m.CID) > protocol.MaxCIDLen || !utf8.ValidString(m.CID) || (!m.HasCID && m.CID != "") {
 		t.Fatalf("accepted cid breaks the limits: %+v", m)
 	}
-	if m.Mentions != "" {
+	if m.Mentions() != "" {
 		list := m.MentionList()
 		if m.Kind != protocol.KindText || len(list) > protocol.MaxMentions {
 			t.Fatalf("accepted mentions break the limits: %+v", m)
@@ -261,7 +261,7 @@ func FuzzParseClientMessage(f *testing.F) {
 			}
 			// What is accepted can be stored and read back unchanged.
 			var back map[string]any
-			rec := protocol.Record{Kind: m.Kind, Content: m.Content, URL: m.URL, Mentions: m.Mentions}
+			rec := protocol.Record{Kind: m.Kind, Content: m.Content, URL: m.URL, Mentions: m.Mentions()}
 			if err := json.Unmarshal(protocol.AppendRecord(nil, &rec), &back); err != nil {
 				t.Fatalf("record of an accepted message is not JSON: %v", err)
 			}

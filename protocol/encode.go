@@ -18,7 +18,7 @@ type Record struct {
 	Kind      Kind
 	Content   string
 	URL       string
-	Mentions  string // text only: uids joined by commas (ClientMessage.Mentions); "" for none
+	Mentions  string // text only: uids joined by commas (ClientMessage.Mentions()); "" for none
 }
 
 // AppendRecord appends the stored JSON object of r: {"id":..,...} without type.

@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -14,17 +15,17 @@ func TestParseClientMessageV2(t *testing.T) {
 		want        protocol.ClientMessage // Kind 0: refused
 		says        string                 // for refusals: part of the reason
 	}{
-		{name: "recall", frame: `{"recall":12,"cid":"r"}`, want: protocol.ClientMessage{Kind: protocol.KindRecall, Target: 12, CID: "r", HasCID: true}},
-		{name: "react", frame: `{"react":3,"emoji":"👍"}`, want: protocol.ClientMessage{Kind: protocol.KindReact, Target: 3, Emoji: "👍"}},
-		{name: "react with an escaped emoji", frame: `{"react":3,"emoji":"\ud83d\udc3c"}`, want: protocol.ClientMessage{Kind: protocol.KindReact, Target: 3, Emoji: "🐼"}},
+		{name: "recall", frame: `{"recall":12,"cid":"r"}`, want: protocol.ClientMessage{Kind: protocol.KindRecall, Ext: &protocol.Ext{Target: 12}, CID: "r", HasCID: true}},
+		{name: "react", frame: `{"react":3,"emoji":"👍"}`, want: protocol.ClientMessage{Kind: protocol.KindReact, Ext: &protocol.Ext{Target: 3, Emoji: "👍"}}},
+		{name: "react with an escaped emoji", frame: `{"react":3,"emoji":"\ud83d\udc3c"}`, want: protocol.ClientMessage{Kind: protocol.KindReact, Ext: &protocol.Ext{Target: 3, Emoji: "🐼"}}},
 		{name: "typing", frame: `{"typing":true}`, want: protocol.ClientMessage{Kind: protocol.KindTyping}},
 		{name: "mentions", frame: `{"text":true,"content":"hi","mentions":["a1","b-2","a1"],"cid":"c"}`,
-			want: protocol.ClientMessage{Kind: protocol.KindText, Content: "hi", Mentions: "a1,b-2", CID: "c", HasCID: true}},
+			want: protocol.ClientMessage{Kind: protocol.KindText, Content: "hi", Ext: &protocol.Ext{Mentions: "a1,b-2"}, CID: "c", HasCID: true}},
 		{name: "no mentions", frame: `{"text":true,"content":"hi","mentions":[]}`, want: protocol.ClientMessage{Kind: protocol.KindText, Content: "hi"}},
 		{name: "mentions on an image are ignored", frame: `{"gallery":true,"url":"/media/a","mentions":["a"]}`,
 			want: protocol.ClientMessage{Kind: protocol.KindGallery, URL: "/media/a"}},
 		{name: "twenty mentions", frame: `{"text":true,"content":"hi","mentions":[` + strings.TrimSuffix(strings.Repeat(`"u",`, 20), ",") + `]}`,
-			want: protocol.ClientMessage{Kind: protocol.KindText, Content: "hi", Mentions: "u"}},
+			want: protocol.ClientMessage{Kind: protocol.KindText, Content: "hi", Ext: &protocol.Ext{Mentions: "u"}}},
 
 		{name: "recall 0", frame: `{"recall":0}`, says: "id of a message"},
 		{name: "recall a string", frame: `{"recall":"3"}`, says: "recall must be a message id, not a string"},
@@ -44,8 +45,8 @@ func TestParseClientMessageV2(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, bad := protocol.ParseClientMessageV2([]byte(tt.frame), 100)
 			if tt.want.Kind != 0 {
-				if bad != nil || got != tt.want {
-					t.Fatalf("got %+v, %v; want %+v", got, bad, tt.want)
+				if bad != nil || !reflect.DeepEqual(got, tt.want) {
+					t.Fatalf("got %+v %+v, %v; want %+v %+v", got, got.Ext, bad, tt.want, tt.want.Ext)
 				}
 				return
 			}
@@ -53,7 +54,7 @@ func TestParseClientMessageV2(t *testing.T) {
 				t.Fatalf("got %+v, %v; want a refusal saying %q", got, bad, tt.says)
 			}
 			// Version 1 knows none of these fields.
-			if v1, bad1 := protocol.ParseClientMessage([]byte(tt.frame), 100); bad1 == nil && (v1.Mentions != "" || v1.Target != 0) {
+			if v1, bad1 := protocol.ParseClientMessage([]byte(tt.frame), 100); bad1 == nil && v1.Ext != nil {
 				t.Errorf("version 1 read version 2 fields: %+v", v1)
 			}
 		})
