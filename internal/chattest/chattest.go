@@ -319,6 +319,29 @@ func (c *Client) Closed() int {
 	return 0
 }
 
+// NextOrClose waits for the next frame or the close, whichever comes first:
+// closed is true (with the close code) when the connection closed with no
+// frame left to read.
+func (c *Client) NextOrClose() (frame map[string]any, code int, closed bool) {
+	c.t.Helper()
+	deadline := time.After(Wait)
+	for {
+		if c.Pending() > 0 {
+			return c.Next(), 0, false
+		}
+		select {
+		case <-c.ready:
+		case <-c.closed:
+			if c.Pending() > 0 {
+				return c.Next(), 0, false
+			}
+			return nil, c.Closed(), true
+		case <-deadline:
+			c.t.Fatalf("no frame and no close within %s", Wait)
+		}
+	}
+}
+
 // IsClosed reports whether the connection has closed.
 func (c *Client) IsClosed() bool {
 	select {
