@@ -31,15 +31,12 @@ func TestRoomPanicAtStart(t *testing.T) {
 			}
 			for i := 0; i < 3; i++ {
 				c := env.Dial(a, "room=r&since=0")
-				time.Sleep(200 * time.Millisecond)
-				if c.IsClosed() || c.Pending() == 0 {
-					t.Errorf("join %d after the crash: closed %v, frames %d", i, c.IsClosed(), c.Pending())
-					if c.IsClosed() {
-						t.Logf("close code %d", c.Closed())
-					}
+				m, code, closed := c.NextOrClose()
+				if closed {
+					t.Errorf("join %d after the crash: closed with %d, want a fresh room", i, code)
 					continue
 				}
-				if m := c.Next(); m["type"] != "system" {
+				if m["type"] != "system" {
 					t.Errorf("join %d after the crash got %v first, want the system frame", i, m)
 				}
 				c.Conn.WriteClose(1000, nil)
