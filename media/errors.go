@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"syscall"
+
+	"github.com/pandachat/pandachat/persistence"
 )
 
 var (
@@ -34,7 +36,8 @@ const waferMagic = "F2C224D4-2BCE-4C64-AF9F-A6D872000D1A"
 
 // diskFull reports whether err means the disk or the user's quota is exhausted.
 func diskFull(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, errStorageFull)
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, errStorageFull) ||
+		errors.Is(err, persistence.ErrFull)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

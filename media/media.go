@@ -1,7 +1,8 @@
 // Package media stores uploaded images by their content and serves them back.
 //
 // Bytes live on disk under Service.Dir, named by the lowercase hex SHA-256 of
-// their content; metadata lives in a MetaStore (the server's persistence.Store).
+// their content, or in Service.Blobs when several nodes serve them; metadata
+// lives in a MetaStore (the server's persistence.Store).
 package media
 
 import (
@@ -41,7 +42,9 @@ type Service struct {
 	Now          func() time.Time                            // default time.Now
 	OnUpload     func(size int64)                            // told of each accepted upload (metrics); may be nil
 	Quota        Quota                                       // bytes per user per rolling window; zero means 200MiB/24h
-	MinFreeDisk  int64                                       // uploads stop below this much free space on Dir's disk; 0 means 1GiB, negative none
+	MinFreeDisk  int64                                       // uploads stop below this much free space on Dir's disk (and BlobsDir's); 0 means 1GiB, negative none
+	Blobs        Blobs                                       // where bytes live when set; Dir then only stages uploads
+	BlobsDir     string                                      // the directory Blobs keep their bytes in, if local: checked against MinFreeDisk too
 
 	mu    sync.Mutex     // guards ready
 	ready bool           // Open succeeded

@@ -51,6 +51,16 @@ func freeBytes(avail, bsize int64) int64 {
 	return avail * bsize
 }
 
+// diskFree is the free space of Dir's file system, or of BlobsDir's when that has less.
+func (s *Service) diskFree() (int64, error) {
+	free, err := DiskFree(s.Dir)
+	if err != nil || s.BlobsDir == "" {
+		return free, err
+	}
+	other, err := DiskFree(s.BlobsDir)
+	return min(free, other), err
+}
+
 // hold is one upload's reservation.
 type hold struct {
 	uid string
@@ -74,7 +84,7 @@ func (s *Service) admit(uid string, n, need int64) (*hold, error) {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	if min := s.minFreeDisk(); min != 0 {
-		free, err := DiskFree(s.Dir)
+		free, err := s.diskFree()
 		if err != nil {
 			s.diskWarn.Do(func() {
 				slog.Warn("media: free disk space cannot be read; uploads go on without the minimum", "err", err)

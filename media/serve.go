@@ -2,6 +2,7 @@ package media
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -38,8 +39,8 @@ func (s *Service) ServeMedia(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, storageErr("metadata", err))
 		return
 	}
-	f, err := s.files().read(id)
-	if errors.Is(err, fs.ErrNotExist) {
+	f, err := s.open(id)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, persistence.ErrNotFound) {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such media")
 		return
 	}
@@ -55,6 +56,22 @@ func (s *Service) ServeMedia(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", mediaCSP)
 	http.ServeContent(w, r, "", m.Created, f)
+}
+
+// open finds id's bytes in Blobs when the service has them, else on disk.
+func (s *Service) open(id string) (io.ReadSeekCloser, error) {
+	if s.Blobs == nil {
+		f, err := s.files().read(id)
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	rc, size, err := s.Blobs.Open(id)
+	if err != nil {
+		return nil, err
+	}
+	return &blobReader{blobs: s.Blobs, id: id, size: size, rc: rc}, nil
 }
 
 // contentType passes only the types Probe produces, so odd metadata cannot make a page.

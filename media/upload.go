@@ -151,7 +151,19 @@ func (s *Service) commit(uid string, st *staged, in Info) (persistence.Media, er
 		st.discard()
 		return persistence.Media{}, storageErr("metadata", err)
 	}
-	if _, err := s.files().commit(st); err != nil {
+	remove := s.files().remove
+	if s.Blobs != nil {
+		created, err := s.putBlob(st)
+		if err != nil {
+			return persistence.Media{}, err
+		}
+		remove = func(id string) error {
+			if !created { // another upload stored them; it may be using them
+				return nil
+			}
+			return s.Blobs.Delete(id)
+		}
+	} else if _, err := s.files().commit(st); err != nil {
 		return persistence.Media{}, err
 	}
 	if known {
@@ -162,7 +174,7 @@ func (s *Service) commit(uid string, st *staged, in Info) (persistence.Media, er
 		Width: in.Width, Height: in.Height, Created: s.now().UTC(),
 	}
 	if err := s.Meta.PutMedia(m); err != nil {
-		s.files().remove(st.id) // without metadata nobody can reach these bytes
+		remove(st.id) // without metadata nobody can reach these bytes
 		return persistence.Media{}, storageErr("metadata", err)
 	}
 	return m, nil

@@ -3,6 +3,7 @@ package persistence
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,12 +12,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// ErrFull is returned when the store has no room left for what is written.
+var ErrFull = errors.New("persistence: store full")
+
 // JetStreamBlobs keeps uploaded media bytes in a JetStream object store, so
-// that a file uploaded on one node can be served by every node. Names are the
-// media ids (content hashes): an object never changes once written.
-//
-// It is the piece multi-node media needs next to the metadata in the Store;
-// media.Service does not use it yet (its bytes are on the local disk).
+// that a file uploaded on one node can be served by every node (it is
+// media.Service's Blobs in cluster mode). Names are the media ids (content
+// hashes): an object never changes once written.
 type JetStreamBlobs struct {
 	obs     jetstream.ObjectStore
 	s       *JetStream // for reads from the leader
@@ -48,12 +50,49 @@ func OpenJetStreamBlobs(ctx context.Context, s *JetStream) (*JetStreamBlobs, err
 	return b, nil
 }
 
-// Put stores r under id. Writing an id that exists writes the same bytes
-// again (ids are content hashes); callers skip it when Has says so.
+// Put stores r under id; when it returns, a majority of the copies have the
+// bytes. Writing an id that exists writes the same bytes again (ids are
+// content hashes); callers skip it when Has says so. While the cluster has no
+// leader (an election takes seconds) a reader that can seek back is written
+// again; a store out of space gives ErrFull.
 func (b *JetStreamBlobs) Put(id string, r io.Reader) error {
 	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	defer cancel()
-	_, err := b.obs.Put(ctx, jetstream.ObjectMeta{Name: id}, r)
+	giveUp := time.Now().Add(20 * time.Second) // longer than an election
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		_, err := b.obs.Put(ctx, jetstream.ObjectMeta{Name: id}, r)
+		if err == nil || !jsTransient(err) || ctx.Err() != nil || time.Now().After(giveUp) {
+			return blobErr(err)
+		}
+		sk, ok := r.(io.Seeker)
+		if !ok {
+			return err
+		}
+		time.Sleep(wait)
+		if _, serr := sk.Seek(0, io.SeekStart); serr != nil {
+			return err
+		}
+	}
+}
+
+// blobErr turns JetStream's "no room" answers (storage or account limits
+// reached: 10047, 10002) into ErrFull.
+func blobErr(err error) error {
+	var api *jetstream.APIError
+	if errors.As(err, &api) && (api.ErrorCode == 10047 || api.ErrorCode == 10002) {
+		return fmt.Errorf("%w: %w", ErrFull, err)
+	}
+	return err
+}
+
+// Delete removes id's bytes; an unknown id is no error.
+func (b *JetStreamBlobs) Delete(id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := b.obs.Delete(ctx, id)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil
+	}
 	return err
 }
 
@@ -73,7 +112,13 @@ func (b *JetStreamBlobs) Has(id string) (bool, error) {
 	if err != nil || m == nil {
 		return false, err
 	}
-	return m.Header.Get("KV-Operation") == "" && len(m.Data) > 0, nil
+	var info struct {
+		Deleted bool `json:"deleted"`
+	}
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		return false, fmt.Errorf("jetstream media %s: %w", id, err)
+	}
+	return !info.Deleted, nil // a deleted object keeps its description, marked
 }
 
 // Open returns id's bytes and size, or ErrNotFound. An object the leader has

@@ -329,4 +329,29 @@ func TestJetStreamBlobsAcrossNodes(t *testing.T) {
 	if _, _, err := blobs[1].Open("nope"); !errors.Is(err, persistence.ErrNotFound) {
 		t.Errorf("Open(unknown) = %v, want ErrNotFound", err)
 	}
+
+	// Deleted on one node, gone on all (a deleted object keeps a marked
+	// description, which is no object); written again, back on all.
+	if err := blobs[2].Delete("abc"); err != nil {
+		t.Fatal(err)
+	}
+	if err := blobs[2].Delete("abc"); err != nil {
+		t.Errorf("Delete of a deleted object: %v", err)
+	}
+	for i, b := range blobs {
+		if ok, err := b.Has("abc"); err != nil || ok {
+			t.Errorf("node %d Has after Delete = %v, %v", i+1, ok, err)
+		}
+		if _, _, err := b.Open("abc"); !errors.Is(err, persistence.ErrNotFound) {
+			t.Errorf("node %d Open after Delete = %v, want ErrNotFound", i+1, err)
+		}
+	}
+	if err := blobs[1].Put("abc", bytes.NewReader(data[:1000])); err != nil {
+		t.Fatal(err)
+	}
+	if r, size, err := blobs[0].Open("abc"); err != nil || size != 1000 {
+		t.Errorf("Open after a new Put = %d, %v", size, err)
+	} else {
+		r.Close()
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/pandachat/pandachat/cluster"
+	"github.com/pandachat/pandachat/media"
 	"github.com/pandachat/pandachat/persistence"
 )
 
@@ -28,8 +29,9 @@ func clusterMode(cfg Config) (bool, error) {
 	return true, nil
 }
 
-// openCluster joins the cluster and opens the replicated store on it.
-func openCluster(cfg Config, log *slog.Logger) (*cluster.Node, persistence.Store, error) {
+// openCluster joins the cluster and opens the replicated store on it, and the
+// object store that keeps media bytes for every node.
+func openCluster(cfg Config, log *slog.Logger) (*cluster.Node, persistence.Store, media.Blobs, error) {
 	node, err := cluster.Start(cluster.Options{
 		Name:         cfg.NodeName,
 		Listen:       cfg.ClusterListen,
@@ -41,7 +43,7 @@ func openCluster(cfg Config, log *slog.Logger) (*cluster.Node, persistence.Store
 		Logger:       log,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	timeout := cfg.ClusterStartTimeout
 	if timeout <= 0 {
@@ -52,9 +54,14 @@ func openCluster(cfg Config, log *slog.Logger) (*cluster.Node, persistence.Store
 	store, err := persistence.OpenJetStream(ctx, node.JetStream(), persistence.JetStreamOptions{Replicas: node.Replicas(), Logger: log})
 	if err != nil {
 		node.Close()
-		return nil, nil, fmt.Errorf("cluster store: %w", err)
+		return nil, nil, nil, fmt.Errorf("cluster store: %w", err)
 	}
-	return node, store, nil
+	blobs, err := persistence.OpenJetStreamBlobs(ctx, store)
+	if err != nil {
+		node.Close()
+		return nil, nil, nil, fmt.Errorf("cluster media store: %w", err)
+	}
+	return node, store, blobs, nil
 }
 
 // clusterHandler serves GET /cluster and a /readyz that also asks whether the

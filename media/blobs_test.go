@@ -1,0 +1,346 @@
+package media
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pandachat/pandachat/cluster"
+	"github.com/pandachat/pandachat/persistence"
+)
+
+// clusterServices starts n embedded JetStream nodes on loopback (one copy of
+// everything per node) and returns one Service per node, as cluster mode
+// wires them: metadata in the replicated store, bytes in its object store,
+// each with a media directory of its own.
+func clusterServices(t *testing.T, n int) []*Service {
+	t.Helper()
+	var addrs []string
+	if n > 1 {
+		for range n {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addrs = append(addrs, l.Addr().String())
+			l.Close()
+		}
+	}
+	dir := t.TempDir()
+	nodes := make([]*cluster.Node, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		o := cluster.Options{Name: fmt.Sprintf("n%d", i+1), Dir: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), StartTimeout: 30 * time.Second}
+		if n > 1 {
+			o.Listen, o.Peers = addrs[i], addrs
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = cluster.Start(o)
+		}()
+	}
+	wg.Wait()
+	for _, nd := range nodes {
+		if nd != nil {
+			t.Cleanup(func() { nd.Close() })
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := make([]*Service, n)
+	for i, nd := range nodes {
+		st, err := persistence.OpenJetStream(ctx, nd.JetStream(), persistence.JetStreamOptions{Replicas: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := persistence.OpenJetStreamBlobs(ctx, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = &Service{
+			Dir:          filepath.Join(dir, fmt.Sprintf("media%d", i+1)),
+			Meta:         st,
+			Blobs:        b,
+			BlobsDir:     filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
+			Authenticate: session,
+			Now:          func() time.Time { return testNow },
+		}
+	}
+	return out
+}
+
+// An image uploaded on one node is served by the others byte for byte, with
+// the headers, ranges and validators of the single-node path; nothing of it
+// stays in any node's media directory; an unknown id, or metadata without
+// bytes, is 404 everywhere; the same bytes uploaded on another node are one
+// object with one owner; the quota counts uploads on every node.
+func TestClusterMediaAcrossNodes(t *testing.T) {
+	svcs := clusterServices(t, 3)
+	srvs := make([]*httptest.Server, len(svcs))
+	for i, s := range svcs {
+		s.Quota = Quota{Bytes: 3 << 20, Per: time.Hour}
+		srvs[i] = serve(t, s)
+	}
+	img := noisePNG(t, 700, 400) // about 1 MiB: several chunks of the object store
+	id := stored(t, srvs[0], img)
+	for i := 1; i < 3; i++ {
+		t.Run(fmt.Sprintf("node %d", i+1), func(t *testing.T) { checkServe(t, srvs[i], id, img) })
+	}
+	for i := 1; i < 3; i++ {
+		got, status := fetch(t, srvs[i].URL+"/media/"+id, nil)
+		if status != 200 || !bytes.Equal(got, img) {
+			t.Fatalf("node %d: %d, %d bytes; want the %d uploaded on node 1", i+1, status, len(got), len(img))
+		}
+	}
+	// Ranges out of order: the second one is behind the first in the stream.
+	resp := get(t, srvs[2].URL+"/media/"+id, map[string]string{"Range": "bytes=500000-500009,10-19,-5"})
+	parts := byteRanges(t, resp)
+	if want := [][]byte{img[500000:500010], img[10:20], img[len(img)-5:]}; resp.StatusCode != 206 || fmt.Sprint(parts) != fmt.Sprint(want) {
+		t.Errorf("three ranges: %d %v, want 206 %v", resp.StatusCode, parts, want)
+	}
+
+	orphan := strings.Repeat("ab", 32)
+	if err := svcs[0].Meta.PutMedia(persistence.Media{ID: orphan, MIME: "image/png", Size: 10}); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{strings.Repeat("0", 64), orphan, strings.ToUpper(id), "tmp"} {
+		for i, srv := range srvs {
+			if body, status := fetch(t, srv.URL+"/media/"+path, nil); status != 404 || !strings.Contains(string(body), codeNotFound) {
+				t.Errorf("node %d GET /media/%s: %d %s, want 404", i+1, path, status, body)
+			}
+		}
+	}
+
+	status, again, _ := upload(t, srvs[1].URL, "u2", img)
+	if status != 200 || again["id"] != id {
+		t.Fatalf("the same bytes on node 2: %d %v", status, again)
+	}
+	if m, err := svcs[2].Meta.Media(id); err != nil || m.Owner != "u1" {
+		t.Errorf("metadata after a second upload: %+v %v, want owner u1", m, err)
+	}
+	for i, s := range svcs {
+		if f := storedFiles(t, s.Dir); len(f) != 0 {
+			t.Errorf("node %d keeps files in its media directory: %v", i+1, f)
+		}
+	}
+
+	// u1 stored about 1 MiB on node 1; 2 MiB more on node 3 is over the 3 MiB quota.
+	big := noisePNG(t, 1000, 700)
+	if status, got, _ := upload(t, srvs[2].URL, "u1", big); status != http.StatusTooManyRequests {
+		t.Errorf("over the quota on another node: %d %v, want 429", status, got)
+	}
+	if status, got, _ := upload(t, srvs[2].URL, "u3", big); status != 200 {
+		t.Errorf("another user on node 3: %d %v", status, got)
+	}
+}
+
+// One node of a cluster: what its disk and the object store refuse, and
+// failures of the object store or of the metadata, get the single-node path's
+// answers, and a refused upload leaves nothing behind.
+func TestClusterMediaFailures(t *testing.T) {
+	s := clusterServices(t, 1)[0]
+	real, meta := s.Blobs, &failMeta{MetaStore: s.Meta}
+	fb := &failBlobs{Blobs: real}
+	s.Blobs, s.Meta = fb, meta
+	srv := serve(t, s)
+	storedID := stored(t, srv, pngOf(t, 8, 8))
+
+	cases := []struct {
+		name   string
+		set    func()
+		status int
+		code   string
+	}{
+		{"object store full", func() { fb.set(func(f *failBlobs) { f.put = fmt.Errorf("%w: 10047", persistence.ErrFull) }) }, 507, codeStorageFull},
+		{"object store failing", func() { fb.set(func(f *failBlobs) { f.put = errors.New("no leader") }) }, 500, codeStorage},
+		{"cannot tell whether stored", func() { fb.set(func(f *failBlobs) { f.has = errors.New("timeout") }) }, 500, codeStorage},
+		{"metadata failing", func() { meta.fail(errors.New("no quorum")) }, 500, codeStorage}, // after the bytes went in
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			img := noisePNG(t, 32, 32)
+			c.set()
+			status, got, _ := upload(t, srv.URL, "u1", img)
+			if status != c.status || got["error"] != c.code {
+				t.Fatalf("%d %v, want %d %s", status, got, c.status, c.code)
+			}
+			id := idOf(img)
+			if ok, err := real.Has(id); err != nil || ok {
+				t.Errorf("bytes of a refused upload stored: %v %v", ok, err)
+			}
+			if _, err := s.Meta.Media(id); !errors.Is(err, persistence.ErrNotFound) {
+				t.Errorf("metadata of a refused upload: %v", err)
+			}
+			// Once the store is well again the same upload goes in and is served.
+			fb.set(func(f *failBlobs) { f.put, f.has = nil, nil })
+			meta.fail(nil)
+			if status, got, _ := upload(t, srv.URL, "u1", img); status != 200 || got["id"] != id {
+				t.Fatalf("again: %d %v", status, got)
+			}
+			if body, status := fetch(t, srv.URL+"/media/"+id, nil); status != 200 || !bytes.Equal(body, img) {
+				t.Fatalf("GET after the retry: %d, %d bytes", status, len(body))
+			}
+		})
+	}
+
+	t.Run("reading fails", func(t *testing.T) {
+		fb.set(func(f *failBlobs) { f.open = errors.New("no responders") })
+		defer fb.set(func(f *failBlobs) { f.open = nil })
+		if body, status := fetch(t, srv.URL+"/media/"+storedID, nil); status != 500 || !strings.Contains(string(body), codeStorage) {
+			t.Fatalf("%d %s, want 500 %s", status, body, codeStorage)
+		}
+	})
+
+	t.Run("disk of the object store short of space", func(t *testing.T) {
+		if runtime.GOOS != "linux" {
+			t.Skip("needs a file system with no free space: /proc on Linux")
+		}
+		short := &Service{Dir: s.Dir, Meta: s.Meta, Blobs: s.Blobs, BlobsDir: "/proc", MinFreeDisk: 1, Authenticate: session}
+		if status, got, _ := upload(t, serve(t, short).URL, "u1", noisePNG(t, 8, 8)); status != 507 || got["error"] != codeStorageFull {
+			t.Fatalf("%d %v, want 507", status, got)
+		}
+	})
+}
+
+// failMeta fails PutMedia on command.
+type failMeta struct {
+	MetaStore
+	mu  sync.Mutex
+	put error
+}
+
+func (f *failMeta) fail(err error) {
+	f.mu.Lock()
+	f.put = err
+	f.mu.Unlock()
+}
+
+func (f *failMeta) PutMedia(m persistence.Media) error {
+	f.mu.Lock()
+	err := f.put
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return f.MetaStore.PutMedia(m)
+}
+
+func idOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// failBlobs fails on command in front of real Blobs.
+type failBlobs struct {
+	Blobs
+	mu             sync.Mutex
+	put, has, open error
+}
+
+// set changes the failures under the lock: the server reads them on its own goroutines.
+func (f *failBlobs) set(change func(f *failBlobs)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	change(f)
+}
+
+func (f *failBlobs) err(which *error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return *which
+}
+
+func (f *failBlobs) Put(id string, r io.Reader) error {
+	if err := f.err(&f.put); err != nil {
+		return err
+	}
+	return f.Blobs.Put(id, r)
+}
+
+func (f *failBlobs) Has(id string) (bool, error) {
+	if err := f.err(&f.has); err != nil {
+		return false, err
+	}
+	return f.Blobs.Has(id)
+}
+
+func (f *failBlobs) Open(id string) (io.ReadCloser, int64, error) {
+	if err := f.err(&f.open); err != nil {
+		return nil, 0, err
+	}
+	return f.Blobs.Open(id)
+}
+
+// fetch GETs url and returns the body and the status.
+func fetch(t *testing.T, url string, header map[string]string) ([]byte, int) {
+	t.Helper()
+	resp := get(t, url, header)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return b, resp.StatusCode
+}
+
+func get(t *testing.T, url string, header map[string]string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// byteRanges reads the parts of a multipart/byteranges answer.
+func byteRanges(t *testing.T, resp *http.Response) [][]byte {
+	t.Helper()
+	defer resp.Body.Close()
+	_, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatalf("Content-Type %q: %v", resp.Header.Get("Content-Type"), err)
+	}
+	var out [][]byte
+	mr := multipart.NewReader(resp.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+}
