@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -20,8 +21,8 @@ import (
 
 // Three copies of the binary on loopback share one replicated store: a
 // session made on one node is valid on the others, /cluster lists all three,
-// /readyz is 200 on each, and what one node writes (a profile, a ticket, media
-// metadata, a room's messages) another reads. A node stopped with SIGTERM
+// /readyz is 200 on each, and what one node writes (a profile, a ticket, an
+// image, a room's messages) another reads. A node stopped with SIGTERM
 // leaves cleanly while the others go on.
 func TestThreeNodeCluster(t *testing.T) {
 	var listen []string
@@ -110,6 +111,23 @@ func TestThreeNodeCluster(t *testing.T) {
 		t.Errorf("GET /history on n1: %d %v", code, hist)
 	}
 
+	// An image uploaded on node 1 is served by nodes 2 and 3 byte for byte,
+	// from the object store every node reads; an unknown id is 404 there.
+	img := chattest.PNG(300, 200) // about 240 KB: more than one chunk
+	status, up = a.Upload(s, "big.png", img)
+	if status != 200 {
+		t.Fatalf("upload on n1: %d %v", status, up)
+	}
+	for i, env := range []*chattest.Env{b, c} {
+		got, h, code := getBytes(t, env.URL+"/media/"+up["id"].(string))
+		if code != 200 || !bytes.Equal(got, img) || h.Get("Content-Type") != "image/png" || h.Get("ETag") != `"`+up["id"].(string)+`"` {
+			t.Errorf("GET of n1's upload on n%d: %d, %d bytes (want %d), %v", i+2, code, len(got), len(img), h)
+		}
+	}
+	if body, _, code := getBytes(t, b.URL+"/media/"+strings.Repeat("0", 64)); code != 404 || !strings.Contains(string(body), "ERR_NOT_FOUND") {
+		t.Errorf("GET of an unknown id on n2: %d %s, want 404", code, body)
+	}
+
 	// SIGTERM on node 3: its socket gets 1001, it exits cleanly, the others stay ready.
 	if err := nodes[2].cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -192,6 +210,21 @@ func getJSON(url string, out any) int {
 		return 0
 	}
 	return resp.StatusCode
+}
+
+// getBytes GETs url and returns the body, the headers and the status.
+func getBytes(t *testing.T, url string) ([]byte, http.Header, int) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return body, resp.Header, resp.StatusCode
 }
 
 func eventually(t *testing.T, what string, ok func() bool) {
