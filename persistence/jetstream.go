@@ -58,6 +58,8 @@ type JetStreamOptions struct {
 //	bucket media      <media id>         Media JSON
 //	bucket uploads    <uid>              the user's upload records (16 bytes each)
 //	bucket trims      <room>             ids below this are trimmed (TrimMessages)
+//	bucket effects    <room>.…           recalls and reactions (jetstream_events.go)
+//	bucket reads      <uid>              the user's rooms and read positions
 //
 // A name that is not only letters, digits, - and _ is written as = and its
 // base64url form, so every room name and key is a valid subject token.
@@ -73,6 +75,7 @@ type JetStream struct {
 	entry   int    // largest payload of one entry
 
 	sessions, tickets, users, openIDs, media, uploads, trims *bucket
+	effects, reads                                           *bucket // jetstream_events.go
 
 	mu    sync.Mutex
 	tails map[string]roomTail // room → its last entry, as this store last saw it
@@ -133,7 +136,7 @@ func OpenJetStream(ctx context.Context, js jetstream.JetStream, o JetStreamOptio
 	// one waits for its own leader election.
 	var (
 		wg   sync.WaitGroup
-		errs = make([]error, 8)
+		errs = make([]error, 10)
 	)
 	wg.Add(1)
 	go func() {
@@ -165,6 +168,8 @@ func OpenJetStream(ctx context.Context, js jetstream.JetStream, o JetStreamOptio
 		{&s.media, "media", false},
 		{&s.uploads, "uploads", false},
 		{&s.trims, "trims", false},
+		{&s.effects, "effects", false},
+		{&s.reads, "reads", false},
 	} {
 		wg.Add(1)
 		go func() {
@@ -352,11 +357,17 @@ func (s *JetStream) AppendMessages(room string, msgs []Message) error {
 	case first != t.last+1:
 		return fmt.Errorf("room %q: id %d after last id %d would leave a gap", room, first, t.last)
 	}
+	all, events := msgs, hasEffects(msgs)
+	if events { // before the entry: a crash after it leaves the mark (jetstream_events.go)
+		if err := s.markPending(ctx, room, msgs[0].ID); err != nil {
+			return fmt.Errorf("room %q: %w", room, err)
+		}
+	}
 	subj := s.roomSubject(room)
 	for len(msgs) > 0 {
 		n, size := 0, 1
 		for n < len(msgs) {
-			size += 3*binary.MaxVarintLen64 + len(msgs[n].Data) + len(msgs[n].CID)
+			size += 3*binary.MaxVarintLen64 + len(msgs[n].Data) + len(msgs[n].CID) + effectSize(msgs[n].Effect)
 			if size > s.entry && n > 0 {
 				break
 			}
@@ -374,6 +385,11 @@ func (s *JetStream) AppendMessages(room string, msgs []Message) error {
 		}
 		t = roomTail{seq: seq, last: chunk[n-1].ID}
 		s.setTail(room, t)
+	}
+	if events {
+		if err := s.applyStored(ctx, room, all); err != nil {
+			return fmt.Errorf("room %q: ids %d..%d stored, their effects pending: %w", room, all[0].ID, all[len(all)-1].ID, err)
+		}
 	}
 	return nil
 }
@@ -580,6 +596,7 @@ func (s *JetStream) collect(ctx context.Context, subj string, e, last entry, fro
 		}
 		for _, m := range msgs {
 			if m.ID >= from && m.ID <= to {
+				m.Effect = nil // never read back
 				out = append(out, m)
 				if len(out) == limit {
 					return out, nil
@@ -613,7 +630,11 @@ func (s *JetStream) MessagesAfter(room string, after uint64, limit int) ([]Messa
 	if err != nil || !ok {
 		return nil, err
 	}
-	return s.collect(ctx, subj, e, last, from, last.last, limit)
+	msgs, err := s.collect(ctx, subj, e, last, from, last.last, limit)
+	if err != nil {
+		return nil, err
+	}
+	return msgs, s.applyRecalls(ctx, room, msgs)
 }
 
 func (s *JetStream) MessagesBefore(room string, before uint64, limit int) ([]Message, error) {
@@ -640,7 +661,11 @@ func (s *JetStream) MessagesBefore(room string, before uint64, limit int) ([]Mes
 	if err != nil || !ok {
 		return nil, err
 	}
-	return s.collect(ctx, subj, e, last, from, to, limit)
+	msgs, err := s.collect(ctx, subj, e, last, from, to, limit)
+	if err != nil {
+		return nil, err
+	}
+	return msgs, s.applyRecalls(ctx, room, msgs)
 }
 
 // trimmed is the room's first id kept by TrimMessages (0: never trimmed).
@@ -703,32 +728,50 @@ func (s *JetStream) TrimMessages(room string, keepFrom uint64) (int, error) {
 	}); err != nil {
 		s.log.Warn("trimmed history stays on disk until the next trim", "room", room, "err", err)
 	}
+	if err := s.trimEffects(ctx, room, end); err != nil {
+		s.log.Warn("reactions and recalls of trimmed messages stay until the next trim", "room", room, "err", err)
+	}
 	return int(end - first), nil
 }
 
 // encodeEntry is a chat entry's payload: a version byte, then for each
 // message its id, its data and its cid, each length-prefixed (uvarints).
+// A batch with events is version 2: each message also carries its effect
+// (appendEffect), so that the effects can be applied again from the stream.
 func encodeEntry(msgs []Message) []byte {
-	n := 1
+	n, version := 1, byte(1)
 	for _, m := range msgs {
-		n += 3*binary.MaxVarintLen64 + len(m.Data) + len(m.CID)
+		n += 3*binary.MaxVarintLen64 + len(m.Data) + len(m.CID) + effectSize(m.Effect)
+		if m.Effect != nil {
+			version = 2
+		}
 	}
+	erased := recalledWithin(msgs)
 	b := make([]byte, 1, n)
-	b[0] = 1
+	b[0] = version
 	for _, m := range msgs {
+		data := m.Data
+		if stub, ok := erased[m.ID]; ok { // recalled in the same batch: never stored with its content
+			data = stub
+		}
 		b = binary.AppendUvarint(b, m.ID)
-		b = binary.AppendUvarint(b, uint64(len(m.Data)))
-		b = append(b, m.Data...)
+		b = binary.AppendUvarint(b, uint64(len(data)))
+		b = append(b, data...)
 		b = binary.AppendUvarint(b, uint64(len(m.CID)))
 		b = append(b, m.CID...)
+		if version == 2 {
+			b = appendEffect(b, m.Effect)
+		}
 	}
 	return b
 }
 
+// decodeEntry reads an entry's messages, with their effects (version 2).
 func decodeEntry(b []byte) ([]Message, error) {
-	if len(b) == 0 || b[0] != 1 {
+	if len(b) == 0 || b[0] != 1 && b[0] != 2 {
 		return nil, errors.New("unknown entry format")
 	}
+	version := b[0]
 	b = b[1:]
 	bad := errors.New("truncated entry")
 	field := func() ([]byte, bool) {
@@ -752,7 +795,14 @@ func decodeEntry(b []byte) ([]Message, error) {
 		if !ok1 || !ok2 {
 			return nil, bad
 		}
-		out = append(out, Message{ID: id, Data: data, CID: string(cid)})
+		m := Message{ID: id, Data: data, CID: string(cid)}
+		if version == 2 {
+			var err error
+			if m.Effect, b, err = readEffect(b); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }
