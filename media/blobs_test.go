@@ -152,6 +152,53 @@ func TestClusterMediaAcrossNodes(t *testing.T) {
 	if status, got, _ := upload(t, srvs[2].URL, "u3", big); status != 200 {
 		t.Errorf("another user on node 3: %d %v", status, got)
 	}
+
+	// Six uploads of one user at once, two on each node, where two fit the
+	// quota: never more than two are stored, and what is refused is not counted.
+	imgs := make([][]byte, 6)
+	for i := range imgs {
+		imgs[i] = noisePNG(t, 700, 400)
+	}
+	size := int64(len(imgs[0]))
+	statuses := make([]int, len(imgs))
+	var wg sync.WaitGroup
+	for i, b := range imgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i], _, _ = upload(t, srvs[i%3].URL, "burst", b)
+		}()
+	}
+	wg.Wait()
+	accepted := 0
+	for _, st := range statuses {
+		switch st {
+		case 200:
+			accepted++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("burst: status %d", st)
+		}
+	}
+	usage := func() int64 {
+		recs, err := svcs[1].Meta.Uploads("burst", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, r := range recs {
+			n += r.Bytes
+		}
+		return n
+	}
+	if n := usage(); accepted > 2 || n != int64(accepted)*size {
+		t.Fatalf("burst: %d accepted %v, %d bytes counted; want at most 2 of %d bytes each, counted", accepted, statuses, n, size)
+	}
+	status, _, _ = upload(t, srvs[0].URL, "burst", noisePNG(t, 700, 400))
+	if want := map[bool]int{true: 200, false: 429}[accepted < 2]; status != want {
+		t.Errorf("after a burst of which %d were accepted, one more: %d, want %d", accepted, status, want)
+	}
+	t.Logf("burst: %d of 6 accepted", accepted)
 }
 
 // One node of a cluster: what its disk and the object store refuse, and

@@ -16,6 +16,11 @@ import (
 // more than the quota. Every upload in flight holds its bytes until it is recorded
 // (accepted) or released (refused), so concurrent uploads see each other.
 //
+// With Blobs (several nodes) uploads in flight on other nodes are not in held: settle
+// then counts the exact size in the store at once, reads the user's usage back and
+// takes it out again when that passes the quota (two racing uploads that together pass
+// it may then both be refused, never both accepted), or when the upload fails later.
+//
 // Every accepted upload counts in full, also when the same bytes are stored already:
 // the answer never tells whether they were, and the quota then cannot either.
 
@@ -65,6 +70,9 @@ func (s *Service) diskFree() (int64, error) {
 type hold struct {
 	uid string
 	n   int64
+
+	shared time.Time // with Blobs: the store record counting n since settle, zero if none
+	done   bool      // recorded: the upload was accepted
 }
 
 func (s *Service) quota() Quota { return s.Quota.withDefaults() }
@@ -93,7 +101,7 @@ func (s *Service) admit(uid string, n, need int64) (*hold, error) {
 			return nil, &lowDiskError{free: free, held: s.heldAll, min: min, size: n}
 		}
 	}
-	if err := s.checkQuota(uid, need, false); err != nil {
+	if err := s.checkQuota(uid, need, 0, false); err != nil {
 		return nil, err
 	}
 	h := &hold{uid: uid}
@@ -107,16 +115,60 @@ func (s *Service) settle(h *hold, size int64) error {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	s.grow(h, -h.n)
-	if err := s.checkQuota(h.uid, size, true); err != nil {
+	if err := s.checkQuota(h.uid, size, 0, true); err != nil {
 		return err
 	}
 	s.grow(h, size)
+	if s.Blobs != nil {
+		return s.share(h)
+	}
 	return nil
+}
+
+// share counts h in the store, where every node sees it, and refuses it if the
+// user's usage there, with this node's other uploads in flight, passes the quota;
+// the caller holds qmu. On error the reservation is gone.
+func (s *Service) share(h *hold) error {
+	q := s.quota()
+	if q.Off {
+		return nil
+	}
+	now := s.now()
+	at := now.Truncate(bucket(q))
+	if err := s.Meta.AddUpload(h.uid, at, h.n, now.Add(-q.Per)); err != nil {
+		s.grow(h, -h.n)
+		return storageErr("quota", err)
+	}
+	h.shared = at
+	n := h.n
+	s.grow(h, -n) // in the records now, not in held
+	err := s.checkQuota(h.uid, n, n, true)
+	s.grow(h, n)
+	if err != nil {
+		s.unshare(h)
+		s.grow(h, -n)
+	}
+	return err
+}
+
+// unshare takes a shared reservation out of the store again.
+func (s *Service) unshare(h *hold) {
+	if h.shared.IsZero() {
+		return
+	}
+	if err := s.Meta.AddUpload(h.uid, h.shared, -h.n, time.Time{}); err != nil {
+		slog.Error("media: a refused upload stays counted against the quota", "uid", h.uid, "bytes", h.n, "err", err)
+	}
+	h.shared = time.Time{}
 }
 
 // record counts an accepted upload for good; its reservation ends after this,
 // so that it is always counted one way or the other.
 func (s *Service) record(h *hold) {
+	if !h.shared.IsZero() {
+		h.done = true // counted at settle
+		return
+	}
 	if q := s.quota(); !q.Off {
 		now := s.now()
 		if err := s.Meta.AddUpload(h.uid, now.Truncate(bucket(q)), h.n, now.Add(-q.Per)); err != nil {
@@ -125,9 +177,13 @@ func (s *Service) record(h *hold) {
 	}
 }
 
-// release ends a reservation; calling it again does nothing.
+// release ends a reservation; calling it again does nothing. A shared one of an
+// upload that was not accepted leaves the store.
 func (s *Service) release(h *hold) {
 	s.qmu.Lock()
+	if !h.done {
+		s.unshare(h)
+	}
 	s.grow(h, -h.n)
 	s.qmu.Unlock()
 }
@@ -148,8 +204,9 @@ func bucket(q Quota) time.Duration { return max(q.Per/quotaBuckets, time.Millise
 
 // checkQuota refuses n more bytes from uid (the file's size if exact, else the
 // least it can be) if they would pass the quota, counting what uid has stored in
-// the window and has in flight; the caller holds qmu.
-func (s *Service) checkQuota(uid string, n int64, exact bool) error {
+// the window, less counted bytes of this file the records already hold, and has
+// in flight; the caller holds qmu.
+func (s *Service) checkQuota(uid string, n, counted int64, exact bool) error {
 	q := s.quota()
 	if q.Off {
 		return nil
@@ -163,7 +220,7 @@ func (s *Service) checkQuota(uid string, n int64, exact bool) error {
 	for _, r := range recs {
 		used += r.Bytes
 	}
-	used += s.held[uid]
+	used += s.held[uid] - counted
 	over := used + n - q.Bytes
 	if over <= 0 {
 		return nil
