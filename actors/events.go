@@ -43,7 +43,9 @@ type writeReads struct{}
 // event handles a frame of version 2 that is not a chat message.
 func (r *room) event(ctx actor.Context, p *post) {
 	if p.Msg.Kind == protocol.KindTyping {
-		r.typing(p)
+		if r.typing(p) {
+			r.publish(relayMsg{T: relayTyping, UID: p.From.UID, Nick: p.NickName})
+		}
 		p.From.done()
 		return
 	}
@@ -203,13 +205,13 @@ func (r *room) notAllowed(m *Member, cid *string, why string) {
 // typing sends the sender's typing notice to the other members of version 2,
 // at most once per typingEvery per user, and never in a room above
 // maxTypingRoom members. Nothing is stored; a full queue shows at the next batch.
-func (r *room) typing(p *post) {
-	if len(r.members) > maxTypingRoom {
-		return
+func (r *room) typing(p *post) bool {
+	if r.online() > maxTypingRoom {
+		return false
 	}
 	now := r.hub.now()
 	if last, ok := r.typingAt[p.From.UID]; ok && now.Sub(last) < typingEvery {
-		return
+		return false
 	}
 	if r.typingAt == nil {
 		r.typingAt = map[string]time.Time{}
@@ -223,13 +225,19 @@ func (r *room) typing(p *post) {
 	}
 	r.typingAt[p.From.UID] = now
 	r.hub.obs.Event(EventTyping)
+	r.sendTyping(p.From.UID, p.NickName)
+	return true
+}
+
+// sendTyping gives uid's typing notice to this node's other members of version 2.
+func (r *room) sendTyping(uid, nick string) {
 	var frame []byte
 	for _, m := range r.members {
-		if !m.V2 || m.UID == p.From.UID {
+		if !m.V2 || m.UID == uid {
 			continue
 		}
 		if frame == nil {
-			frame = protocol.TextFrame(protocol.Typing(p.From.UID, p.NickName))
+			frame = protocol.TextFrame(protocol.Typing(uid, nick))
 		}
 		m.Sink.Send(frame)
 	}

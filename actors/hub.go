@@ -84,7 +84,9 @@ type Options struct {
 	MaxInflight int
 	Observer    Observer
 	Logger      *slog.Logger
-	Now         func() time.Time
+	// Nodes shares the rooms with the other nodes of a cluster (nil: one node).
+	Nodes Nodes
+	Now   func() time.Time
 }
 
 // DefaultRecallWindow is how long a message can be recalled unless configured.
@@ -106,6 +108,7 @@ type Hub struct {
 	opts     Options
 	obs      Observer
 	log      *slog.Logger
+	stop     chan struct{} // closed by Shutdown: ends the cluster watch
 }
 
 // NewHub starts the actor system and the room registry.
@@ -149,7 +152,7 @@ func NewHub(o Options) *Hub {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &Hub{store: o.Store, opts: o, obs: o.Observer, log: o.Logger}
+	h := &Hub{store: o.Store, opts: o, obs: o.Observer, log: o.Logger, stop: make(chan struct{})}
 	libLog := slog.New(minLevel{o.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
 	h.system = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLog }),
@@ -171,6 +174,11 @@ func NewHub(o Options) *Hub {
 	}, actor.WithSupervisor(stopOnPanic(h)))
 	if h.users, err = h.system.Root.SpawnNamed(users, "users"); err != nil {
 		panic(err)
+	}
+	if o.Nodes != nil {
+		if err := h.startRelay(h.stop); err != nil { // only when the connection is closed already
+			h.log.Error("cluster: this node takes no forwarded posts", "err", err)
+		}
 	}
 	return h
 }
@@ -278,6 +286,11 @@ func (h *Hub) Rooms() int {
 // It returns when all rooms have stopped or after timeout.
 func (h *Hub) Shutdown(timeout time.Duration) error {
 	_, err := h.system.Root.RequestFuture(h.registry, &shutdown{}, timeout).Result()
+	select {
+	case <-h.stop:
+	default:
+		close(h.stop)
+	}
 	h.system.Shutdown()
 	if err != nil {
 		return fmt.Errorf("rooms did not close in %s: %w", timeout, err)

@@ -1,6 +1,9 @@
 package actors
 
 import (
+	"maps"
+	"slices"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/pandachat/pandachat/protocol"
 )
@@ -12,12 +15,13 @@ type registry struct {
 	rooms   map[string]*roomRef
 	names   map[string]string // room actor id → room name
 	closing bool
-	waiter  *actor.PID // who asked for shutdown
+	waiter  *actor.PID                // who asked for shutdown
+	counts  map[string]map[string]int // several nodes: room → node → its members there
 }
 
 type roomRef struct {
 	pid   *actor.PID
-	joins uint64 // joins forwarded; equals the room's count when none is in flight
+	joins uint64 // joins and forwarded posts sent to it; equals the room's count when none is in flight
 }
 
 func (g *registry) Receive(ctx actor.Context) {
@@ -47,6 +51,22 @@ func (g *registry) Receive(ctx actor.Context) {
 			ctx.Send(ref.pid, closeRoom{})
 		}
 		g.maybeDone(ctx)
+	case *remotePost:
+		if g.closing {
+			respond(m.msg, fwdReply{Err: "the owner is shutting down"})
+			return
+		}
+		ctx.Send(g.room(ctx, m.Room).pid, m)
+	case *relayMsg: // a count from another node
+		g.count(m)
+		if ref := g.rooms[m.Room]; ref != nil {
+			ctx.Send(ref.pid, m)
+		}
+	case liveChanged:
+		g.pruneCounts()
+		for _, ref := range g.rooms {
+			ctx.Send(ref.pid, m)
+		}
 	case *roomStats:
 		ctx.Respond(&RoomStats{Rooms: len(g.rooms)})
 	}
@@ -57,18 +77,64 @@ func (g *registry) join(ctx actor.Context, m *join) {
 		m.Member.close(protocol.CloseGoingAway, "server shutting down")
 		return
 	}
-	ref := g.rooms[m.Room]
+	ref := g.room(ctx, m.Room)
+	ctx.Send(ref.pid, m)
+	ctx.Send(m.PID, &assigned{Room: ref.pid})
+}
+
+// room finds or starts the room name for a join or a forwarded post, which
+// it counts: the room stops when idle only if it has seen them all.
+func (g *registry) room(ctx actor.Context, name string) *roomRef {
+	ref := g.rooms[name]
 	if ref == nil {
-		name := m.Room
-		props := actor.PropsFromProducer(func() actor.Actor { return newRoom(name, g.hub) })
+		remote := maps.Clone(g.counts[name])
+		props := actor.PropsFromProducer(func() actor.Actor {
+			r := newRoom(name, g.hub)
+			r.remote = remote
+			return r
+		})
 		pid := ctx.SpawnPrefix(props, "room-"+name+"-")
 		ref = &roomRef{pid: pid}
 		g.rooms[name] = ref
 		g.names[pid.Id] = name
 	}
 	ref.joins++
-	ctx.Send(ref.pid, m)
-	ctx.Send(m.PID, &assigned{Room: ref.pid})
+	return ref
+}
+
+// count keeps another node's member count of a room.
+func (g *registry) count(m *relayMsg) {
+	c := g.counts[m.Room]
+	if m.N <= 0 {
+		delete(c, m.Node)
+		if len(c) == 0 {
+			delete(g.counts, m.Room)
+		}
+		return
+	}
+	if c == nil {
+		if g.counts == nil {
+			g.counts = map[string]map[string]int{}
+		}
+		c = map[string]int{}
+		g.counts[m.Room] = c
+	}
+	c[m.Node] = m.N
+}
+
+// pruneCounts forgets the counts of nodes that are down: their members are gone.
+func (g *registry) pruneCounts() {
+	live := g.hub.opts.Nodes.Live()
+	for room, c := range g.counts {
+		for node := range c {
+			if !slices.Contains(live, node) {
+				delete(c, node)
+			}
+		}
+		if len(c) == 0 {
+			delete(g.counts, room)
+		}
+	}
 }
 
 func (g *registry) maybeDone(ctx actor.Context) {

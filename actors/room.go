@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/nats-io/nats.go"
+
 	"github.com/pandachat/pandachat/persistence"
 	"github.com/pandachat/pandachat/protocol"
 )
@@ -48,6 +50,11 @@ type room struct {
 	trimming  bool
 	trimmedTo uint64 // ids below this are gone from the store
 	closing   bool
+
+	// Several nodes (Options.Nodes): who writes the room, and the members elsewhere.
+	self, owner string
+	remote      map[string]int // node → its members here
+	sub         *nats.Subscription
 
 	reacts      map[uint64]*reactState // reactions of messages lately reacted to, pending ones included
 	typingAt    map[string]time.Time   // when each user's last typing notice went out
@@ -99,6 +106,18 @@ func (r *room) Receive(ctx actor.Context) {
 		r.post(ctx, m)
 	case flush:
 		r.flush(ctx)
+	case *remotePost:
+		r.remotePost(ctx, m)
+	case *relayMsg:
+		r.relayed(ctx, m)
+	case *forwarded:
+		r.forwarded(ctx, m)
+	case liveChanged:
+		r.placement(ctx)
+	case gapCheck:
+		if (m.id == 0 || m.id > r.stored) && !r.owns() {
+			r.catchUp(ctx, m.id)
+		}
 	case *leave:
 		if i, ok := r.index[m.ID]; ok {
 			r.remove(ctx, r.members[i], "")
@@ -128,12 +147,16 @@ func (r *room) Receive(ctx actor.Context) {
 			r.pinger.Stop()
 		}
 		r.cancelIdle()
+		r.unsubscribe()
 		r.hub.obs.RoomStopped()
 	}
 }
 
 func (r *room) start(ctx actor.Context) {
 	r.hub.obs.RoomStarted()
+	if r.clustered() {
+		r.subscribe(ctx)
+	}
 	last, err := r.hub.store.LastID(r.name)
 	if err != nil {
 		r.setBroken(err)
@@ -237,6 +260,9 @@ func (r *room) deliverStored(ctx actor.Context, msgs []persistence.Message) {
 		return
 	}
 	r.stored = batch[len(batch)-1].id
+	if r.owns() {
+		r.publishBatch(batch, true)
+	}
 	r.fanout(ctx, batch, true) // events or not: they are few
 	r.remember(msgs)
 }
@@ -253,7 +279,7 @@ func (r *room) join(ctx actor.Context, m *join) {
 	}
 	// The first frame is the system frame; replay follows in the same write, and
 	// anything stored later is fanned out to this member too: no gap, no duplicate.
-	frames := protocol.TextFrame(protocol.System(len(r.members) + 1))
+	frames := protocol.TextFrame(protocol.System(r.online() + 1))
 	if m.HasSince && !r.known {
 		mem.close(protocol.CloseInternal, "history unavailable, reconnect with since")
 		return
@@ -283,6 +309,7 @@ func (r *room) join(ctx actor.Context, m *join) {
 	// frame is already first in the queue.
 	ctx.Send(m.PID, &joined{Room: ctx.Self()})
 	r.presence(mem, "join")
+	r.publishCount("join", mem)
 }
 
 // maxReplayBytes bounds one replay so that it always fits a connection's queue;
@@ -330,9 +357,13 @@ func (r *room) replay(b []byte, since uint64, mem *Member) ([]byte, error) {
 }
 
 func (r *room) post(ctx actor.Context, p *post) {
-	if _, ok := r.index[p.From.ID]; !ok {
+	if _, ok := r.index[p.From.ID]; !ok && p.From.relay == nil {
 		p.From.done()
 		return // dropped (slow consumer) or gone: its socket is closing
+	}
+	if !r.owns() && p.Msg.Kind != protocol.KindTyping {
+		r.forward(ctx, p)
+		return
 	}
 	if p.Msg.Kind > protocol.KindGallery { // version 2: recall, react, typing
 		r.event(ctx, p)
@@ -357,7 +388,7 @@ func (r *room) post(ctx actor.Context, p *post) {
 	r.lastID++
 	rec := protocol.Record{
 		ID:        r.lastID,
-		Number:    len(r.members),
+		Number:    r.online(),
 		Time:      now.UnixMilli(),
 		UID:       p.From.UID,
 		NickName:  p.NickName,
@@ -465,6 +496,7 @@ func (r *room) flush(ctx actor.Context) {
 	}
 	if len(stored) > 0 {
 		r.stored = stored[len(stored)-1].id
+		r.publishBatch(stored, split)
 		start = time.Now()
 		deliveries := r.fanout(ctx, stored, split)
 		r.hub.obs.Broadcast(len(stored), deliveries, time.Since(start))
@@ -479,6 +511,9 @@ func (r *room) flush(ctx actor.Context) {
 		r.reacts = nil // read again from the store: nothing pending depends on it now
 	}
 	for _, pm := range batch {
+		if pm.from != nil && pm.from.relay != nil && pm.id <= r.stored {
+			pm.from.relay.id = pm.id
+		}
 		pm.from.done()
 	}
 	r.answerDups()
@@ -795,6 +830,7 @@ func (r *room) remove(ctx actor.Context, m *Member, why string) {
 		m.close(protocol.CloseSlowConsumer, "slow consumer")
 	}
 	r.presence(m, "leave")
+	r.publishCount("leave", m)
 	if len(r.members) == 0 {
 		r.armIdle(ctx)
 	}
@@ -821,13 +857,18 @@ func (r *room) ping(ctx actor.Context) {
 
 // presence tells members who asked for it that the online count changed.
 func (r *room) presence(who *Member, event string) {
+	r.presenceOf(who, event, who.UID, who.NickName)
+}
+
+// presenceOf is presence for a member of this node (who) or of another (nil).
+func (r *room) presenceOf(who *Member, event, uid, nick string) {
 	var frame []byte
 	for _, m := range r.members {
 		if !m.Presence || m == who { // the joiner learns the count from its system frame
 			continue
 		}
 		if frame == nil {
-			frame = protocol.TextFrame(protocol.Presence(len(r.members), event, who.UID, who.NickName))
+			frame = protocol.TextFrame(protocol.Presence(r.online(), event, uid, nick))
 		}
 		m.Sink.Send(frame) // a full queue shows up at the next broadcast
 	}

@@ -20,10 +20,11 @@ type Member struct {
 	UID      string
 	NickName string
 	Sink     Sink
-	Presence bool   // wants presence frames
-	V2       bool   // speaks protocol version 2: gets events, mentions and typing notices
-	Base     string // scheme://host this member sees the server at: makes stored paths absolute
-	gate     *gate  // the connection's frames in flight; nil in tests that build members by hand
+	Presence bool        // wants presence frames
+	V2       bool        // speaks protocol version 2: gets events, mentions and typing notices
+	Base     string      // scheme://host this member sees the server at: makes stored paths absolute
+	gate     *gate       // the connection's frames in flight; nil in tests that build members by hand
+	relay    *relayReply // a member of another node posting through this owner: answered when done
 
 	joinedAt uint64 // the room's last stored id when it joined
 	since    bool   // it joined with a replay
@@ -39,7 +40,13 @@ func (m *Member) close(code int, reason string) {
 
 // done gives back the credit of one frame of this member.
 func (m *Member) done() {
-	if m != nil && m.gate != nil {
+	if m == nil {
+		return
+	}
+	if m.gate != nil {
 		m.gate.release()
+	}
+	if m.relay != nil {
+		m.relay.finish()
 	}
 }

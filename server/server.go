@@ -144,11 +144,10 @@ func New(cfg Config) (*Server, error) {
 	var (
 		store persistence.Store
 		node  *cluster.Node
-		blobs media.Blobs // cluster mode: media bytes every node serves
 	)
 	switch {
 	case multi:
-		if node, store, blobs, err = openCluster(cfg, log); err != nil {
+		if node, store, err = openCluster(cfg, log); err != nil {
 			return nil, err
 		}
 	case cfg.Store == "" || cfg.Store == "badger":
@@ -171,6 +170,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.WXAppID != "" {
 		wx = &wechat.Client{BaseURL: cfg.WXAPI, AppID: cfg.WXAppID, Secret: cfg.WXSecret, Timeout: cfg.WXTimeout}
 	}
+	var nodes actors.Nodes
+	if node != nil { // a nil *cluster.Node would be a non-nil interface
+		nodes = node
+	}
 	s.hub = actors.NewHub(actors.Options{
 		Store:           store,
 		IdleRoom:        cfg.IdleRoom,
@@ -184,6 +187,7 @@ func New(cfg Config) (*Server, error) {
 		RecallWindow:    cfg.RecallWindow,
 		Observer:        cfg.ActorObserver,
 		Logger:          log,
+		Nodes:           nodes,
 	})
 	m := &media.Service{
 		Dir:          filepath.Join(cfg.DataDir, "media"),
@@ -195,9 +199,6 @@ func New(cfg Config) (*Server, error) {
 		OnUpload:     cfg.OnUpload,
 		Quota:        cfg.UploadQuota,
 		MinFreeDisk:  cfg.MinFreeDisk,
-	}
-	if blobs != nil { // their bytes are JetStream's, under <data>/cluster
-		m.Blobs, m.BlobsDir = blobs, filepath.Join(cfg.DataDir, "cluster")
 	}
 	if err := m.Open(); err != nil {
 		s.hub.Shutdown(time.Second)
@@ -350,6 +351,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 		// Off the live list and the readiness checks, leaderships handed
 		// over; the store goes on through the new leaders while rooms flush.
 		s.node.Leave(min(s.cfg.Grace/2, 2*time.Second))
+		// Every node sees this one leave within a poll of the live set; its rooms
+		// move, and posts on their way here are forwarded to the new owners.
+		time.Sleep(actors.HandoverWait)
 	}
 	go func() { // stops the listener at once, then waits for HTTP requests
 		defer guard.Recover(s.log, "http shutdown", nil)

@@ -229,7 +229,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if n := srv.Node(); n != nil {
 		fmt.Fprintf(stderr, "pandachat: cluster node %s: %d nodes up of %d known, %d copies of the data under %s\n",
 			n.Name(), len(n.Live()), len(n.Peers()), n.Replicas(), filepath.Join(cfg.DataDir, "cluster"))
-		fmt.Fprintf(stderr, "pandachat: WARNING: rooms are not shared between nodes yet: send every client of a room to one node\n")
 	}
 	adm := startAdmin(srv, cfg)
 	done := make(chan error, 1)

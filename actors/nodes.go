@@ -1,0 +1,232 @@
+package actors
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/pandachat/pandachat/internal/guard"
+	"github.com/pandachat/pandachat/protocol"
+)
+
+// Nodes is what a hub needs to share its rooms with the other nodes of a
+// cluster (Options.Nodes; nil: one node, nothing of this runs).
+type Nodes interface {
+	Name() string             // this node
+	Live() []string           // the nodes that are up, sorted
+	Owner(room string) string // the live node that writes room ("" when none is)
+	Conn() *nats.Conn         // this node's connection to the cluster
+}
+
+// Subjects between nodes. A room's members on every node subscribe to
+// room.<name>.*: the owner's batches, counts and typing notices go to
+// .all, frames for one node's members to .<node>; one subscription keeps
+// them in the order the owner sent them.
+const (
+	subjectForward = "pc.fwd."   // pc.fwd.<owner>.<room>: a post, request/reply
+	subjectRoom    = "pc.room."  // pc.room.<room>.all | .<node>
+	subjectCount   = "pc.count." // pc.count.<room>: a node's member count, heard by every hub
+	toAll          = "all"
+)
+
+// forwardTimeout bounds the wait for the owner's answer: longer than a
+// leader election of the replicated store (about 5 s), which stalls writes.
+const forwardTimeout = 10 * time.Second
+
+// livePoll is how often the hub looks at the live set of nodes.
+const livePoll = 200 * time.Millisecond
+
+// HandoverWait is how long a leaving node waits, once it said so, for every
+// node to move its rooms (a few polls of the live set).
+const HandoverWait = 3 * livePoll
+
+// fwdPost is a post forwarded to the room's owner.
+type fwdPost struct {
+	Node     string        `json:"o"`
+	Member   string        `json:"m"`
+	UID      string        `json:"u"`
+	Nick     string        `json:"n"`
+	Avatar   string        `json:"a,omitempty"`
+	V2       bool          `json:"v2,omitempty"`
+	Base     string        `json:"b,omitempty"`
+	Kind     protocol.Kind `json:"k"`
+	HasCID   bool          `json:"hc,omitempty"`
+	CID      string        `json:"c,omitempty"`
+	Content  string        `json:"t,omitempty"`
+	URL      string        `json:"url,omitempty"`
+	Target   uint64        `json:"tg,omitempty"`
+	Emoji    string        `json:"e,omitempty"`
+	Mentions string        `json:"me,omitempty"`
+}
+
+func (f *fwdPost) message() protocol.ClientMessage {
+	m := protocol.ClientMessage{Kind: f.Kind, HasCID: f.HasCID, CID: f.CID, Content: f.Content, URL: f.URL}
+	if f.Target != 0 || f.Emoji != "" || f.Mentions != "" {
+		m.Ext = &protocol.Ext{Target: f.Target, Emoji: f.Emoji, Mentions: f.Mentions}
+	}
+	return m
+}
+
+// fwdReply answers a forwarded post once the owner is done with it: the id
+// it was stored under (0 when none), or why it was not taken.
+type fwdReply struct {
+	ID  uint64 `json:"id,omitempty"`
+	Err string `json:"err,omitempty"`
+}
+
+// relayMsg is what nodes say to each other about a room.
+type relayMsg struct {
+	T      string       `json:"t"` // see the relay* kinds
+	Node   string       `json:"o"`
+	Room   string       `json:"r,omitempty"` // counts only
+	Msgs   []relayEntry `json:"m,omitempty"`
+	Split  bool         `json:"s,omitempty"`
+	N      int          `json:"n,omitempty"`
+	Event  string       `json:"ev,omitempty"`
+	UID    string       `json:"u,omitempty"`
+	Nick   string       `json:"nk,omitempty"`
+	To     string       `json:"to,omitempty"`
+	Frames [][]byte     `json:"f,omitempty"`
+}
+
+const (
+	relayBatch  = "b" // stored messages, in id order
+	relayCount  = "c" // a node's member count (with Event: someone joined or left)
+	relayTyping = "y" // a typing notice
+	relayDirect = "d" // frames for one member (To) of the receiving node
+)
+
+// relayEntry is one stored message of a batch.
+type relayEntry struct {
+	ID     uint64          `json:"i"`
+	Data   json.RawMessage `json:"d"`
+	CID    string          `json:"c,omitempty"`
+	From   string          `json:"f,omitempty"` // node/member that sent it
+	Event  bool            `json:"e,omitempty"`
+	Target uint64          `json:"tg,omitempty"` // a recall: its target and stub
+	Recall json.RawMessage `json:"r,omitempty"`
+}
+
+// remotePost is a forwarded post on its way to the owner's room.
+type remotePost struct {
+	Room string
+	Post fwdPost
+	msg  *nats.Msg
+}
+
+// forwarded is the owner's answer to a post this node forwarded.
+type forwarded struct {
+	From  *Member
+	CID   *string
+	Reply fwdReply
+	Err   error
+}
+
+// liveChanged tells the registry, then every room, that the live set moved.
+type liveChanged struct{}
+
+// gapCheck makes a room read the store when id has not reached it by now.
+type gapCheck struct{ id uint64 }
+
+// startRelay subscribes to the posts forwarded to this node and watches the
+// live set; both end when the connection closes or stop is closed.
+func (h *Hub) startRelay(stop <-chan struct{}) error {
+	nodes := h.opts.Nodes
+	prefix := subjectForward + nodes.Name() + "."
+	root, registry := h.system.Root, h.registry
+	_, err := nodes.Conn().Subscribe(prefix+"*", func(m *nats.Msg) {
+		defer guard.Recover(h.log, "forwarded post", nil)
+		rp := &remotePost{Room: strings.TrimPrefix(m.Subject, prefix), msg: m}
+		if err := json.Unmarshal(m.Data, &rp.Post); err != nil || !protocol.ValidRoom(rp.Room) {
+			respond(m, fwdReply{Err: "bad forwarded post"})
+			return
+		}
+		root.Send(registry, rp)
+	})
+	if err != nil {
+		return err
+	}
+	// Every hub keeps every room's counts (the registry), so that a room that
+	// starts here knows at once how many members it has elsewhere.
+	_, err = nodes.Conn().Subscribe(subjectCount+"*", func(m *nats.Msg) {
+		defer guard.Recover(h.log, "room count", nil)
+		rm := &relayMsg{}
+		if err := json.Unmarshal(m.Data, rm); err != nil || rm.Node == nodes.Name() || rm.T != relayCount {
+			return
+		}
+		rm.Room = strings.TrimPrefix(m.Subject, subjectCount)
+		root.Send(registry, rm)
+	})
+	if err != nil {
+		return err
+	}
+	go func() {
+		defer guard.Recover(h.log, "live nodes watch", nil)
+		t := time.NewTicker(livePoll)
+		defer t.Stop()
+		live := nodes.Live()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			if now := nodes.Live(); !slices.Equal(now, live) {
+				h.log.Info("cluster: live nodes changed; rooms move", "live", now, "before", live)
+				live = now
+				root.Send(registry, liveChanged{})
+			}
+		}
+	}()
+	return nil
+}
+
+func respond(m *nats.Msg, r fwdReply) {
+	b, _ := json.Marshal(r)
+	_ = m.Respond(b)
+}
+
+// directSink stands for a member of another node in its room's owner: what
+// the room sends it (refusals, the echo of a re-sent cid) goes to its node.
+type directSink struct {
+	nc      *nats.Conn
+	subject string
+	node    string // the owner, as the sender
+	to      string
+}
+
+func (s *directSink) Send(frames ...[]byte) bool {
+	b, _ := json.Marshal(relayMsg{T: relayDirect, Node: s.node, To: s.to, Frames: frames})
+	_ = s.nc.Publish(s.subject, b)
+	return true
+}
+
+func (s *directSink) Close(int, string) {}
+
+// relayReply is the pending answer to a forwarded post: sent when the room is
+// done with it (Member.done).
+type relayReply struct {
+	msg  *nats.Msg
+	post *fwdPost // as forwarded, when it goes on to another node
+	id   uint64
+	sent bool
+}
+
+func (r *relayReply) finish() {
+	if r.sent {
+		return
+	}
+	r.sent = true
+	respond(r.msg, fwdReply{ID: r.id})
+}
+
+// fail answers the forwarded post with why it was not taken.
+func (r *relayReply) fail(why string) {
+	if !r.sent {
+		r.sent = true
+		respond(r.msg, fwdReply{Err: why})
+	}
+}
