@@ -144,10 +144,11 @@ func New(cfg Config) (*Server, error) {
 	var (
 		store persistence.Store
 		node  *cluster.Node
+		blobs media.Blobs // cluster mode: media bytes every node serves
 	)
 	switch {
 	case multi:
-		if node, store, err = openCluster(cfg, log); err != nil {
+		if node, store, blobs, err = openCluster(cfg, log); err != nil {
 			return nil, err
 		}
 	case cfg.Store == "" || cfg.Store == "badger":
@@ -199,6 +200,9 @@ func New(cfg Config) (*Server, error) {
 		OnUpload:     cfg.OnUpload,
 		Quota:        cfg.UploadQuota,
 		MinFreeDisk:  cfg.MinFreeDisk,
+	}
+	if blobs != nil { // their bytes are JetStream's, under <data>/cluster
+		m.Blobs, m.BlobsDir = blobs, filepath.Join(cfg.DataDir, "cluster")
 	}
 	if err := m.Open(); err != nil {
 		s.hub.Shutdown(time.Second)
