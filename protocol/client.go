@@ -283,7 +283,7 @@ func twoStrings(a, b []byte) (string, string) {
 // copies non-ASCII text longer than 32 bytes into a new string first.)
 func runeCount(b []byte) int {
 	n := len(b)
-	for ; len(b) >= 8; b = b[8:] {
+	for ; len(b) > 7; b = b[8:] {
 		x := binary.LittleEndian.Uint64(b)
 		n -= bits.OnesCount64(x &^ (x << 1) & highBits) // bytes 10xxxxxx
 	}
@@ -511,14 +511,11 @@ var fieldNames = [...]string{fieldText: "text", fieldGallery: "gallery", fieldCo
 // matchField names the field a key sets. Keys match as encoding/json matches them: the
 // unescaped key equals the name under Unicode simple case folding (bytes.EqualFold).
 func matchField(key []byte, escaped bool) int {
-	plain := !escaped
+	var or byte
 	for _, c := range key {
-		if c >= utf8.RuneSelf {
-			plain = false
-			break
-		}
+		or |= c
 	}
-	if plain {
+	if !escaped && or&utf8.RuneSelf == 0 { // ASCII: the fast path
 		switch len(key) {
 		case 3:
 			if asciiFold(key, "url") {
@@ -583,13 +580,8 @@ func foldEqual(key []byte, name string) bool {
 	for r := 0; r < len(key); {
 		var c rune
 		c, r = nextRune(key, r)
-		if c >= utf8.RuneSelf {
-			c = foldRune(c) // 'ſ' (U+017F) folds to s, 'K' (U+212A) to k
-		}
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if i == len(name) || c != rune(name[i]) {
+		// 'ſ' (U+017F) folds to s, 'K' (U+212A) to k.
+		if i == len(name) || foldRune(c) != foldRune(rune(name[i])) {
 			return false
 		}
 		i++
@@ -608,6 +600,10 @@ func foldRune(r rune) rune {
 	}
 }
 
+// invalid is the offset the scanners return for data that is not valid JSON; callers
+// test for it exactly.
+const invalid = -1
+
 // scanFrame checks that data is one JSON value and reads the fields of a top-level object
 // into f. It returns the reason for a refusal without cid, or "".
 func scanFrame(data []byte, f *frameFields) string {
@@ -621,19 +617,19 @@ func scanFrame(data []byte, f *frameFields) string {
 	case 'n':
 		i = scanLiteral(data, i, "null") // like an empty object
 	default:
-		if i = skipValue(data, i, 0); i >= 0 && skipSpace(data, i) == len(data) {
+		if i = skipValue(data, i, 0); i != invalid && skipSpace(data, i) == len(data) {
 			return reasonNotObject
 		}
 		return reasonInvalid
 	}
-	if i < 0 || skipSpace(data, i) != len(data) {
+	if i == invalid || skipSpace(data, i) != len(data) {
 		return reasonInvalid
 	}
 	return f.wrongType
 }
 
 // scanObject reads the top-level object at data[i] into f and returns the offset after it,
-// or -1 when it is not valid JSON.
+// or invalid when it is not valid JSON.
 func scanObject(data []byte, i int, f *frameFields) int {
 	i = skipSpace(data, i+1)
 	if i < len(data) && data[i] == '}' {
@@ -641,22 +637,22 @@ func scanObject(data []byte, i int, f *frameFields) int {
 	}
 	for {
 		if i >= len(data) || data[i] != '"' {
-			return -1
+			return invalid
 		}
 		start := i + 1
 		var escaped bool
-		if i, escaped = scanString(data, i); i < 0 {
-			return -1
+		if i, escaped = scanString(data, i); i == invalid {
+			return invalid
 		}
 		field := matchField(data[start:i-1], escaped)
 		if field > fieldCID && !f.v2 {
 			field = fieldOther
 		}
 		if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
-			return -1
+			return invalid
 		}
 		if i = skipSpace(data, i+1); i >= len(data) {
-			return -1
+			return invalid
 		}
 		switch c := data[i]; field {
 		case fieldText, fieldGallery, fieldTyping:
@@ -717,11 +713,11 @@ func scanObject(data []byte, i int, f *frameFields) int {
 		default:
 			i = skipValue(data, i, 1)
 		}
-		if i < 0 {
-			return -1
+		if i == invalid {
+			return invalid
 		}
 		if i = skipSpace(data, i); i >= len(data) {
-			return -1
+			return invalid
 		}
 		switch data[i] {
 		case ',':
@@ -729,14 +725,14 @@ func scanObject(data []byte, i int, f *frameFields) int {
 		case '}':
 			return i + 1
 		default:
-			return -1
+			return invalid
 		}
 	}
 }
 
 // scanID reads the value at data[i] of recall or react, as encoding/json decodes a *uint64:
 // null resets it, a number must be a whole number in uint64's range, anything else is of the
-// wrong type. It returns the offset after the value, or -1.
+// wrong type. It returns the offset after the value, or invalid.
 func (f *frameFields) scanID(data []byte, i, field int, id *jsonID) int {
 	switch c := data[i]; c {
 	case 'n':
@@ -744,8 +740,8 @@ func (f *frameFields) scanID(data []byte, i, field int, id *jsonID) int {
 		return scanLiteral(data, i, "null")
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		j := scanNumber(data, i)
-		if j < 0 {
-			return -1
+		if j == invalid {
+			return invalid
 		}
 		if v, ok := parseUint(data[i:j]); ok {
 			id.state, id.v = valueNumber, v
@@ -777,7 +773,7 @@ func parseUint(b []byte) (uint64, bool) {
 
 // scanMentions reads the value at data[i] of mentions, as encoding/json decodes a []string:
 // null resets it; an array's elements must be strings or null; anything else is of the wrong
-// type. It returns the offset after the value, or -1.
+// type. It returns the offset after the value, or invalid.
 func (f *frameFields) scanMentions(data []byte, i int) int {
 	switch c := data[i]; c {
 	case 'n':
@@ -796,7 +792,7 @@ func (f *frameFields) scanMentions(data []byte, i int) int {
 	}
 	for {
 		if i >= len(data) {
-			return -1
+			return invalid
 		}
 		switch c := data[i]; c {
 		case '"':
@@ -807,11 +803,11 @@ func (f *frameFields) scanMentions(data []byte, i int) int {
 			f.typeError(fieldMentions, '[')
 			i = skipValue(data, i, 2)
 		}
-		if i < 0 {
-			return -1
+		if i == invalid {
+			return invalid
 		}
 		if i = skipSpace(data, i); i >= len(data) {
-			return -1
+			return invalid
 		}
 		switch data[i] {
 		case ',':
@@ -820,7 +816,7 @@ func (f *frameFields) scanMentions(data []byte, i int) int {
 			f.mentions = jsonArray{state: valueArray, start: start, end: i + 1}
 			return i + 1
 		default:
-			return -1
+			return invalid
 		}
 	}
 }
@@ -881,10 +877,10 @@ func skipSpace(data []byte, i int) int {
 	return i
 }
 
-// scanLiteral checks for lit at data[i] and returns the offset after it, or -1.
+// scanLiteral checks for lit at data[i] and returns the offset after it, or invalid.
 func scanLiteral(data []byte, i int, lit string) int {
 	if len(data)-i < len(lit) || string(data[i:i+len(lit)]) != lit {
-		return -1
+		return invalid
 	}
 	return i + len(lit)
 }
@@ -899,12 +895,12 @@ var stringSafe = func() (t [256]bool) {
 }()
 
 // scanString checks the string at data[i] (the opening quote) and returns the offset after
-// its closing quote, or -1, and whether it has escapes.
+// its closing quote, or invalid, and whether it has escapes.
 func scanString(data []byte, i int) (int, bool) {
 	escaped := false
 	for i++; ; {
 		// Eight plain bytes at a time: none is a quote, a backslash or below 0x20.
-		for ; len(data)-i >= 8; i += 8 {
+		for ; len(data)-i > 7; i += 8 {
 			x := binary.LittleEndian.Uint64(data[i:])
 			q, bs := x^(lowBits*'"'), x^(lowBits*'\\')
 			if ((q-lowBits)&^q|(bs-lowBits)&^bs|(x-lowBits*0x20)&^x)&highBits != 0 {
@@ -915,7 +911,7 @@ func scanString(data []byte, i int) (int, bool) {
 			i++
 		}
 		if i == len(data) {
-			return -1, false
+			return invalid, false
 		}
 		switch data[i] {
 		case '"':
@@ -923,21 +919,22 @@ func scanString(data []byte, i int) (int, bool) {
 		case '\\':
 			escaped = true
 			if i+1 == len(data) {
-				return -1, false
+				return invalid, false
 			}
 			switch data[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
-				if len(data)-i < 6 || !isHex(data[i+2]) || !isHex(data[i+3]) || !isHex(data[i+4]) || !isHex(data[i+5]) {
-					return -1, false
+				// Six bytes for the escape and one more for the closing quote at least.
+				if len(data)-i < 7 || !isHex(data[i+2]) || !isHex(data[i+3]) || !isHex(data[i+4]) || !isHex(data[i+5]) {
+					return invalid, false
 				}
 				i += 6
 			default:
-				return -1, false
+				return invalid, false
 			}
 		default: // a control character
-			return -1, false
+			return invalid, false
 		}
 	}
 }
@@ -947,11 +944,11 @@ func isHex(c byte) bool {
 }
 
 // scanNumber checks the number at data[i] (JSON's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?)
-// and returns the offset after it, or -1.
+// and returns the offset after it, or invalid.
 func scanNumber(data []byte, i int) int {
 	if data[i] == '-' {
 		if i++; i == len(data) {
-			return -1
+			return invalid
 		}
 	}
 	switch c := data[i]; {
@@ -960,12 +957,12 @@ func scanNumber(data []byte, i int) int {
 	case c >= '1' && c <= '9':
 		i = skipDigits(data, i+1)
 	default:
-		return -1
+		return invalid
 	}
 	if i < len(data) && data[i] == '.' {
 		j := skipDigits(data, i+1)
 		if j == i+1 {
-			return -1
+			return invalid
 		}
 		i = j
 	}
@@ -976,7 +973,7 @@ func scanNumber(data []byte, i int) int {
 		}
 		j := skipDigits(data, i)
 		if j == i {
-			return -1
+			return invalid
 		}
 		i = j
 	}
@@ -991,7 +988,7 @@ func skipDigits(data []byte, i int) int {
 }
 
 // skipValue checks the JSON value at data[i], inside depth open arrays and objects, and
-// returns the offset after it, or -1.
+// returns the offset after it, or invalid.
 func skipValue(data []byte, i int, depth int) int {
 	switch data[i] {
 	case '{', '[':
@@ -1014,17 +1011,17 @@ func skipValue(data []byte, i int, depth int) int {
 // level says whether it is an object.
 func skipNested(data []byte, i int, depth int) int {
 	var small [4]uint64
-	objects := small[:]
-	n := 0 // levels opened here
+	objects := small[:0] // grown as levels open: the first 256 levels in small
+	n := 0               // levels opened here
 	for {
 		// A value starts at data[i].
 		if i >= len(data) {
-			return -1
+			return invalid
 		}
 		switch c := data[i]; c {
 		case '{', '[':
 			if depth+n >= maxDepth {
-				return -1
+				return invalid
 			}
 			if n/64 == len(objects) {
 				objects = append(objects, 0)
@@ -1041,8 +1038,8 @@ func skipNested(data []byte, i int, depth int) int {
 				break
 			}
 			if c == '{' {
-				if i = skipKey(data, i); i < 0 {
-					return -1
+				if i = skipKey(data, i); i == invalid {
+					return invalid
 				}
 			}
 			continue
@@ -1059,14 +1056,14 @@ func skipNested(data []byte, i int, depth int) int {
 		}
 		// After a value: close levels until a comma.
 		for {
-			if i < 0 {
-				return -1
+			if i == invalid {
+				return invalid
 			}
 			if n == 0 {
 				return i
 			}
 			if i = skipSpace(data, i); i >= len(data) {
-				return -1
+				return invalid
 			}
 			object := objects[(n-1)/64]&(1<<((n-1)%64)) != 0
 			c := data[i]
@@ -1082,24 +1079,24 @@ func skipNested(data []byte, i int, depth int) int {
 				i++
 				continue
 			}
-			return -1
+			return invalid
 		}
-		if i < 0 {
-			return -1
+		if i == invalid {
+			return invalid
 		}
 	}
 }
 
-// skipKey checks `"key" :` at data[i] and returns the offset of the value after it, or -1.
+// skipKey checks `"key" :` at data[i] and returns the offset of the value after it, or invalid.
 func skipKey(data []byte, i int) int {
 	if i >= len(data) || data[i] != '"' {
-		return -1
+		return invalid
 	}
-	if i, _ = scanString(data, i); i < 0 {
-		return -1
+	if i, _ = scanString(data, i); i == invalid {
+		return invalid
 	}
 	if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
-		return -1
+		return invalid
 	}
 	return skipSpace(data, i+1)
 }

@@ -356,16 +356,15 @@ func AppendString(b []byte, s string) []byte {
 // StoredUID reads the uid of a stored message object written by AppendRecord.
 func StoredUID(stored []byte) string {
 	const key = `,"uid":"`
-	i := bytes.Index(stored, []byte(key))
-	if i < 0 {
+	_, rest, ok := bytes.Cut(stored, []byte(key))
+	if !ok {
 		return ""
 	}
-	rest := stored[i+len(key):]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 {
+	uid, _, ok := bytes.Cut(rest, []byte{'"'})
+	if !ok {
 		return ""
 	}
-	return string(rest[:j])
+	return string(uid)
 }
 
 // StoredTime reads the unix-ms time of a stored object written by AppendRecord or AppendEvent.

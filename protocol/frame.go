@@ -29,9 +29,7 @@ var PingFrame = []byte{0x89, 0x00}
 
 // PongFrame returns a pong echoing a ping's payload (≤ 125 bytes by RFC 6455).
 func PongFrame(payload []byte) []byte {
-	if len(payload) > 125 {
-		payload = payload[:125]
-	}
+	payload = payload[:min(len(payload), 125)]
 	return append([]byte{0x8A, byte(len(payload))}, payload...)
 }
 
