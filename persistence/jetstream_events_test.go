@@ -179,3 +179,64 @@ func TestJetStreamTrimEffects(t *testing.T) {
 		t.Errorf("recalled 599 after the trim = %v, %v", got, err)
 	}
 }
+
+// BenchmarkJetStreamEvents measures what events cost on JetStream: a replay of
+// 50 messages (the pending mark and the recall record are read with them), a
+// batch of 16 messages, with one reaction and without, and a History page of
+// 50 with reactions.
+func BenchmarkJetStreamEvents(b *testing.B) {
+	for _, n := range []int{1, 3} {
+		open := func(b *testing.B) *persistence.JetStream { return openJetStream(b, n, n-1, persistence.NextPrefix()) }
+		fill := func(b *testing.B, s *persistence.JetStream) {
+			var batch []persistence.Message
+			for id := uint64(1); id <= 1000; id++ {
+				batch = append(batch, persistence.Message{ID: id, Data: chat(id, "a", "hello there")})
+			}
+			if err := s.AppendMessages("r", batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(fmt.Sprintf("nodes=%d/replay50", n), func(b *testing.B) {
+			s := open(b)
+			fill(b, s)
+			for b.Loop() {
+				if got, err := s.MessagesAfter("r", 900, 50); err != nil || len(got) != 50 {
+					b.Fatal(len(got), err)
+				}
+			}
+		})
+		for _, withEvent := range []bool{false, true} {
+			b.Run(fmt.Sprintf("nodes=%d/batch16/reaction=%v", n, withEvent), func(b *testing.B) {
+				s := open(b)
+				fill(b, s)
+				next := uint64(1000)
+				for b.Loop() {
+					batch := make([]persistence.Message, 16)
+					for i := range batch {
+						next++
+						batch[i] = persistence.Message{ID: next, Data: chat(next, "a", "hello there")}
+					}
+					if withEvent {
+						batch[15] = react(next, next-1, "b", `{"👍":1}`, `["👍"]`)
+					}
+					if err := s.AppendMessages("r", batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+		b.Run(fmt.Sprintf("nodes=%d/history50", n), func(b *testing.B) {
+			s := open(b)
+			fill(b, s)
+			if err := s.AppendMessages("r", []persistence.Message{react(1001, 990, "b", `{"👍":1}`, `["👍"]`)}); err != nil {
+				b.Fatal(err)
+			}
+			q := persistence.HistoryQuery{UID: "b", Recalled: true, Reactions: true}
+			for b.Loop() {
+				if p, err := s.History("r", 2000, 50, q); err != nil || len(p.Items) != 50 {
+					b.Fatal(len(p.Items), err)
+				}
+			}
+		})
+	}
+}
