@@ -359,7 +359,7 @@ func (s *JetStream) AppendMessages(room string, msgs []Message) error {
 	}
 	all, events := msgs, hasEffects(msgs)
 	if events { // before the entry: a crash after it leaves the mark (jetstream_events.go)
-		if err := s.markPending(ctx, room, msgs[0].ID); err != nil {
+		if err := s.markPending(ctx, room, msgs[0].ID, msgs[len(msgs)-1].ID); err != nil {
 			return fmt.Errorf("room %q: %w", room, err)
 		}
 	}

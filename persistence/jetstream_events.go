@@ -20,7 +20,7 @@ import (
 // lives beside them, in the bucket effects, and is applied when messages are
 // read. Its keys, per room (<room> and <uid> as token writes them):
 //
-//	<room>.p                 pending: effects of ids from this one on may not be applied yet
+//	<room>.p                 pending: <first>-<last>, a batch whose effects may not be applied yet
 //	<room>.r.<block>         recalls: target → the stub that replaces it
 //	<room>.c.<block>         reaction counts: target → {"👍":3,..}
 //	<room>.m.<block>.<uid>   the user's own reactions: target → ["👍",..]
@@ -30,8 +30,8 @@ import (
 // set it, and a write keeps the value of the later event: applying an event's
 // effect twice, or an older one after a newer one, changes nothing. That is
 // what makes the crash between storing an entry and applying its effects
-// safe: the writer raises the pending mark before the entry is published and
-// clears it once its effects are applied; any reader or writer that finds the
+// safe: the writer sets the pending mark (its batch's ids) before the entry is
+// published and clears it once its effects are applied; any reader or writer that finds the
 // mark applies the effects of the entries from it on (they are in the entries:
 // format 2) before it answers. A reader reads the mark after the entries, so
 // the content of a recalled message is never returned once its recall can be.
@@ -325,11 +325,26 @@ func hasEffects(msgs []Message) bool {
 
 // ---- the pending mark ----
 
-// markPending makes sure the room's pending mark is at first or below before
-// a batch with events from first on is published. An older mark is settled
-// first; a mark above first (a writer whose entry never got stored) is moved
-// down to it.
-func (s *JetStream) markPending(ctx context.Context, room string, first uint64) error {
+// The pending mark is "<first>-<last>": the ids of the batch whose effects
+// may not be applied yet (effects of ids from first on, at least up to last).
+func formatMark(first, last uint64) []byte {
+	return fmt.Appendf(nil, "%d-%d", first, last)
+}
+
+func parseMark(v []byte) (first, last uint64, err error) {
+	a, b, ok := strings.Cut(string(v), "-")
+	first, err1 := strconv.ParseUint(a, 10, 64)
+	last, err2 := strconv.ParseUint(b, 10, 64)
+	if !ok || err1 != nil || err2 != nil || last < first {
+		return 0, 0, fmt.Errorf("bad pending mark %q", v)
+	}
+	return first, last, nil
+}
+
+// markPending sets the room's pending mark to the batch first..last before
+// the batch is published. An older mark is settled first; a mark from first
+// on (a writer whose entry never got stored) is replaced.
+func (s *JetStream) markPending(ctx context.Context, room string, first, last uint64) error {
 	key := pendingKey(room)
 	for {
 		v, rev, err := s.get(ctx, s.effects, key, readLeader)
@@ -338,8 +353,7 @@ func (s *JetStream) markPending(ctx context.Context, room string, first uint64) 
 		case err != nil:
 			return err
 		default:
-			p, perr := strconv.ParseUint(string(v), 10, 64)
-			if perr == nil && p < first {
+			if p, _, perr := parseMark(v); perr != nil || p < first {
 				if err := s.settle(ctx, room); err != nil {
 					return err
 				}
@@ -349,7 +363,7 @@ func (s *JetStream) markPending(ctx context.Context, room string, first uint64) 
 				continue
 			}
 		}
-		err = s.cas(ctx, s.effects, key, []byte(strconv.FormatUint(first, 10)), rev)
+		err = s.cas(ctx, s.effects, key, formatMark(first, last), rev)
 		if !errors.Is(err, errCAS) {
 			return err
 		}
@@ -357,8 +371,8 @@ func (s *JetStream) markPending(ctx context.Context, room string, first uint64) 
 }
 
 // applyStored applies the effects of a batch just stored and clears the mark
-// it set, unless the mark moved meanwhile (then it settles it: whatever moved
-// it may not have applied its own).
+// it set, unless the mark changed meanwhile (then it settles it: whatever
+// changed it may not have applied its own).
 func (s *JetStream) applyStored(ctx context.Context, room string, msgs []Message) error {
 	if err := s.applyEffects(ctx, room, msgs); err != nil {
 		return err
@@ -370,7 +384,7 @@ func (s *JetStream) applyStored(ctx context.Context, room string, msgs []Message
 		return nil
 	case err != nil:
 		return err
-	case string(v) != strconv.FormatUint(msgs[0].ID, 10):
+	case !bytes.Equal(v, formatMark(msgs[0].ID, msgs[len(msgs)-1].ID)):
 		return s.settle(ctx, room)
 	}
 	if err := s.remove(ctx, s.effects, key, jetstream.LastRevision(rev)); !errors.Is(err, errCAS) {
@@ -380,8 +394,9 @@ func (s *JetStream) applyStored(ctx context.Context, room string, msgs []Message
 }
 
 // settle applies the effects of the room's entries from its pending mark on,
-// then clears the mark if nobody moved it meanwhile. A mark above the room's
-// last id stays: its writer's entry is not stored (yet, or ever).
+// then clears the mark if nobody changed it meanwhile. A mark whose batch is
+// not wholly stored stays: its writer may be between two entries of it, or
+// its entry may never be stored (then the next writer of those ids takes it).
 func (s *JetStream) settle(ctx context.Context, room string) error {
 	key := pendingKey(room)
 	v, rev, err := s.get(ctx, s.effects, key, readLeader)
@@ -391,9 +406,9 @@ func (s *JetStream) settle(ctx context.Context, room string) error {
 	if err != nil {
 		return err
 	}
-	p, err := strconv.ParseUint(string(v), 10, 64)
+	p, q, err := parseMark(v)
 	if err != nil {
-		return fmt.Errorf("pending mark of %s: %q", room, v)
+		return fmt.Errorf("room %q: %w", room, err)
 	}
 	subj := s.roomSubject(room)
 	last, ok, err := s.lastEntry(ctx, subj)
@@ -428,10 +443,13 @@ func (s *JetStream) settle(ctx context.Context, room string) error {
 			return err
 		}
 	}
+	if last.last < q {
+		return nil
+	}
 	if err := s.remove(ctx, s.effects, key, jetstream.LastRevision(rev)); !errors.Is(err, errCAS) {
 		return err
 	}
-	return nil // moved meanwhile: by a writer, which settles what it finds
+	return nil // changed meanwhile: by a writer, which settles what it finds
 }
 
 // ---- applying effects ----

@@ -3,7 +3,6 @@ package persistence
 import (
 	"errors"
 	"slices"
-	"strconv"
 )
 
 // StoreWithoutEffects does what AppendMessages does for a batch with events
@@ -16,7 +15,7 @@ func (s *JetStream) StoreWithoutEffects(room string, msgs []Message) error {
 	if err != nil {
 		return err
 	}
-	if err := s.markPending(ctx, room, msgs[0].ID); err != nil {
+	if err := s.markPending(ctx, room, msgs[0].ID, msgs[len(msgs)-1].ID); err != nil {
 		return err
 	}
 	defer s.forget(room)
@@ -26,10 +25,10 @@ func (s *JetStream) StoreWithoutEffects(room string, msgs []Message) error {
 
 // MarkPendingOnly raises the pending mark as a writer does just before it
 // dies without storing its entry.
-func (s *JetStream) MarkPendingOnly(room string, first uint64) error {
+func (s *JetStream) MarkPendingOnly(room string, first, last uint64) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	return s.markPending(ctx, room, first)
+	return s.markPending(ctx, room, first, last)
 }
 
 // PendingMark is the room's pending mark, found false when there is none.
@@ -43,7 +42,7 @@ func (s *JetStream) PendingMark(room string) (uint64, bool, error) {
 	if err != nil {
 		return 0, false, err
 	}
-	p, err := strconv.ParseUint(string(v), 10, 64)
+	p, _, err := parseMark(v)
 	return p, true, err
 }
 
@@ -60,3 +59,17 @@ func (s *JetStream) EffectKeys(room string) ([]string, error) {
 
 // StreamName is the name of the room history stream.
 func (s *JetStream) StreamName() string { return s.stream }
+
+// PublishOnly stores msgs as one entry and does nothing else: no pending
+// mark, no effect (one entry of a batch whose writer set the mark).
+func (s *JetStream) PublishOnly(room string, msgs []Message) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	t, err := s.loadTail(ctx, room)
+	if err != nil {
+		return err
+	}
+	defer s.forget(room)
+	_, err = s.publish(ctx, s.roomSubject(room), msgs, t.seq)
+	return err
+}

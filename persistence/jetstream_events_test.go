@@ -93,7 +93,7 @@ func TestJetStreamEffectsOfACrashedWriter(t *testing.T) {
 func TestJetStreamMarkWithoutEntry(t *testing.T) {
 	s := openJetStream(t, 1, 0, persistence.NextPrefix())
 	appendAll(t, s, "r", []persistence.Message{{ID: 1, Data: chat(1, "a", "x")}})
-	if err := s.MarkPendingOnly("r", 2); err != nil {
+	if err := s.MarkPendingOnly("r", 2, 2); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.MessagesAfter("r", 0, 10); err != nil || len(got) != 1 {
@@ -108,6 +108,33 @@ func TestJetStreamMarkWithoutEntry(t *testing.T) {
 		t.Errorf("mark after a batch with events: found %v, %v; want cleared", ok, err)
 	}
 	checkReactions(t, s, "r", 1, "b", `{"👍":1}`, `["👍"]`)
+}
+
+// A batch stored as several entries: a reader between them applies what is
+// stored but keeps the mark until the whole batch is, so that a writer dying
+// before the last entry's effects leaves them pending too.
+func TestJetStreamMarkOfABatchInFlight(t *testing.T) {
+	s := openJetStream(t, 1, 0, persistence.NextPrefix())
+	appendAll(t, s, "r", []persistence.Message{{ID: 1, Data: chat(1, "a", "secret")}, {ID: 2, Data: chat(2, "a", "y")}})
+	if err := s.MarkPendingOnly("r", 3, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PublishOnly("r", []persistence.Message{recall(3, 1, "a")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.MessagesAfter("r", 0, 1); err != nil || len(got) != 1 || !bytes.Equal(got[0].Data, stub(1, "a")) {
+		t.Fatalf("MessagesAfter between the entries = %v, %v; want the stub", got, err)
+	}
+	if p, ok, err := s.PendingMark("r"); err != nil || !ok || p != 3 {
+		t.Fatalf("mark between the entries = %d, %v, %v; want it kept at 3", p, ok, err)
+	}
+	if err := s.PublishOnly("r", []persistence.Message{react(4, 2, "b", `{"👍":1}`, `["👍"]`)}); err != nil {
+		t.Fatal(err)
+	}
+	checkReactions(t, s, "r", 2, "b", `{"👍":1}`, `["👍"]`)
+	if _, ok, err := s.PendingMark("r"); err != nil || ok {
+		t.Errorf("mark after the whole batch: found %v, %v; want cleared", ok, err)
+	}
 }
 
 // Effects written on one node are read on the others; read positions marked
