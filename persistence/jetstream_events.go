@@ -30,10 +30,10 @@ import (
 // set it, and a write keeps the value of the later event: applying an event's
 // effect twice, or an older one after a newer one, changes nothing. That is
 // what makes the crash between storing an entry and applying its effects
-// safe: the writer sets the pending mark (its batch's ids) before the entry is
-// published and clears it once its effects are applied; any reader or writer that finds the
-// mark applies the effects of the entries from it on (they are in the entries:
-// format 2) before it answers. A reader reads the mark after the entries, so
+// safe: the writer sets the pending mark (its batch's ids) before the entry
+// is published and clears it once its effects are applied; any reader or
+// writer that finds the mark applies the effects of the entries from it on
+// (they are in the entries: format 2) before it answers. A reader reads the mark after the entries, so
 // the content of a recalled message is never returned once its recall can be.
 //
 // A recall in the same batch as its target erases the content before the
@@ -309,7 +309,7 @@ func readEffect(b []byte) (*Effect, []byte, error) {
 func recalledWithin(msgs []Message) map[uint64][]byte {
 	var out map[uint64][]byte
 	for _, m := range msgs {
-		if e := m.Effect; e != nil && e.Recall != nil && len(msgs) > 0 && e.Target >= msgs[0].ID && e.Target < m.ID {
+		if e := m.Effect; e != nil && e.Recall != nil && e.Target >= msgs[0].ID && e.Target < m.ID {
 			if out == nil {
 				out = map[uint64][]byte{}
 			}
