@@ -22,7 +22,8 @@ import (
 
 // Options describe the connection set of a load generator.
 type Options struct {
-	Server      string    // base URL of the chat server, http://host:port
+	Server      string    // base URL of the chat server, http://host:port; logins go here
+	Servers     []string  // the nodes of one cluster: connection i goes to Servers[i mod len]; Server defaults to Servers[0]
 	Conns       int       // WebSocket connections to open
 	Rooms       int       // connection i joins room i mod Rooms; 0 = 1
 	Room        string    // room name prefix; a run id and the room number follow; "" = "bench"
@@ -32,6 +33,7 @@ type Options struct {
 	Concurrency int       // connections being opened at once; 0 = 64
 	Since       int64     // > 0: connect with since=Since to ask for a replay; 0 = no since
 	PID         int       // server process to read RSS and CPU of; 0 = none
+	PIDs        []int     // more server processes (a cluster's nodes): their RSS and CPU add up with PID's
 	Progress    io.Writer // one line per second while connecting and sending; nil = quiet
 }
 
@@ -47,6 +49,7 @@ type Setup struct {
 	ConnectsPerSec float64 `json:"connectsPerSec"`
 	LimitedBy      string  `json:"limitedBy,omitempty"`
 	FirstError     string  `json:"firstError,omitempty"`
+	PerServer      []int   `json:"perServer,omitempty"`      // ready connections on each of Options.Servers
 	ServerRSSStart int64   `json:"serverRSSStart,omitempty"` // before connecting
 	ServerRSSIdle  int64   `json:"serverRSSIdle,omitempty"`  // all connected, idle
 	RSSPerConn     float64 `json:"rssPerConn,omitempty"`     // bytes
@@ -56,6 +59,7 @@ type Setup struct {
 type Gen struct {
 	opt     Options
 	base    *url.URL
+	bases   []*url.URL // Servers, parsed
 	runID   string
 	clients []*client
 	shards  [8]shard
@@ -125,19 +129,27 @@ func Open(ctx context.Context, opt Options) (*Gen, error) {
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = 64
 	}
-	base, err := url.Parse(opt.Server)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("bench: server %q is not an http(s) URL", opt.Server)
+	if opt.Server == "" && len(opt.Servers) > 0 {
+		opt.Server = opt.Servers[0]
+	}
+	base, err := parseServer(opt.Server)
+	if err != nil {
+		return nil, err
 	}
 	g := &Gen{opt: opt, base: base, runID: opt.RunID, closeWhy: map[string]int{}}
+	for _, s := range opt.Servers {
+		u, err := parseServer(s)
+		if err != nil {
+			return nil, err
+		}
+		g.bases = append(g.bases, u)
+	}
 	if g.runID == "" {
 		g.runID = strconv.FormatInt(time.Now().UnixNano()/1e6%1e9, 36)
 	}
 	g.sent = make([]atomic.Uint64, opt.Rooms)
-	if opt.PID > 0 {
-		if s, err := ReadProc(opt.PID); err == nil {
-			g.Setup.ServerRSSStart = s.RSS
-		}
+	if s, ok := g.serverProc(); ok {
+		g.Setup.ServerRSSStart = s.RSS
 	}
 	if err := g.login(ctx); err != nil {
 		return nil, err
@@ -147,14 +159,40 @@ func Open(ctx context.Context, opt Options) (*Gen, error) {
 		g.Close()
 		return nil, fmt.Errorf("bench: no connection could be opened: %s", g.Setup.FirstError)
 	}
-	if opt.PID > 0 {
+	if opt.PID > 0 || len(opt.PIDs) > 0 {
 		time.Sleep(300 * time.Millisecond) // let the server settle before reading its RSS
-		if s, err := ReadProc(opt.PID); err == nil {
+		if s, ok := g.serverProc(); ok {
 			g.Setup.ServerRSSIdle = s.RSS
 			g.Setup.RSSPerConn = float64(s.RSS-g.Setup.ServerRSSStart) / float64(g.Setup.Conns)
 		}
 	}
 	return g, nil
+}
+
+// serverProc is the server's RSS and CPU time, summed over a cluster's
+// nodes; ok is false when there is no process to read.
+func (g *Gen) serverProc() (s ProcStats, ok bool) {
+	for _, pid := range append([]int{g.opt.PID}, g.opt.PIDs...) {
+		if pid <= 0 {
+			continue
+		}
+		p, err := ReadProc(pid)
+		if err != nil {
+			return ProcStats{}, false
+		}
+		s.RSS += p.RSS
+		s.CPUSeconds += p.CPUSeconds
+		ok = true
+	}
+	return s, ok
+}
+
+// baseOf is the server connection i goes to.
+func (g *Gen) baseOf(i int) *url.URL {
+	if len(g.bases) == 0 {
+		return g.base
+	}
+	return g.bases[i%len(g.bases)]
 }
 
 func (g *Gen) progress(format string, a ...any) {
@@ -244,8 +282,9 @@ func (g *Gen) RoomName(i int) string { return g.opt.Room + "-" + g.runID + "-" +
 
 func (g *Gen) wsURL(i int) string {
 	s := g.sessions[i%len(g.sessions)]
+	base := g.baseOf(i)
 	scheme := "ws"
-	if g.base.Scheme == "https" {
+	if base.Scheme == "https" {
 		scheme = "wss"
 	}
 	q := url.Values{}
@@ -255,7 +294,7 @@ func (g *Gen) wsURL(i int) string {
 	if g.opt.Since > 0 {
 		q.Set("since", strconv.FormatInt(g.opt.Since, 10))
 	}
-	return scheme + "://" + g.base.Host + "/ws?" + q.Encode()
+	return scheme + "://" + base.Host + "/ws?" + q.Encode()
 }
 
 // dialer returns a dialer bound to source address 127.0.0.(1 + i mod SrcIPs)
@@ -263,7 +302,7 @@ func (g *Gen) wsURL(i int) string {
 func (g *Gen) dialer(i int) *net.Dialer {
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	if g.opt.SrcIPs > 1 {
-		if ip := net.ParseIP(g.base.Hostname()); ip != nil && ip.IsLoopback() && ip.To4() != nil {
+		if ip := net.ParseIP(g.baseOf(i).Hostname()); ip != nil && ip.IsLoopback() && ip.To4() != nil {
 			d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%g.opt.SrcIPs))}
 		}
 	}
@@ -293,9 +332,12 @@ func (g *Gen) connect(ctx context.Context) {
 			}
 		}
 	}()
-	host := g.base.Host
-	if g.base.Port() == "" {
-		host = net.JoinHostPort(g.base.Hostname(), map[string]string{"http": "80", "https": "443"}[g.base.Scheme])
+	hostOf := func(i int) string {
+		b := g.baseOf(i)
+		if b.Port() == "" {
+			return net.JoinHostPort(b.Hostname(), map[string]string{"http": "80", "https": "443"}[b.Scheme])
+		}
+		return b.Host
 	}
 	var wg sync.WaitGroup
 	for range min(g.opt.Concurrency, n) {
@@ -306,7 +348,7 @@ func (g *Gen) connect(ctx context.Context) {
 					return
 				}
 				c := &client{g: g, idx: i, room: i % g.opt.Rooms, shard: &g.shards[i%len(g.shards)]}
-				nc, err := g.dialer(i).DialContext(ctx, "tcp", host)
+				nc, err := g.dialer(i).DialContext(ctx, "tcp", hostOf(i))
 				if err == nil {
 					c.conn, _, err = gws.NewClientFromConn(c, &gws.ClientOption{Addr: g.wsURL(i)}, nc)
 				}
@@ -337,6 +379,14 @@ func (g *Gen) connect(ctx context.Context) {
 	close(done)
 	d := time.Since(start)
 	g.Setup.Conns = int(g.ready.Load())
+	if len(g.bases) > 1 {
+		g.Setup.PerServer = make([]int, len(g.bases))
+		for _, c := range g.clients {
+			if c != nil && c.ready.Load() {
+				g.Setup.PerServer[c.idx%len(g.bases)]++
+			}
+		}
+	}
 	g.Setup.Failed = n - g.Setup.Conns
 	g.Setup.ConnectSeconds = d.Seconds()
 	g.Setup.ConnectsPerSec = float64(g.Setup.Conns) / d.Seconds()

@@ -33,6 +33,7 @@ type runFlags struct {
 	server, baseline, store, out, runID, cpuProfile string
 	pid, outbox, procs                              int
 	sync, jsonOut, suite, quick, child              bool
+	only, skip                                      string
 	opt                                             Options
 	steps                                           string
 	so                                              StepOptions
@@ -72,8 +73,10 @@ Flags:
 	fs.DurationVar(&f.so.Drain, "drain", 2*time.Second, "longest wait for the last deliveries after sending stops")
 	fs.IntVar(&f.procs, "procs", 1, "generator processes; each opens conns/procs connections (for more connections than one process may open files)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON on stdout instead of a table")
-	fs.BoolVar(&f.suite, "suite", false, "run the scenario suite (idle RSS, knees, sizes, --sync, stores, churn, replay, baselines)")
+	fs.BoolVar(&f.suite, "suite", false, "run the scenario suite (idle RSS, knees, sizes, --sync, stores, many rooms, churn, replay, baselines, three nodes against one)")
 	fs.BoolVar(&f.quick, "quick", false, "with --suite: a short smoke run of about a minute")
+	fs.StringVar(&f.only, "only", "", "with --suite: comma-separated scenarios to run ("+strings.Join(Scenarios, ", ")+"); empty = all")
+	fs.StringVar(&f.skip, "skip", "", "with --suite: comma-separated scenarios to leave out")
 	fs.StringVar(&f.out, "out", "docs/bench", "with --suite: directory for results.json, results.md and the SVG charts")
 	fs.StringVar(&f.runID, "run-id", "", "room and user name tag shared by cooperating generator processes (empty = from the clock)")
 	fs.BoolVar(&f.child, "child", false, "internal: run as one of --procs generator processes")
@@ -99,7 +102,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if f.suite {
-		s := Suite{Quick: f.quick, Out: f.out, Progress: stderr, Outbox: f.outbox}
+		s := Suite{Quick: f.quick, Out: f.out, Progress: stderr, Outbox: f.outbox, Only: list(f.only), Skip: list(f.skip)}
 		if err := s.Run(ctx); err != nil {
 			fmt.Fprintln(stderr, "pandachat bench:", err)
 			return 1
@@ -133,6 +136,17 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// list splits a comma-separated flag value; "" is none.
+func list(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func (f *runFlags) rates() ([]float64, error) {

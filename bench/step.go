@@ -132,10 +132,7 @@ func (g *Gen) Step(ctx context.Context, so StepOptions) StepResult {
 		res.Members += m
 		res.TargetDeliveries += so.Rate / float64(g.opt.Rooms) * float64(m)
 	}
-	var srv0 ProcStats
-	if g.opt.PID > 0 {
-		srv0, _ = ReadProc(g.opt.PID)
-	}
+	srv0, _ := g.serverProc()
 	gen0, _ := ReadProc(0)
 
 	start := time.Now()
@@ -199,13 +196,11 @@ func (g *Gen) Step(ctx context.Context, so StepOptions) StepResult {
 	h := g.mergedHist()
 	res.Latency = latencyOf(h)
 	res.Hist = h.Buckets()
-	if g.opt.PID > 0 {
-		if s, err := ReadProc(g.opt.PID); err == nil {
-			res.ServerCPUSeconds = s.CPUSeconds - srv0.CPUSeconds
-			res.ServerRSS = s.RSS
-			if res.ServerCPUSeconds > 0 {
-				res.DeliveriesPerCPU = float64(n) / res.ServerCPUSeconds
-			}
+	if s, ok := g.serverProc(); ok {
+		res.ServerCPUSeconds = s.CPUSeconds - srv0.CPUSeconds
+		res.ServerRSS = s.RSS
+		if res.ServerCPUSeconds > 0 {
+			res.DeliveriesPerCPU = float64(n) / res.ServerCPUSeconds
 		}
 	}
 	if s, err := ReadProc(0); err == nil {
@@ -286,14 +281,12 @@ func (g *Gen) stepProgress(start time.Time) func() {
 				line := fmt.Sprintf("[%4.1fs] sent %7.0f/s  delivered %s/s  p99 %s  gaps %d  closed %d",
 					now.Sub(start).Seconds(), float64(sent-prevSent)/dt, si(float64(n-prevN)/dt),
 					fmtMs(latencyOf(g.mergedHist()).P99), g.gaps.Load(), g.closedN.Load())
-				if g.opt.PID > 0 {
-					if s, err := ReadProc(g.opt.PID); err == nil {
-						if prevCPU > 0 {
-							line += fmt.Sprintf("  server cpu %3.0f%%", (s.CPUSeconds-prevCPU)/dt*100)
-						}
-						line += fmt.Sprintf("  rss %s", iec(s.RSS))
-						prevCPU = s.CPUSeconds
+				if s, ok := g.serverProc(); ok {
+					if prevCPU > 0 {
+						line += fmt.Sprintf("  server cpu %3.0f%%", (s.CPUSeconds-prevCPU)/dt*100)
 					}
+					line += fmt.Sprintf("  rss %s", iec(s.RSS))
+					prevCPU = s.CPUSeconds
 				}
 				fmt.Fprintln(g.opt.Progress, line)
 				prevSent, prevN, prevT = sent, n, now

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,11 +25,23 @@ type Suite struct {
 	Out      string    // output directory; "" = docs/bench
 	Outbox   int       // servers' per-connection queue length; 0 = 4096
 	Progress io.Writer // progress lines; nil = quiet
+	Only     []string  // scenarios to run (see Scenarios); empty = all
+	Skip     []string  // scenarios to leave out
+	Exe      string    // the pandachat binary the servers run; "" = this executable
+}
+
+// Scenarios are the suite's parts, in the order they run.
+var Scenarios = []string{"idle", "knee", "rooms", "churn", "replay", "cluster"}
+
+// on reports whether scenario name runs.
+func (s *Suite) on(name string) bool {
+	return (len(s.Only) == 0 || slices.Contains(s.Only, name)) && !slices.Contains(s.Skip, name)
 }
 
 // Target is a server the suite measures.
 type Target struct {
 	Name     string `json:"name"`
+	Nodes    int    `json:"nodes,omitempty"`    // > 1: that many pandachat nodes in cluster mode
 	Baseline string `json:"baseline,omitempty"` // naive or coalesce: a baseline server
 	Store    string `json:"store,omitempty"`
 	Sync     bool   `json:"sync,omitempty"`
@@ -52,6 +65,7 @@ type SuiteResult struct {
 	Curves  []Curve        `json:"curves"`
 	Churn   []ChurnResult  `json:"churn"`
 	Replay  []ReplayResult `json:"replay"`
+	Cluster []Curve        `json:"cluster,omitempty"` // the same loads on one node and on several
 	Skipped []string       `json:"skipped,omitempty"`
 }
 
@@ -82,7 +96,9 @@ type IdleResult struct {
 // each: the knee is the highest step with p99 <= 100 ms and nothing lost.
 type Curve struct {
 	Server  string       `json:"server"`
-	Rooms   int          `json:"rooms,omitempty"` // > 1: many rooms of Members each
+	Nodes   int          `json:"nodes,omitempty"`   // > 1: a cluster, connection i on node i mod Nodes
+	PerNode []int        `json:"perNode,omitempty"` // a cluster: connections ready on each node
+	Rooms   int          `json:"rooms,omitempty"`   // > 1: many rooms of Members each
 	Members int          `json:"members"`
 	Size    int          `json:"size"`
 	Steps   []StepResult `json:"steps"`
@@ -118,11 +134,24 @@ func (s *Suite) logf(format string, a ...any) {
 }
 
 type running struct {
-	c   *Child
-	dir string
+	c     *Child
+	dir   string
+	nodes []*Child // a cluster: every node, c the first
+	dirs  []string
+}
+
+// startChild starts the suite's server binary with args.
+func (s *Suite) startChild(ctx context.Context, args ...string) (*Child, error) {
+	if s.Exe != "" {
+		return StartCommand(ctx, s.Exe, args...)
+	}
+	return StartChild(ctx, args...)
 }
 
 func (s *Suite) start(ctx context.Context, t Target) (*running, error) {
+	if t.Nodes > 1 {
+		return s.startCluster(ctx, t)
+	}
 	args := serverArgs(t.Baseline, t.Store, t.Sync, s.Outbox)
 	r := &running{}
 	if t.Baseline == "" {
@@ -133,7 +162,7 @@ func (s *Suite) start(ctx context.Context, t Target) (*running, error) {
 		r.dir = dir
 		args = append(args, "--data", dir)
 	}
-	c, err := StartChild(ctx, args...)
+	c, err := s.startChild(ctx, args...)
 	if err != nil {
 		if r.dir != "" {
 			os.RemoveAll(r.dir)
@@ -145,11 +174,38 @@ func (s *Suite) start(ctx context.Context, t Target) (*running, error) {
 }
 
 func (r *running) stop() error {
+	if r.nodes != nil {
+		return r.stopCluster()
+	}
 	err := r.c.Stop()
 	if r.dir != "" {
 		os.RemoveAll(r.dir)
 	}
 	return err
+}
+
+// urls are the servers' base URLs: one, or every node of a cluster.
+func (r *running) urls() []string {
+	if r.nodes == nil {
+		return []string{r.c.URL}
+	}
+	var u []string
+	for _, c := range r.nodes {
+		u = append(u, c.URL)
+	}
+	return u
+}
+
+// pids are the server processes.
+func (r *running) pids() []int {
+	if r.nodes == nil {
+		return []int{r.c.PID()}
+	}
+	var p []int
+	for _, c := range r.nodes {
+		p = append(p, c.PID())
+	}
+	return p
 }
 
 // Run runs every scenario and writes the results.
@@ -159,6 +215,11 @@ func (s *Suite) Run(ctx context.Context) error {
 	}
 	if s.Outbox <= 0 {
 		s.Outbox = 4096
+	}
+	for _, n := range append(slices.Clone(s.Only), s.Skip...) {
+		if !slices.Contains(Scenarios, n) {
+			return fmt.Errorf("no scenario %q (there are %s)", n, strings.Join(Scenarios, ", "))
+		}
 	}
 	if err := os.MkdirAll(s.Out, 0o755); err != nil {
 		return err
@@ -219,6 +280,9 @@ func (s *Suite) Run(ctx context.Context) error {
 
 	for _, t := range main {
 		for _, n := range idle {
+			if !s.on("idle") {
+				break
+			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -233,6 +297,9 @@ func (s *Suite) Run(ctx context.Context) error {
 	for _, c := range curves {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if !s.on(map[bool]string{true: "rooms", false: "knee"}[c.rooms > 1]) {
+			continue
 		}
 		steps := deliv
 		if c.rooms > 1 {
@@ -250,6 +317,9 @@ func (s *Suite) Run(ctx context.Context) error {
 		churnDur = time.Second
 	}
 	for _, t := range main {
+		if !s.on("churn") {
+			break
+		}
 		cr, err := s.churn(ctx, t, churnDur)
 		if err != nil {
 			res.Skipped = append(res.Skipped, fmt.Sprintf("churn %s: %v", t.Name, err))
@@ -257,15 +327,27 @@ func (s *Suite) Run(ctx context.Context) error {
 		}
 		res.Churn = append(res.Churn, cr)
 	}
-	if real {
+	switch {
+	case !s.on("replay"):
+	case real:
 		rr, err := s.replay(ctx, TargetServer, 1000)
 		if err != nil {
 			res.Skipped = append(res.Skipped, "replay: "+err.Error())
 		} else {
 			res.Replay = append(res.Replay, rr)
 		}
-	} else {
+	default:
 		res.Skipped = append(res.Skipped, "replay: needs pandachat (the baselines keep no history)")
+	}
+	switch {
+	case !s.on("cluster"):
+	case real:
+		s.clusterScenario(ctx, res)
+	default:
+		res.Skipped = append(res.Skipped, "cluster: needs pandachat")
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	res.Machine.LoadAvgEnd = machine().LoadAvg
 	if err := WriteResults(s.Out, res); err != nil {
@@ -316,12 +398,16 @@ func (s *Suite) curve(ctx context.Context, t Target, rooms, members, size int, s
 		return Curve{}, err
 	}
 	defer r.stop()
-	g, err := Open(ctx, Options{Server: r.c.URL, Conns: conns, Rooms: rooms, Users: min(conns, 100), SrcIPs: 4, PID: r.c.PID(), Progress: s.Progress})
+	g, err := Open(ctx, Options{Servers: r.urls(), Conns: conns, Rooms: rooms, Users: min(conns, 100), SrcIPs: 4, PIDs: r.pids(), Progress: s.Progress})
 	if err != nil {
 		return Curve{}, err
 	}
 	defer g.Close()
 	cv := Curve{Server: t.Name, Members: members, Size: size, Stop: "highest step reached"}
+	if t.Nodes > 1 {
+		cv.Nodes, cv.PerNode = t.Nodes, g.Setup.PerServer
+		s.logf("   connections ready per node: %v", cv.PerNode)
+	}
 	if rooms > 1 {
 		cv.Rooms = rooms
 	}
@@ -595,6 +681,7 @@ func (r *SuiteResult) Markdown() string {
 	for _, rr := range r.Replay {
 		fmt.Fprintf(&b, "| %s | %d | %d | %.1f |\n", rr.Server, rr.Missed, rr.Got, rr.Millis)
 	}
+	r.clusterSection(&b)
 	if len(r.Skipped) > 0 {
 		b.WriteString("\n## Not measured\n\n")
 		for _, s := range r.Skipped {

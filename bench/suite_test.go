@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,4 +50,53 @@ func TestSuiteWritesResults(t *testing.T) {
 			t.Errorf("results.md lacks %q:\n%s", want, md)
 		}
 	}
+}
+
+// The cluster scenario, tiny: three nodes of the real binary, 30 connections
+// spread over them in two rooms, one short step on one node and on three.
+// Every message reaches every member once, in order, on both.
+func TestClusterScenario(t *testing.T) {
+	if serverBin == "" {
+		t.Fatal(buildErr)
+	}
+	s := &Suite{Exe: serverBin, Outbox: 4096, Progress: tlog{t}}
+	cvs, err := s.Cluster(context.Background(), TargetCluster, ClusterLoad{Conns: 30, Rooms: 2, Steps: []float64{40}}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cvs) != 2 || cvs[0].Nodes != 0 || cvs[1].Nodes != 3 {
+		t.Fatalf("curves %+v, want one node then three", cvs)
+	}
+	if !slices.Equal(cvs[1].PerNode, []int{10, 10, 10}) {
+		t.Errorf("connections per node %v, want 10 on each", cvs[1].PerNode)
+	}
+	for _, cv := range cvs {
+		if len(cv.Steps) != 1 {
+			t.Fatalf("%s: %d steps, want 1 (%s)", cv.Server, len(cv.Steps), cv.Stop)
+		}
+		st := cv.Steps[0]
+		if st.Members != 30 || st.Sent == 0 || !st.Lossless() || st.ServerCPUSeconds <= 0 {
+			t.Errorf("%s: members %d, sent %d, delivered %d of %d, gaps %d, dups %d, closed %d (%s), server CPU %.2f s",
+				cv.Server, st.Members, st.Sent, st.Delivered, st.Expected, st.Gaps, st.Dups, st.Closed, st.CloseReasons, st.ServerCPUSeconds)
+		}
+	}
+	md := (&SuiteResult{Cluster: cvs}).Markdown()
+	if !strings.Contains(md, "## 3 nodes against one") || !strings.Contains(md, "| 2 × 15 |") {
+		t.Errorf("results.md lacks the cluster comparison:\n%s", md)
+	}
+}
+
+func TestSuiteRefusesAnUnknownScenario(t *testing.T) {
+	s := &Suite{Out: t.TempDir(), Only: []string{"idle", "clusters"}}
+	if err := s.Run(context.Background()); err == nil || !strings.Contains(err.Error(), `"clusters"`) {
+		t.Fatalf("Run with --only clusters: %v, want an error naming it", err)
+	}
+}
+
+// tlog writes progress lines to the test log.
+type tlog struct{ t *testing.T }
+
+func (l tlog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
