@@ -195,40 +195,22 @@ func parse(data []byte, maxContent int, v2 bool) (ClientMessage, *BadMessage) {
 		if f.content.state != valueString {
 			return bad("text message without content")
 		}
-		var buf [256]byte
-		c := bytes.TrimSpace(f.content.value(data, buf[:0]))
-		n := runeCount(c)
-		if n == 0 {
-			return bad("content is empty")
+		c, id, ext, reason := text(data, &f, cid, maxContent)
+		if reason != "" {
+			return bad(reason)
 		}
-		if n > maxContent {
-			return bad(fmt.Sprintf("content is %d characters, the limit is %d", n, maxContent))
-		}
-		if f.mentions.state == valueArray {
-			var list [MaxMentions * (MaxUIDLen + 1)]byte
-			men, reason := f.mentions.uids(data, list[:0])
-			if reason != "" {
-				return bad(reason)
-			}
-			if len(men) > 0 {
-				m.Kind, m.Ext = KindText, &Ext{}
-				m.Content, m.CID, m.Ext.Mentions = threeStrings(c, cid, men)
-				return m, nil
-			}
-		}
-		m.Kind = KindText
-		m.Content, m.CID = twoStrings(c, cid)
+		m.Kind, m.Ext = KindText, ext
+		m.Content, m.CID = c, id
 	case KindGallery:
-		var buf [256]byte
-		var u []byte
-		if f.url.state == valueString {
-			u = bytes.TrimSpace(f.url.value(data, buf[:0]))
+		if f.url.state != valueString {
+			return bad("gallery message without url")
 		}
-		if len(u) == 0 {
+		u, id := stringAndCID(data, &f.url, true, cid)
+		if u == "" {
 			return bad("gallery message without url")
 		}
 		m.Kind = KindGallery
-		m.URL, m.CID = twoStrings(u, cid)
+		m.URL, m.CID = u, id
 	case KindRecall:
 		if f.recall.v == 0 {
 			return bad("recall needs the id of a message (1 or more)")
@@ -238,20 +220,91 @@ func parse(data []byte, maxContent int, v2 bool) (ClientMessage, *BadMessage) {
 		if f.react.v == 0 {
 			return bad("react needs the id of a message (1 or more)")
 		}
-		var buf [64]byte
-		var e []byte
-		if f.emoji.state == valueString {
-			e = f.emoji.value(data, buf[:0])
-		}
-		if !ValidEmoji(e) {
+		e, id, ok := emojiAndCID(data, &f.emoji, cid)
+		if !ok {
 			return bad(`react needs "emoji": one emoji`)
 		}
-		m.Kind, m.Ext = KindReact, &Ext{Target: f.react.v}
-		m.Ext.Emoji, m.CID = twoStrings(e, cid)
+		m.Kind, m.Ext = KindReact, &Ext{Target: f.react.v, Emoji: e}
+		m.CID = id
 	case KindTyping:
 		m.Kind, m.CID = KindTyping, string(cid)
 	}
 	return m, nil
+}
+
+// text reads the content (trimmed, counted in characters) and mentions of a text frame and
+// copies them with the cid into one allocation. Its buffers live in this frame, not parse's:
+// parse runs on a connection actor's freshly started goroutine, whose small stack would
+// otherwise be grown and copied for every frame.
+//
+//go:noinline
+func text(data []byte, f *frameFields, cid []byte, maxContent int) (c, id string, ext *Ext, reason string) {
+	var buf [256]byte
+	b := bytes.TrimSpace(f.content.value(data, buf[:0]))
+	n := runeCount(b)
+	if n == 0 {
+		return "", "", nil, "content is empty"
+	}
+	if n > maxContent {
+		return "", "", nil, fmt.Sprintf("content is %d characters, the limit is %d", n, maxContent)
+	}
+	if f.mentions.state == valueArray {
+		c, id, men, reason := mentioned(data, &f.mentions, b, cid)
+		if reason != "" {
+			return "", "", nil, reason
+		}
+		if men != "" {
+			return c, id, &Ext{Mentions: men}, ""
+		}
+	}
+	c, id = twoStrings(b, cid)
+	return c, id, nil, ""
+}
+
+// stringAndCID is the value of s (trimmed of spaces if trim) and the cid in one allocation;
+// "" when the value is empty. Its buffer lives in this frame, not parse's (see text).
+//
+//go:noinline
+func stringAndCID(data []byte, s *jsonString, trim bool, cid []byte) (v, id string) {
+	var buf [256]byte
+	b := s.value(data, buf[:0])
+	if trim {
+		b = bytes.TrimSpace(b)
+	}
+	if len(b) == 0 {
+		return "", ""
+	}
+	return twoStrings(b, cid)
+}
+
+// emojiAndCID is the emoji of a reaction and the cid in one allocation, if it is one emoji.
+//
+//go:noinline
+func emojiAndCID(data []byte, s *jsonString, cid []byte) (e, id string, ok bool) {
+	var buf [64]byte
+	var b []byte
+	if s.state == valueString {
+		b = s.value(data, buf[:0])
+	}
+	if !ValidEmoji(b) {
+		return "", "", false
+	}
+	e, id = twoStrings(b, cid)
+	return e, id, true
+}
+
+// mentioned reads the mentions of a text frame and copies content, cid and the uid list
+// into one allocation (men is "" when the list is empty); its buffer lives in this frame.
+//
+//go:noinline
+func mentioned(data []byte, a *jsonArray, content, cid []byte) (c, id, men, reason string) {
+	var list [MaxMentions * (MaxUIDLen + 1)]byte
+	l, reason := a.uids(data, list[:0])
+	if reason != "" || len(l) == 0 {
+		return "", "", "", reason
+	}
+	c, id, men = threeStrings(content, cid, l)
+	return c, id, men, ""
 }
 
 // threeStrings is twoStrings for three.
