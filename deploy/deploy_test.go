@@ -166,26 +166,35 @@ type nginxOrigin struct {
 // startNginx runs nginx in the foreground under a temp prefix, proxying to upstream.
 func startNginx(t *testing.T, upstream string) nginxOrigin {
 	t.Helper()
+	return startNginxConf(t, "nginx.conf", replacement{"server 127.0.0.1:8765;", "server " + upstream + ";"})
+}
+
+// replacement is a text of a shipped file and what the test puts instead.
+type replacement struct{ old, new string }
+
+// startNginxConf runs nginx with the shipped site file, its upstream servers
+// replaced by upstreams (and ports, certificates and logs by the test's).
+func startNginxConf(t *testing.T, file string, upstreams ...replacement) nginxOrigin {
+	t.Helper()
 	prefix := t.TempDir()
 	cert, key, pool := chattest.SelfSigned(t, prefix)
 	httpsPort, httpPort := freePort(t), freePort(t)
-	site, err := os.ReadFile("nginx.conf")
+	site, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	conf := string(site)
-	for _, r := range []struct{ old, new string }{
+	for _, r := range append(upstreams, []replacement{
 		{"    listen [::]:80;\n", ""},
 		{"    listen [::]:443 ssl;\n", ""},
 		{"listen 80;", "listen 127.0.0.1:" + httpPort + ";"},
 		{"listen 443 ssl;", "listen 127.0.0.1:" + httpsPort + " ssl;"},
-		{"server 127.0.0.1:8765;", "server " + upstream + ";"},
 		{"/etc/letsencrypt/live/chat.example.com/fullchain.pem", cert},
 		{"/etc/letsencrypt/live/chat.example.com/privkey.pem", key},
 		{"/var/log/nginx/pandachat.access.log", filepath.Join(prefix, "pandachat.access.log")},
-	} {
+	}...) {
 		if !strings.Contains(conf, r.old) {
-			t.Fatalf("deploy/nginx.conf no longer contains %q: update this test with it", r.old)
+			t.Fatalf("deploy/%s no longer contains %q: update this test with it", file, r.old)
 		}
 		conf = strings.ReplaceAll(conf, r.old, r.new)
 	}
