@@ -305,7 +305,7 @@ func (s *Suite) Run(ctx context.Context) error {
 		if c.rooms > 1 {
 			steps = msgSteps
 		}
-		cv, err := s.curve(ctx, c.t, c.rooms, c.members, c.size, steps, stepDur)
+		cv, err := s.curve(ctx, c.t, c.rooms, c.members, c.size, steps, stepDur, kneeP99)
 		if err != nil {
 			res.Skipped = append(res.Skipped, fmt.Sprintf("curve %s %d×%d×%d B: %v", c.t.Name, c.rooms, c.members, c.size, err))
 			continue
@@ -382,10 +382,11 @@ func (s *Suite) idle(ctx context.Context, t Target, n int) (IdleResult, error) {
 	return ir, nil
 }
 
-// curve steps up the load until the knee. With one room the steps are
+// curve steps up the load until a step loses a message or its p99 passes
+// stopP99 ms (kneeP99: stop at the knee). With one room the steps are
 // deliveries/s and 10 members send; with many rooms they are messages/s and
 // one member of each room sends.
-func (s *Suite) curve(ctx context.Context, t Target, rooms, members, size int, steps []float64, dur time.Duration) (Curve, error) {
+func (s *Suite) curve(ctx context.Context, t Target, rooms, members, size int, steps []float64, dur time.Duration, stopP99 float64) (Curve, error) {
 	rooms = max(rooms, 1)
 	conns := rooms * members
 	if rooms == 1 {
@@ -418,6 +419,7 @@ func (s *Suite) curve(ctx context.Context, t Target, rooms, members, size int, s
 	// A short unrecorded warm-up: fresh goroutine stacks, buffers and room
 	// state would otherwise count against the first step.
 	g.Step(ctx, StepOptions{Senders: senders, Rate: rate(steps[0]), Size: size, Duration: time.Second / 2, Drain: 2 * time.Second})
+	kneeEnd := "" // past the knee, when stopP99 lets the stepping go on
 	for _, d := range steps {
 		if ctx.Err() != nil {
 			break
@@ -433,12 +435,20 @@ func (s *Suite) curve(ctx context.Context, t Target, rooms, members, size int, s
 			}
 			break
 		}
-		if st.Latency.P99 > kneeP99 {
+		if st.Latency.P99 > stopP99 {
 			cv.Stop = fmt.Sprintf("p99 %s at %s/s", fmtMs(st.Latency.P99), si(d))
 			break
 		}
-		k := st
-		cv.Knee = &k
+		if st.Latency.P99 > kneeP99 && kneeEnd == "" {
+			kneeEnd = fmt.Sprintf("; knee ended by p99 %s at %s/s", fmtMs(st.Latency.P99), si(d))
+		}
+		if kneeEnd == "" {
+			k := st
+			cv.Knee = &k
+		}
+	}
+	if kneeEnd != "" && cv.Stop == "highest step reached" {
+		cv.Stop += kneeEnd
 	}
 	return cv, nil
 }
