@@ -390,8 +390,8 @@ type jsonID struct {
 
 // jsonArray is where an array of strings (and nulls) is in the frame.
 type jsonArray struct {
-	state      uint8
-	start, end int // from '[' to after ']'
+	state uint8
+	start int // its '['
 }
 
 // MaxUIDLen is the longest uid a mention may name.
@@ -450,12 +450,8 @@ func validUID(uid []byte) bool {
 // hasUID reports whether the comma-separated list holds uid.
 func hasUID(list, uid []byte) bool {
 	for len(list) > 0 {
-		item := list
-		if j := bytes.IndexByte(list, ','); j >= 0 {
-			item, list = list[:j], list[j+1:]
-		} else {
-			list = nil
-		}
+		var item []byte
+		item, list, _ = bytes.Cut(list, []byte{','})
 		if bytes.Equal(item, uid) {
 			return true
 		}
@@ -840,7 +836,7 @@ func (f *frameFields) scanMentions(data []byte, i int) int {
 	start := i
 	i = skipSpace(data, i+1)
 	if i < len(data) && data[i] == ']' {
-		f.mentions = jsonArray{state: valueArray, start: start, end: i + 1}
+		f.mentions = jsonArray{state: valueArray, start: start}
 		return i + 1
 	}
 	for {
@@ -866,7 +862,7 @@ func (f *frameFields) scanMentions(data []byte, i int) int {
 		case ',':
 			i = skipSpace(data, i+1)
 		case ']':
-			f.mentions = jsonArray{state: valueArray, start: start, end: i + 1}
+			f.mentions = jsonArray{state: valueArray, start: start}
 			return i + 1
 		default:
 			return invalid

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"unicode"
 	"unicode/utf8"
 )
@@ -23,10 +24,7 @@ func ValidEmoji(b []byte) bool {
 	r, n := utf8.DecodeRune(b)
 	switch {
 	case r >= '0' && r <= '9' || r == '#' || r == '*': // keycap
-		rest := b[n:]
-		if len(rest) >= 3 && string(rest[:3]) == "\uFE0F" {
-			rest = rest[3:]
-		}
+		rest, _ := bytes.CutPrefix(b[n:], []byte("\uFE0F"))
 		return string(rest) == "\u20E3"
 	case isRegional(r): // flag
 		r2, n2 := utf8.DecodeRune(b[n:])
@@ -37,7 +35,7 @@ func ValidEmoji(b []byte) bool {
 		if !isPictograph(r) {
 			return false
 		}
-		for i += n; i < len(b); i += n {
+		for i += n; i != len(b); i += n { // b is valid UTF-8: i lands on len(b)
 			r, n = utf8.DecodeRune(b[i:])
 			if !isEmojiModifier(r) {
 				break
