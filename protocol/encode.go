@@ -71,7 +71,7 @@ func StoredRecalled(stored []byte) bool { return bytes.HasSuffix(stored, []byte(
 
 // mentionsAt is where a stored message's mentions begin, or -1 when it has none.
 func mentionsAt(stored []byte) int {
-	if len(stored) < 3 || stored[len(stored)-2] != ']' {
+	if !bytes.HasSuffix(stored, []byte("]}")) {
 		return -1
 	}
 	return bytes.LastIndex(stored, []byte(mentionsKey))
