@@ -73,8 +73,9 @@ func (f *fwdPost) message() protocol.ClientMessage {
 // fwdReply answers a forwarded post once the owner is done with it: the id
 // it was stored under (0 when none), or why it was not taken.
 type fwdReply struct {
-	ID  uint64 `json:"id,omitempty"`
-	Err string `json:"err,omitempty"`
+	ID    uint64 `json:"id,omitempty"`
+	Err   string `json:"err,omitempty"`
+	Moved bool   `json:"moved,omitempty"` // not the owner (any more): ask the owner of now
 }
 
 // relayMsg is what nodes say to each other about a room.
@@ -119,11 +120,18 @@ type remotePost struct {
 
 // forwarded is the owner's answer to a post this node forwarded.
 type forwarded struct {
-	From  *Member
-	CID   *string
+	Post  *post
+	First time.Time // when it was first forwarded
 	Reply fwdReply
 	Err   error
 }
+
+// reforward sends a post again to the room's owner of now.
+type reforward struct{ f *forwarded }
+
+// reforwardAfter spaces the attempts while a room moves (the live set takes
+// a poll or two to agree on every node).
+const reforwardAfter = 100 * time.Millisecond
 
 // liveChanged tells the registry, then every room, that the live set moved.
 type liveChanged struct{}
@@ -210,7 +218,6 @@ func (s *directSink) Close(int, string) {}
 // done with it (Member.done).
 type relayReply struct {
 	msg  *nats.Msg
-	post *fwdPost // as forwarded, when it goes on to another node
 	id   uint64
 	sent bool
 }
@@ -221,12 +228,4 @@ func (r *relayReply) finish() {
 	}
 	r.sent = true
 	respond(r.msg, fwdReply{ID: r.id})
-}
-
-// fail answers the forwarded post with why it was not taken.
-func (r *relayReply) fail(why string) {
-	if !r.sent {
-		r.sent = true
-		respond(r.msg, fwdReply{Err: why})
-	}
 }

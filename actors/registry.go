@@ -53,7 +53,7 @@ func (g *registry) Receive(ctx actor.Context) {
 		g.maybeDone(ctx)
 	case *remotePost:
 		if g.closing {
-			respond(m.msg, fwdReply{Err: "the owner is shutting down"})
+			respond(m.msg, fwdReply{Moved: true}) // the sender asks the next owner
 			return
 		}
 		ctx.Send(g.room(ctx, m.Room).pid, m)

@@ -112,6 +112,8 @@ func (r *room) Receive(ctx actor.Context) {
 		r.relayed(ctx, m)
 	case *forwarded:
 		r.forwarded(ctx, m)
+	case reforward:
+		r.reforwarded(ctx, m.f)
 	case liveChanged:
 		r.placement(ctx)
 	case gapCheck:

@@ -255,21 +255,21 @@ func (r *room) catchUp(ctx actor.Context, upTo uint64) bool {
 // forward sends a member's post to the room's owner; the answer comes back
 // as forwarded. The echo comes with the owner's batch, like everyone's copy.
 func (r *room) forward(ctx actor.Context, p *post) {
+	r.sendForward(ctx, &forwarded{Post: p, First: time.Now()})
+}
+
+func (r *room) sendForward(ctx actor.Context, res *forwarded) {
+	p := res.Post
 	if r.owner == "" {
 		p.From.done()
 		r.refuse(p.From, p.Msg.CIDRef(), "room unavailable: no node can take posts right now")
 		return
 	}
-	var f fwdPost
-	if p.From.relay != nil { // forwarded here while the room moved: on to its owner
-		f = *p.From.relay.post
-	} else {
-		f = fwdPost{Node: r.self, Member: p.From.ID, UID: p.From.UID, Nick: p.NickName, Avatar: p.AvatarURL,
-			V2: p.From.V2, Base: p.From.Base, Kind: p.Msg.Kind, HasCID: p.Msg.HasCID, CID: p.Msg.CID,
-			Content: p.Msg.Content, URL: p.Msg.URL}
-		if e := p.Msg.Ext; e != nil {
-			f.Target, f.Emoji, f.Mentions = e.Target, e.Emoji, e.Mentions
-		}
+	f := fwdPost{Node: r.self, Member: p.From.ID, UID: p.From.UID, Nick: p.NickName, Avatar: p.AvatarURL,
+		V2: p.From.V2, Base: p.From.Base, Kind: p.Msg.Kind, HasCID: p.Msg.HasCID, CID: p.Msg.CID,
+		Content: p.Msg.Content, URL: p.Msg.URL}
+	if e := p.Msg.Ext; e != nil {
+		f.Target, f.Emoji, f.Mentions = e.Target, e.Emoji, e.Mentions
 	}
 	data, err := json.Marshal(&f)
 	if err != nil {
@@ -279,13 +279,14 @@ func (r *room) forward(ctx actor.Context, p *post) {
 	}
 	nc, subject := r.hub.opts.Nodes.Conn(), subjectForward+r.owner+"."+r.name
 	self, root, log := ctx.Self(), ctx.ActorSystem().Root, r.hub.log
-	res := &forwarded{From: p.From, CID: p.Msg.CIDRef()}
+	wait := forwardTimeout - time.Since(res.First)
+	res.Reply, res.Err = fwdReply{}, nil
 	go func() {
 		defer guard.Recover(log, "forward a post", func(any) {
 			res.Err = errors.New("forwarding failed")
 			root.Send(self, res)
 		})
-		msg, err := nc.Request(subject, data, forwardTimeout)
+		msg, err := nc.Request(subject, data, max(wait, reforwardAfter))
 		if err == nil {
 			err = json.Unmarshal(msg.Data, &res.Reply)
 		}
@@ -294,42 +295,58 @@ func (r *room) forward(ctx actor.Context, p *post) {
 	}()
 }
 
-// forwarded settles a forwarded post: a refusal goes to its sender; a stored
-// one that has not come with a batch by gapWait is read from the store.
+// forwarded settles a forwarded post: a room on the move or an owner gone
+// (no responders) is asked again, the owner of then, until forwardTimeout;
+// a refusal goes to its sender; a stored post that has not come with a batch
+// by gapWait is read from the store.
 func (r *room) forwarded(ctx actor.Context, m *forwarded) {
-	if rr := m.From.relay; rr != nil { // passed on for another node: its answer goes back
-		switch {
-		case m.Err != nil:
-			rr.fail("the room's node did not answer; send it again")
-		case m.Reply.Err != "":
-			rr.fail(m.Reply.Err)
-		default:
-			rr.id = m.Reply.ID
-			rr.finish()
-		}
+	from := m.Post.From
+	if _, ok := r.index[from.ID]; !ok {
+		from.done()
 		return
 	}
-	defer m.From.done()
-	if _, ok := r.index[m.From.ID]; !ok {
+	moving := m.Reply.Moved || errors.Is(m.Err, nats.ErrNoResponders)
+	if moving && time.Since(m.First) < forwardTimeout-reforwardAfter {
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		time.AfterFunc(reforwardAfter, func() { root.Send(self, reforward{m}) })
 		return
 	}
+	defer from.done()
 	switch {
-	case m.Err != nil:
-		r.hub.log.Warn("the room's node did not answer a forwarded post", "room", r.name, "owner", r.owner, "err", forwardErr(m.Err))
-		r.refuse(m.From, m.CID, "message not confirmed: the room's node did not answer; send it again")
+	case moving || m.Err != nil:
+		r.hub.log.Warn("no node answered a forwarded post", "room", r.name, "owner", r.owner, "err", forwardErr(m))
+		r.refuse(from, m.Post.Msg.CIDRef(), "message not confirmed: the room's node did not answer; send it again")
 	case m.Reply.Err != "":
-		r.refuse(m.From, m.CID, "message not stored: "+m.Reply.Err)
+		r.refuse(from, m.Post.Msg.CIDRef(), "message not stored: "+m.Reply.Err)
 	case m.Reply.ID > r.stored:
 		self, root, id := ctx.Self(), ctx.ActorSystem().Root, m.Reply.ID
 		time.AfterFunc(gapWait, func() { root.Send(self, gapCheck{id}) })
 	}
 }
 
-func forwardErr(e error) string {
-	if errors.Is(e, nats.ErrNoResponders) {
-		return "no node answers for the room (it is moving)"
+// reforwarded sends a post again, or takes it here when the room moved here.
+func (r *room) reforwarded(ctx actor.Context, m *forwarded) {
+	if _, ok := r.index[m.Post.From.ID]; !ok {
+		m.Post.From.done()
+		return
 	}
-	return e.Error()
+	if r.owns() {
+		r.post(ctx, m.Post)
+		return
+	}
+	r.sendForward(ctx, m)
+}
+
+func forwardErr(m *forwarded) string {
+	switch {
+	case m.Reply.Moved:
+		return "the room kept moving"
+	case errors.Is(m.Err, nats.ErrNoResponders):
+		return "no node answers for the room (it is moving)"
+	case m.Err != nil:
+		return m.Err.Error()
+	}
+	return ""
 }
 
 // gapWait is how long a stored post's batch may take to arrive from its
@@ -339,18 +356,18 @@ const gapWait = time.Second
 // remotePost takes a post another node forwarded to this one, the owner.
 func (r *room) remotePost(ctx actor.Context, m *remotePost) {
 	r.joins++
-	f := &m.Post
-	if !r.owns() && (r.owner == "" || r.owner == f.Node) {
-		respond(m.msg, fwdReply{Err: "the room is moving to another node; send it again"})
+	if !r.owns() {
+		respond(m.msg, fwdReply{Moved: true}) // its node asks the owner of now
 		return
 	}
 	if len(r.members) == 0 {
 		r.armIdle(ctx) // remote posters keep the room alive
 	}
+	f := &m.Post
 	from := &Member{ID: f.Node + "/" + f.Member, UID: f.UID, NickName: f.Nick, V2: f.V2, Base: f.Base,
 		Sink:  &directSink{nc: r.hub.opts.Nodes.Conn(), subject: subjectRoom + r.name + "." + f.Node, node: r.self, to: f.Member},
-		relay: &relayReply{msg: m.msg, post: f}}
-	r.post(ctx, &post{From: from, NickName: f.Nick, AvatarURL: f.Avatar, Msg: f.message()}) // forwarded on when the room moved
+		relay: &relayReply{msg: m.msg}}
+	r.post(ctx, &post{From: from, NickName: f.Nick, AvatarURL: f.Avatar, Msg: f.message()})
 }
 
 // placement follows a change of the live nodes: the room may move here (read

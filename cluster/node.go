@@ -435,6 +435,9 @@ func (n *Node) heartbeatLoop() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*n.opts.Heartbeat)
 		err := n.beat(ctx)
+		if err == nil {
+			n.recheck(ctx)
+		}
 		cancel()
 		switch {
 		case err != nil && !failing:
@@ -453,6 +456,34 @@ func (n *Node) beat(ctx context.Context) error {
 	}
 	n.lastBeat.Store(time.Now().UnixNano())
 	return nil
+}
+
+// recheck reads the heartbeat of every member the watch has not heard from
+// for two heartbeats: a watch stalls for seconds while the bucket's leader
+// moves, and a node must not count another down (and take its rooms) for
+// that. The entry's time is when the cluster stored it.
+func (n *Node) recheck(ctx context.Context) {
+	now := time.Now()
+	n.mu.Lock()
+	var stale []string
+	for name, m := range n.members {
+		if name != n.opts.Name && !m.leaving && now.Sub(m.seen) > 2*n.opts.Heartbeat {
+			stale = append(stale, name)
+		}
+	}
+	n.mu.Unlock()
+	for _, name := range stale {
+		e, err := n.kv.Get(ctx, name)
+		if err != nil {
+			continue
+		}
+		n.mu.Lock()
+		if m, ok := n.members[name]; ok && e.Created().After(m.seen) {
+			m.seen, m.leaving = e.Created(), strings.Contains(string(e.Value()), `"leaving":true`)
+			n.members[name] = m
+		}
+		n.mu.Unlock()
+	}
 }
 
 // watchLoop keeps members up to date from the bucket, following w and then

@@ -342,6 +342,25 @@ func (c *Client) NextOrClose() (frame map[string]any, code int, closed bool) {
 	}
 }
 
+// Poll returns the next frame if one arrives within d; unlike Next it never
+// fails the test, so goroutines other than the test's may use it.
+func (c *Client) Poll(d time.Duration) ([]byte, bool) { return c.take(d) }
+
+// CloseCode is the close code once the connection has closed (0 when it
+// dropped without a close frame), and false while it is open.
+func (c *Client) CloseCode() (int, bool) {
+	if !c.IsClosed() {
+		return 0, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ce *gws.CloseError
+	if errors.As(c.err, &ce) {
+		return int(ce.Code), true
+	}
+	return 0, true
+}
+
 // IsClosed reports whether the connection has closed.
 func (c *Client) IsClosed() bool {
 	select {
