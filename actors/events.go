@@ -65,7 +65,7 @@ func (r *room) event(ctx actor.Context, p *post) {
 	}
 	if !r.hub.store.SupportsEvents() {
 		p.From.done()
-		r.notAllowed(p.From, cid, "recalls and reactions are not available in cluster mode yet")
+		r.notAllowed(p.From, cid, "recalls and reactions are not available with this store")
 		return
 	}
 	target, data, why := r.target(p.Msg.Target())

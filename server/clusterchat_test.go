@@ -199,3 +199,47 @@ func indexOf(view []chattest.Chat, content string) int {
 	}
 	return -1
 }
+
+// Version 2 over nodes: typing notices, reactions and recalls made on one
+// node reach members on the others; a refusal from the room's owner (a recall
+// of another's message) comes back to the sender on its own node.
+func TestClusterVersion2(t *testing.T) {
+	_, envs := startCluster(t, 3, nil)
+	sa, sb := envs[0].DevLogin("a"), envs[1].DevLogin("b")
+	a := envs[0].Dial(sa, "room=v2&v=2")
+	a.NextOfType("system")
+	b := envs[1].Dial(sb, "room=v2&v=2")
+	b.NextOfType("system")
+
+	a.Send(map[string]any{"text": true, "content": "hello", "cid": "h"})
+	if m := a.NextOfType("user"); m["id"] != float64(1) || m["cid"] != "h" {
+		t.Fatalf("echo on n1: %v", m)
+	}
+	if m := b.NextOfType("remote"); m["id"] != float64(1) {
+		t.Fatalf("n2: %v", m)
+	}
+	b.Send(map[string]any{"typing": true})
+	if m := a.NextOfType("typing"); m["nickName"] != "b" {
+		t.Errorf("typing on n1: %v", m)
+	}
+	b.Send(map[string]any{"react": 1, "emoji": "👍", "cid": "r"})
+	for _, c := range []*chattest.Client{a, b} {
+		if m := c.NextOfType("reaction"); m["target"] != float64(1) || m["emoji"] != "👍" || m["on"] != true || m["id"] != float64(2) {
+			t.Errorf("reaction: %v", m)
+		}
+	}
+	b.Send(map[string]any{"recall": 1, "cid": "x"})
+	if m := b.NextOfType("error"); m["error"] != "ERR_NOT_ALLOWED" || m["cid"] != "x" {
+		t.Errorf("b recalling a's message: %v, want ERR_NOT_ALLOWED with its cid", m)
+	}
+	a.Send(map[string]any{"recall": 1, "cid": "y"})
+	for _, c := range []*chattest.Client{a, b} {
+		if m := c.NextOfType("recall"); m["target"] != float64(1) || m["id"] != float64(3) {
+			t.Errorf("recall: %v", m)
+		}
+	}
+	var hist []map[string]any
+	if code := envs[2].Do(sa, "GET", "/history?room=v2&v=2", nil, &hist); code != 200 || len(hist) != 1 || hist[0]["recalled"] != true || hist[0]["content"] != nil {
+		t.Errorf("history on n3: %d %v, want message 1 recalled, without content", code, hist)
+	}
+}

@@ -123,7 +123,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) unreadError(w http.ResponseWriter, err error) {
 	if errors.Is(err, persistence.ErrUnsupported) {
-		apiError(w, http.StatusNotImplemented, "ERR_NOT_SUPPORTED", "unread counts are not available in cluster mode yet")
+		apiError(w, http.StatusNotImplemented, "ERR_NOT_SUPPORTED", "unread counts are not available with this store")
 		return
 	}
 	s.log.Error("read positions unavailable", "err", err)
