@@ -15,6 +15,13 @@ import (
 // writes everything queued in one batch through the connection's write lock
 // (wireConn.writeFrames). The queue holds references to frames shared with
 // every other member's queue, never copies: a frame's bytes are read, never written.
+//
+// With direct set, a Send to a quiet outbox (no writer, nothing queued, no
+// direct write within directGap) first writes on the caller's goroutine what
+// the socket takes without waiting; only a rest starts the writer. A quiet
+// connection's frame then costs one system call instead of a goroutine's
+// start, scheduling and end as well. A busy connection keeps the writer, which
+// coalesces what comes while it writes.
 type outbox struct {
 	conn      *wireConn
 	closeFn   func(code int, reason string) // writes the close frame and closes the socket
@@ -22,6 +29,7 @@ type outbox struct {
 	maxBytes  int
 	linger    time.Duration
 	log       *slog.Logger
+	direct    bool // try the socket at once when idle (a kernel socket with writev)
 
 	mu      sync.Mutex
 	q       [][]byte
@@ -33,8 +41,14 @@ type outbox struct {
 	closing bool
 	code    int
 	reason  string
-	dead    bool // the socket is gone; drop everything
+	dead    bool      // the socket is gone; drop everything
+	half    bool      // a direct write left a frame half-written: the writer finishes it first
+	wrote   time.Time // the last direct write
 }
+
+// directGap is how long after a direct write the next one waits: frames that
+// come closer go to the writer, which batches them.
+const directGap = time.Millisecond
 
 // Send queues frames, all or none. It says false only when the queue is full:
 // the caller then counts a slow consumer and closes the connection. A
@@ -53,10 +67,51 @@ func (o *outbox) Send(frames ...[]byte) bool {
 	if len(o.q)+len(frames) > o.maxFrames || o.qBytes+n > o.maxBytes {
 		return false
 	}
+	if o.direct && !o.running && len(o.q) == 0 && testHookWrite.Load() == nil {
+		if now := time.Now(); now.Sub(o.wrote) >= directGap {
+			o.wrote = now
+			o.sendNow(frames)
+			return true
+		}
+	}
 	o.q = append(o.q, frames...)
 	o.qBytes += n
 	o.kick()
 	return true
+}
+
+// sendNow writes frames on the caller's goroutine as far as the socket takes
+// them at once; the rest goes to a writer, ahead of whatever was queued
+// meanwhile. Lock must be held; it is released during the write, while
+// running keeps other senders queueing and the writer unstarted.
+func (o *outbox) sendNow(frames [][]byte) {
+	o.running = true
+	o.mu.Unlock()
+	rest, half, err := o.conn.tryWriteFrames(frames)
+	o.mu.Lock()
+	o.running = false
+	switch {
+	case o.dead:
+		return
+	case err != nil:
+		o.dead, o.q = true, nil
+		o.mu.Unlock()
+		_ = o.conn.Close() // gws's read loop sees it and reports the close
+		o.mu.Lock()
+		return
+	}
+	o.half = o.half || half
+	if len(rest) > 0 && !(o.closing && o.code == protocol.CloseSlowConsumer) {
+		q := make([][]byte, 0, len(rest)+len(o.q))
+		q = append(append(q, rest...), o.q...)
+		o.q = q
+		for _, f := range rest {
+			o.qBytes += len(f)
+		}
+	}
+	if len(o.q) > 0 || o.half || o.closing {
+		o.kick()
+	}
 }
 
 // Close sends a close frame behind what is queued; the writer then closes the socket.
@@ -122,7 +177,7 @@ func (o *outbox) run() {
 			o.mu.Unlock()
 			return
 		}
-		if len(o.q) == 0 {
+		if len(o.q) == 0 && !o.half {
 			if o.closing {
 				code, reason := o.code, o.reason
 				o.dead = true
@@ -170,7 +225,7 @@ func (o *outbox) run() {
 		batches++
 		batch := o.q
 		o.q, o.spare = o.spare[:0], nil
-		o.qBytes = 0
+		o.qBytes, o.half = 0, false // writeFrames finishes a half-written frame first
 		o.mu.Unlock()
 
 		if h := testHookWrite.Load(); h != nil {

@@ -219,6 +219,7 @@ type wireConn struct {
 	raw       syscall.RawConn // the socket, for writev (Linux); nil: see vectored
 	vectored  bool            // a kernel socket elsewhere: net.Buffers; false (TLS): chunks are copied
 	iov       net.Buffers     // the chunk being written by net.Buffers, a view into the caller's frames
+	partial   []byte          // the rest of a frame a direct write (tryWriteFrames) left half-written
 }
 
 // chunkPool holds the buffers that coalesce a chunk of frames for connections
@@ -277,6 +278,9 @@ func (c *wireConn) Write(b []byte) (int, error) {
 	if c.closeSent {
 		return 0, net.ErrClosed
 	}
+	if err := c.finishPartial(); err != nil {
+		return 0, err
+	}
 	if c.framing && len(b) > 0 && b[0]&0x0f == 0x8 {
 		c.closeSent = true
 	}
@@ -299,8 +303,54 @@ func (c *wireConn) writeClose(code int, reason string) {
 		return
 	}
 	c.closeSent = true
+	_ = c.finishPartial()
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	_, _ = c.Conn.Write(f)
+}
+
+// tryWriteFrames writes what the socket takes of frames at once, on the
+// caller's goroutine, without waiting: an idle connection's outbox then starts
+// no writer for a write the kernel takes whole (the common case in a quiet
+// room). rest is left for a writer, and half says a frame went out in part: its
+// rest goes first, before any other write. Nothing is written while another
+// write holds the lock, a frame is half-written, or the socket has no writev.
+func (c *wireConn) tryWriteFrames(frames [][]byte) (rest [][]byte, half bool, err error) {
+	if c.raw == nil || !c.wmu.TryLock() {
+		return frames, false, nil
+	}
+	defer c.wmu.Unlock()
+	if c.closeSent {
+		return nil, false, net.ErrClosed
+	}
+	if c.partial != nil {
+		return frames, true, nil
+	}
+	n, err := tryWritev(c.raw, frames)
+	if err != nil {
+		return nil, false, err
+	}
+	i := 0
+	for i < len(frames) && n >= len(frames[i]) {
+		n -= len(frames[i])
+		i++
+	}
+	if n > 0 {
+		c.partial = frames[i][n:]
+		i++
+	}
+	return frames[i:], c.partial != nil, nil
+}
+
+// finishPartial writes the rest of a frame a direct write left half-written,
+// so that nothing lands inside it. Lock must be held.
+func (c *wireConn) finishPartial() error {
+	if c.partial == nil {
+		return nil
+	}
+	p := c.partial
+	c.partial = nil
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	return c.writeVec([][]byte{p})
 }
 
 // writeVec writes one chunk of frames: with writev on a kernel socket;
@@ -352,6 +402,9 @@ func (c *wireConn) writeFrames(frames [][]byte) error {
 	defer c.wmu.Unlock()
 	if c.closeSent {
 		return net.ErrClosed
+	}
+	if err := c.finishPartial(); err != nil {
+		return err
 	}
 	for len(frames) > 0 {
 		n, over := chunkOf(frames)

@@ -17,7 +17,7 @@ const maxIovecs = 1024
 // that once had a long queue would hold while idle.
 var vecWriters = sync.Pool{New: func() any {
 	w := &vecWriter{iov: make([]syscall.Iovec, 0, 64)}
-	w.fn = w.write // bound once: no allocation per write
+	w.fn, w.try = w.write, w.writeOnce // bound once: no allocation per write
 	return w
 }}
 
@@ -27,6 +27,7 @@ type vecWriter struct {
 	n     uintptr
 	errno syscall.Errno
 	fn    func(fd uintptr) bool
+	try   func(fd uintptr)
 }
 
 // write is called by RawConn.Write with the socket; false: wait until it is
@@ -34,6 +35,50 @@ type vecWriter struct {
 func (w *vecWriter) write(fd uintptr) bool {
 	w.n, _, w.errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
 	return w.errno != syscall.EAGAIN && w.errno != syscall.EINTR
+}
+
+// writeOnce is one writev, whatever it does: RawConn.Control runs it, which
+// neither waits nor looks at the deadline.
+func (w *vecWriter) writeOnce(fd uintptr) {
+	w.n, _, w.errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+}
+
+// fill points the iovec array at bufs, at most maxIovecs of them.
+func (w *vecWriter) fill(bufs [][]byte) {
+	w.iov = w.iov[:0]
+	for _, b := range bufs {
+		if len(b) == 0 {
+			continue
+		}
+		w.iov = append(w.iov, syscall.Iovec{Base: &b[0]})
+		w.iov[len(w.iov)-1].SetLen(len(b))
+		if len(w.iov) == maxIovecs {
+			break
+		}
+	}
+}
+
+// tryWritev writes what the socket behind rc takes of bufs at once, with one
+// writev that never waits (the socket is non-blocking): the bytes written, 0
+// when the socket is full.
+func tryWritev(rc syscall.RawConn, bufs [][]byte) (int, error) {
+	w := vecWriters.Get().(*vecWriter)
+	defer vecWriters.Put(w)
+	w.fill(bufs)
+	if len(w.iov) == 0 {
+		return 0, nil
+	}
+	err := rc.Control(w.try)
+	clear(w.iov) // the pool must not keep frames alive
+	switch {
+	case err != nil:
+		return 0, err
+	case w.errno == syscall.EAGAIN || w.errno == syscall.EINTR:
+		return 0, nil
+	case w.errno != 0:
+		return 0, os.NewSyscallError("writev", w.errno)
+	}
+	return int(w.n), nil
 }
 
 // rawSocket is conn's file descriptor for writev, or nil when conn is not a
@@ -57,17 +102,7 @@ func writev(rc syscall.RawConn, bufs [][]byte) error {
 	w := vecWriters.Get().(*vecWriter)
 	defer vecWriters.Put(w)
 	for {
-		w.iov = w.iov[:0]
-		for _, b := range bufs {
-			if len(b) == 0 {
-				continue
-			}
-			w.iov = append(w.iov, syscall.Iovec{Base: &b[0]})
-			w.iov[len(w.iov)-1].SetLen(len(b))
-			if len(w.iov) == maxIovecs {
-				break
-			}
-		}
+		w.fill(bufs)
 		if len(w.iov) == 0 {
 			return nil
 		}

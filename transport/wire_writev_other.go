@@ -11,3 +11,5 @@ import (
 func rawSocket(net.Conn) syscall.RawConn { return nil }
 
 func writev(syscall.RawConn, [][]byte) error { panic("writev is only used on Linux") }
+
+func tryWritev(syscall.RawConn, [][]byte) (int, error) { panic("writev is only used on Linux") }

@@ -76,6 +76,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		maxBytes:  s.opts.OutboxBytes,
 		linger:    2 * time.Second,
 		log:       s.log,
+		direct:    wc.raw != nil,
 	}
 	spec := actors.ConnSpec{
 		UID:       u.UID,
