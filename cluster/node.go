@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -38,6 +39,7 @@ const (
 	DefaultStartTimeout = time.Minute
 	DefaultHeartbeat    = time.Second
 	maxReplicas         = 3
+	routeUser           = "pandachat" // with Options.Secret on the routes
 )
 
 // Options configure one node. The zero value of each field is its default;
@@ -50,6 +52,9 @@ type Options struct {
 	Listen string
 	// Peers are host:port of every node's Listen; this node may be listed.
 	Peers []string
+	// Secret, when set, is what every node must present on the routes
+	// between nodes (the same on all); a node without it cannot join.
+	Secret string
 	// Replicas is how many copies of each stream and bucket the cluster keeps
 	// (default 3, or the number of nodes when fewer).
 	Replicas int
@@ -286,12 +291,15 @@ func (o *Options) serverOptions() (*server.Options, error) {
 	if o.Listen != "" {
 		host, port, _ := splitHostPort(o.Listen)
 		s.Cluster = server.ClusterOpts{Name: Name, Host: host, Port: port}
-		var urls []string
 		for _, p := range o.Peers {
-			urls = append(urls, "nats-route://"+p)
+			u := &url.URL{Scheme: "nats-route", Host: p}
+			if o.Secret != "" {
+				u.User = url.UserPassword(routeUser, o.Secret)
+			}
+			s.Routes = append(s.Routes, u)
 		}
-		if len(urls) > 0 {
-			s.Routes = server.RoutesFromStr(strings.Join(urls, ","))
+		if o.Secret != "" {
+			s.Cluster.Username, s.Cluster.Password = routeUser, o.Secret
 		}
 	}
 	if err := os.MkdirAll(o.Dir, 0o750); err != nil {

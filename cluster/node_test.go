@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -264,4 +265,82 @@ func TestLeaveHandsOverLeadership(t *testing.T) {
 	if leader.ns.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, "T") {
 		t.Error("the node that left still leads the stream")
 	}
+}
+
+// With a secret, only nodes that present it join: a node with another secret
+// cannot form a route, so it never becomes a member; the secret is not logged.
+func TestSecretGuardsTheRoutes(t *testing.T) {
+	var addrs []string
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		l.Close()
+	}
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	const secret, wrong = "s3cr3t,with:odd@chars", "not-the-secret"
+	dir := t.TempDir()
+	nodes := make([]*Node, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = Start(Options{Name: fmt.Sprintf("n%d", i+1), Dir: filepath.Join(dir, fmt.Sprint(i)),
+				Listen: addrs[i], Peers: addrs[:2], Secret: secret, StartTimeout: 30 * time.Second, Logger: log})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d with the secret: %v", i+1, err)
+		}
+		defer nodes[i].Close()
+	}
+	intruder, err := Start(Options{Name: "n3", Dir: filepath.Join(dir, "3"), Listen: addrs[2], Peers: addrs,
+		Secret: wrong, Replicas: 1, StartTimeout: 3 * time.Second, Logger: log})
+	if err == nil {
+		defer intruder.Close()
+		time.Sleep(time.Second)
+	}
+	for i, n := range nodes {
+		for _, p := range n.Peers() {
+			if p.Name == "n3" {
+				t.Errorf("n%d lists n3, which has another secret: %v", i+1, n.Peers())
+			}
+		}
+		rz, err := n.ns.Routez(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rz.Routes {
+			if r.RemoteName == "n3" {
+				t.Errorf("n%d has a route to n3, which has another secret", i+1)
+			}
+		}
+	}
+	if strings.Contains(logs.String(), "s3cr3t") || strings.Contains(logs.String(), wrong) {
+		t.Error("a cluster secret is in the logs")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -18,8 +18,8 @@ import (
 // settings that make no sense without --cluster-peers.
 func clusterMode(cfg Config) (bool, error) {
 	if len(cfg.ClusterPeers) == 0 {
-		if cfg.ClusterListen != "" || cfg.ClusterReplicas != 0 {
-			return false, errors.New("--cluster-listen and --cluster-replicas need --cluster-peers (cluster mode is on only with it)")
+		if cfg.ClusterListen != "" || cfg.ClusterReplicas != 0 || cfg.ClusterSecret != "" {
+			return false, errors.New("--cluster-listen, --cluster-replicas and --cluster-secret need --cluster-peers (cluster mode is on only with it)")
 		}
 		return false, nil
 	}
@@ -37,6 +37,7 @@ func openCluster(cfg Config, log *slog.Logger) (*cluster.Node, persistence.Store
 		Listen:       cfg.ClusterListen,
 		Peers:        cfg.ClusterPeers,
 		Replicas:     cfg.ClusterReplicas,
+		Secret:       cfg.ClusterSecret,
 		Dir:          filepath.Join(cfg.DataDir, "cluster"),
 		Sync:         cfg.Sync,
 		StartTimeout: cfg.ClusterStartTimeout,

@@ -26,6 +26,7 @@ func TestClusterSettingsNeedPeers(t *testing.T) {
 	}{
 		{"listen without peers", server.Config{ClusterListen: "127.0.0.1:7001"}, "need --cluster-peers"},
 		{"replicas without peers", server.Config{ClusterReplicas: 3}, "need --cluster-peers"},
+		{"secret without peers", server.Config{ClusterSecret: "x"}, "need --cluster-peers"},
 		{"memory store in a cluster", server.Config{Store: "memory", ClusterListen: "127.0.0.1:7001", ClusterPeers: []string{"127.0.0.1:7001"}}, "do not go together"},
 		{"peers without listen", server.Config{ClusterPeers: []string{"127.0.0.1:7001"}}, "needs --cluster-listen"},
 		{"only itself", server.Config{ClusterListen: "127.0.0.1:7001", ClusterPeers: []string{"127.0.0.1:7001"}}, "at least two nodes"},

@@ -85,6 +85,9 @@ type Config struct {
 	ClusterListen   string
 	ClusterPeers    []string
 	ClusterReplicas int
+	// ClusterSecret, when set, is what the nodes present to each other on
+	// the links between them (the same on every node; never logged).
+	ClusterSecret string
 	// ClusterStartTimeout bounds the wait for a quorum of the nodes at start
 	// (default 1 minute).
 	ClusterStartTimeout time.Duration

@@ -60,7 +60,8 @@ func (n *cnode) spawn(t *testing.T) {
 	t.Helper()
 	cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--data", n.dir,
 		"--dev-login=true", "--dev-login-rate", "off", "--rate-limit", "off", "--grace", "5s",
-		"--node-name", n.name, "--cluster-listen", n.listen, "--cluster-peers", strings.Join(n.peers, ","))
+		"--node-name", n.name, "--cluster-listen", n.listen, "--cluster-peers", strings.Join(n.peers, ","),
+		"--cluster-secret", "the nodes' own secret")
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +144,7 @@ type chatter struct {
 	lastEcho time.Time
 	maxWait  time.Duration // longest wait for an echo
 	moves    int
-	fresh    bool // joined without since: its first message starts its sequence
+	fresh    bool     // joined without since: its first message starts its sequence
 	trace    []string // what happened to the message of the longest wait
 	cur      []string
 	t        *testing.T

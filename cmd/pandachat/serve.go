@@ -46,8 +46,9 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	fs.BoolVar(&cfg.Sync, "sync", false, "fsync every message batch before delivery (power-loss durability, slower)")
 	env["sync"] = "PANDA_SYNC"
 	str(&cfg.NodeName, "node-name", "PANDA_NODE_NAME", "", "cluster mode: this node's name, unique among the nodes (empty: the host name)")
-	str(&cfg.ClusterListen, "cluster-listen", "PANDA_CLUSTER_LISTEN", "", "cluster mode: host:port for the links between nodes (keep it on a private network: the links are neither encrypted nor authenticated)")
+	str(&cfg.ClusterListen, "cluster-listen", "PANDA_CLUSTER_LISTEN", "", "cluster mode: host:port for the links between nodes (keep it on a private network: the links are not encrypted, and without --cluster-secret not authenticated)")
 	str(&x.clusterPeers, "cluster-peers", "PANDA_CLUSTER_PEERS", "", "cluster mode, on when set: comma-separated host:port of every node's --cluster-listen (this node may be listed); the store is then replicated over the nodes (kept in cluster/ under --data) instead of Badger")
+	str(&cfg.ClusterSecret, "cluster-secret", "PANDA_CLUSTER_SECRET", "", "cluster mode: a shared secret every node presents on the links between nodes, the same on all (never logged; empty: the links are open to anyone who reaches --cluster-listen)")
 	num(&cfg.ClusterReplicas, "cluster-replicas", "PANDA_CLUSTER_REPLICAS", 0, "cluster mode: copies kept of every message and record (0: 3, or the number of nodes when fewer)")
 	str(&cfg.WXAppID, "wx-appid", "WX_APPID", "", "WeChat mini-program appid (enables WeChat login)")
 	str(&cfg.WXSecret, "wx-secret", "WX_SECRET", "", "WeChat mini-program app secret (never logged)")
@@ -229,6 +230,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if n := srv.Node(); n != nil {
 		fmt.Fprintf(stderr, "pandachat: cluster node %s: %d nodes up of %d known, %d copies of the data under %s\n",
 			n.Name(), len(n.Live()), len(n.Peers()), n.Replicas(), filepath.Join(cfg.DataDir, "cluster"))
+		if cfg.ClusterSecret == "" {
+			fmt.Fprintf(stderr, "pandachat: WARNING: the links between nodes are not authenticated (no --cluster-secret): anyone who reaches %s can join and read the store\n", cfg.ClusterListen)
+		}
 	}
 	adm := startAdmin(srv, cfg)
 	done := make(chan error, 1)
