@@ -174,3 +174,18 @@ func TestSessionExpiryClosesTheSocket(t *testing.T) {
 		t.Errorf("frames %v; want the session error, then close %d", f, protocol.ClosePolicy)
 	}
 }
+
+// A room whose last member left waits IdleRoom (30 s unless set) before it
+// stops: a reconnect finds it running, with its tail in memory.
+func TestEmptyRoomWaitsForIdle(t *testing.T) {
+	hub := NewHub(Options{Store: persistence.NewMemory()})
+	defer hub.Shutdown(5 * time.Second)
+	a := &captureSink{}
+	c := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	waitFor(t, func() bool { return len(a.all()) == 1 })
+	c.Closed()
+	time.Sleep(200 * time.Millisecond) // long past a zero idle period
+	if n := hub.Rooms(); n != 1 {
+		t.Errorf("rooms = %d, want 1: a room stopped before its idle period", n)
+	}
+}
