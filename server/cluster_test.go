@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -46,41 +44,7 @@ func TestClusterSettingsNeedPeers(t *testing.T) {
 // /cluster lists both. With two copies a quorum is both nodes: when one stops,
 // the other's /readyz turns 503 and says why.
 func TestTwoNodes(t *testing.T) {
-	var addrs []string
-	for range 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, l.Addr().String())
-		l.Close()
-	}
-	srvs := make([]*server.Server, 2)
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for i := range 2 {
-		wg.Add(1)
-		go func() { // each waits for the other before New returns
-			defer wg.Done()
-			srvs[i], errs[i] = server.New(server.Config{
-				Addr: "127.0.0.1:0", DataDir: t.TempDir(), DevLogin: true, DevLoginRate: actors.Rate{Off: true},
-				NodeName: fmt.Sprintf("n%d", i+1), ClusterListen: addrs[i], ClusterPeers: addrs,
-			})
-		}()
-	}
-	wg.Wait()
-	var envs []*chattest.Env
-	for i, s := range srvs {
-		if errs[i] != nil {
-			t.Fatalf("node %d: %v", i+1, errs[i])
-		}
-		if err := s.Listen(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = s.Serve() }()
-		t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
-		envs = append(envs, chattest.Remote(t, s.URL()))
-	}
+	srvs, envs := startCluster(t, 2, func(c *server.Config) { c.Rate = actors.Rate{} })
 	a, b := envs[0], envs[1]
 
 	for i, env := range envs {

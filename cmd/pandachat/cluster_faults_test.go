@@ -381,6 +381,19 @@ func startChatters(t *testing.T, nodes []*cnode, room string, count int, dead fu
 	return chatters, &wg
 }
 
+// untilEchoes waits until every chatter has n echoes.
+func untilEchoes(t *testing.T, chatters []*chatter, n int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("every chatter has %d echoes", n), func() bool {
+		for _, c := range chatters {
+			if c.echoes() < n {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func (c *chatter) echoes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -412,14 +425,7 @@ func TestClusterKillOwner(t *testing.T) {
 		count = 300
 	}
 	chatters, wg := startChatters(t, nodes, room, count, deadNow)
-	eventually(t, "every chatter has 10 echoes", func() bool {
-		for _, c := range chatters {
-			if c.echoes() < 10 {
-				return false
-			}
-		}
-		return true
-	})
+	untilEchoes(t, chatters, 10)
 	mu.Lock()
 	dead[nodes[o].name] = true
 	mu.Unlock()
@@ -482,14 +488,7 @@ func TestClusterPausedOwner(t *testing.T) {
 		count = 300
 	}
 	chatters, wg := startChatters(t, nodes, room, count, func() map[string]bool { return nil })
-	eventually(t, "every chatter has 10 echoes", func() bool {
-		for _, c := range chatters {
-			if c.echoes() < 10 {
-				return false
-			}
-		}
-		return true
-	})
+	untilEchoes(t, chatters, 10)
 	if err := nodes[o].p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -559,14 +558,7 @@ func TestClusterSigtermOwner(t *testing.T) {
 	dead := map[string]bool{}
 	deadNow := func() map[string]bool { mu.Lock(); defer mu.Unlock(); return copyDead(dead) }
 	chatters, wg := startChatters(t, nodes, room, 150, deadNow) // still posting when the node is gone
-	eventually(t, "every chatter has 10 echoes", func() bool {
-		for _, c := range chatters {
-			if c.echoes() < 10 {
-				return false
-			}
-		}
-		return true
-	})
+	untilEchoes(t, chatters, 10)
 	for _, c := range chatters { // the longest wait from here on
 		c.mu.Lock()
 		c.maxWait = 0
