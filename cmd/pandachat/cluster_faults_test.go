@@ -595,7 +595,10 @@ func TestClusterSigtermOwner(t *testing.T) {
 			t.Logf("log of %s:\n%s\n%s", nd.name, nd.p.log(), nd.out)
 		}
 	}
-	if *clusterLong && worst > time.Second {
+	switch {
+	case *clusterLong && worst > time.Second:
 		t.Errorf("clients of the other nodes waited %s for an echo; the contract says no stall over 1 s", worst)
+	case worst >= 3*time.Second: // a post lost on the way and sent again: never under a lame duck
+		t.Errorf("clients of the other nodes waited %s for an echo: a post went unanswered", worst)
 	}
 }
