@@ -176,13 +176,18 @@ func TestSessionExpiryClosesTheSocket(t *testing.T) {
 }
 
 // A room whose last member left waits IdleRoom (30 s unless set) before it
-// stops: a reconnect finds it running, with its tail in memory.
+// stops: a reconnect finds it running, with its tail in memory. Unless set,
+// members are pinged every 30 s, not constantly.
 func TestEmptyRoomWaitsForIdle(t *testing.T) {
 	hub := NewHub(Options{Store: persistence.NewMemory()})
 	defer hub.Shutdown(5 * time.Second)
 	a := &captureSink{}
 	c := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
 	waitFor(t, func() bool { return len(a.all()) == 1 })
+	time.Sleep(100 * time.Millisecond)
+	if n := len(a.all()); n != 1 {
+		t.Errorf("%d frames within 100 ms of joining, want the system frame alone", n)
+	}
 	c.Closed()
 	time.Sleep(200 * time.Millisecond) // long past a zero idle period
 	if n := hub.Rooms(); n != 1 {
