@@ -255,3 +255,20 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A socket whose session ends before its room has answered the join (the
+// room's start is stuck on the store) gets the session error, then the close.
+func TestSessionEndsBeforeTheJoin(t *testing.T) {
+	fs := faultstore.New(persistence.NewMemory())
+	fs.StallReads() // the room's start reads its last id
+	hub := NewHub(Options{Store: fs})
+	defer hub.Shutdown(5 * time.Second)
+	defer fs.Release()
+	hub.EndSession("gone")
+	a := &captureSink{}
+	connect(t, hub, ConnSpec{UID: "ua", SessionID: "gone", Room: "r", Sink: a})
+	f := frames(t, a, 2)
+	if f[0]["error"] != protocol.ErrInvalidSession || f[1]["close"] != float64(protocol.ClosePolicy) {
+		t.Errorf("frames %v; want the session error, then close %d", f, protocol.ClosePolicy)
+	}
+}
