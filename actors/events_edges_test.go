@@ -2,7 +2,9 @@ package actors
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -270,5 +272,34 @@ func TestSessionEndsBeforeTheJoin(t *testing.T) {
 	f := frames(t, a, 2)
 	if f[0]["error"] != protocol.ErrInvalidSession || f[1]["close"] != float64(protocol.ClosePolicy) {
 		t.Errorf("frames %v; want the session error, then close %d", f, protocol.ClosePolicy)
+	}
+}
+
+// A connection closed before it learnt its room still leaves it: the leave
+// goes through the registry, behind the join. The other member sees one
+// online, at once or after the leave.
+func TestLeaveBeforeAssigned(t *testing.T) {
+	hub := NewHub(Options{Store: persistence.NewMemory()})
+	defer hub.Shutdown(5 * time.Second)
+	for i := range 10 {
+		room := fmt.Sprint("r", i)
+		connect(t, hub, ConnSpec{UID: "ua", Room: room, Sink: &captureSink{}}).Closed()
+		b := &captureSink{}
+		connect(t, hub, ConnSpec{UID: "ub", Room: room, Sink: b, Presence: true})
+		waitFor(t, func() bool { f := b.all(); return len(f) > 0 && f[len(f)-1]["num"] == float64(1) })
+	}
+}
+
+// The protoactor log is kept at WARN and above.
+func TestLibraryLogLevel(t *testing.T) {
+	h := minLevel{slog.NewTextHandler(&syncBuffer{}, &slog.HandlerOptions{Level: slog.LevelDebug}), slog.LevelWarn}
+	for l, want := range map[slog.Level]bool{slog.LevelDebug: false, slog.LevelInfo: false, slog.LevelWarn - 1: false, slog.LevelWarn: true, slog.LevelError: true} {
+		if got := h.Enabled(context.Background(), l); got != want {
+			t.Errorf("Enabled(%v) = %v, want %v", l, got, want)
+		}
+	}
+	quiet := minLevel{slog.NewTextHandler(&syncBuffer{}, &slog.HandlerOptions{Level: slog.LevelError}), slog.LevelWarn}
+	if quiet.Enabled(context.Background(), slog.LevelWarn) {
+		t.Error("a record the handler itself drops is enabled")
 	}
 }
