@@ -302,3 +302,59 @@ func TestHealthAndUploadSession(t *testing.T) {
 		t.Errorf("GET /upload: HTTP %d, want 405", status)
 	}
 }
+
+// GET /history: pages before an id, limits, the default room, and every bad
+// parameter refused as it is.
+func TestHistoryParams(t *testing.T) {
+	env := devServer(t)
+	s := env.DevLogin("a")
+	post(t, env, s, "h", 3)
+	page := func(query string) []uint64 {
+		t.Helper()
+		var items []chattest.Chat
+		if status := env.Do(s, "GET", "/history?"+query, nil, &items); status != 200 {
+			t.Fatalf("GET /history?%s: HTTP %d", query, status)
+		}
+		var ids []uint64
+		for _, m := range items {
+			ids = append(ids, m.ID)
+		}
+		return ids
+	}
+	for query, want := range map[string]string{
+		"room=h": "[1 2 3]", "room=h&limit=1": "[3]", "room=h&before=3": "[1 2]", "room=h&before=3&limit=1": "[2]",
+		"room=h&before=1": "[]", "room=h&v=2": "[1 2 3]", "": "[]", // the default room, empty
+	} {
+		if got := fmt.Sprint(page(query)); got != want {
+			t.Errorf("GET /history?%s: ids %s, want %s", query, got, want)
+		}
+	}
+	for query, code := range map[string]string{
+		"room=a%20b": "ERR_BAD_ROOM", "room=h&v=3": "ERR_BAD_REQUEST", "room=h&limit=0": "ERR_BAD_REQUEST",
+		"room=h&limit=-1": "ERR_BAD_REQUEST", "room=h&limit=x": "ERR_BAD_REQUEST", "room=h&before=x": "ERR_BAD_REQUEST",
+		"room=h&before=-1": "ERR_BAD_REQUEST",
+	} {
+		status, m, _ := call(t, env, "GET", "/history?"+query, auth(s), "")
+		wants(t, "GET /history?"+query, status, m, 400, code)
+	}
+	status, m, _ := call(t, env, "GET", "/history?room=h", map[string]string{"X-WX-Id": s.ID, "X-WX-Skey": "x"}, "")
+	wants(t, "GET /history with a bad skey", status, m, 401, "ERR_INVALID_SESSION")
+}
+
+// Behind a trusted proxy, dev logins are throttled per X-Real-IP: another
+// address has a burst of its own.
+func TestDevLoginThrottlePerForwardedAddress(t *testing.T) {
+	env := chattest.Start(t, server.Config{DevLogin: true, TrustProxy: true, DevLoginRate: actors.Rate{Messages: 1, Per: time.Minute}})
+	for _, tc := range []struct {
+		ip     string
+		status int
+	}{{"192.0.2.1", 200}, {"192.0.2.1", 429}, {"192.0.2.2", 200}, {"", 200}, {"", 429}} {
+		h := map[string]string{}
+		if tc.ip != "" {
+			h["X-Real-IP"] = tc.ip
+		}
+		if status, m, _ := call(t, env, "POST", "/login/dev", h, `{"nickName":"p"}`); status != tc.status {
+			t.Errorf("dev login from %q: HTTP %d %v, want %d", tc.ip, status, m, tc.status)
+		}
+	}
+}
