@@ -1,0 +1,85 @@
+package actors
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pandachat/pandachat/persistence"
+	"github.com/pandachat/pandachat/protocol"
+)
+
+// A batch is flushed the moment it holds maxBatch messages or maxBatchBytes
+// of them: posts queued behind a stalled write are stored in batches of
+// exactly that, never one more.
+func TestBatchCaps(t *testing.T) {
+	// The stored size of a message of ua with a three-digit id and n bytes of content.
+	stored := func(n int) int {
+		rec := protocol.Record{ID: 123, Number: 1, Time: time.Now().UnixMilli(), UID: "ua", Kind: protocol.KindText, Content: strings.Repeat("z", n)}
+		return len(protocol.AppendRecord(nil, &rec))
+	}
+	for _, tc := range []struct {
+		name    string
+		content int // bytes of each message
+		posts   int
+		want    string // batch sizes after the stalled one
+	}{
+		{"count", 1, maxBatch*2 + 5, fmt.Sprint([]int{maxBatch, maxBatch, 5})},
+		{"bytes", 0, 600, fmt.Sprint([]int{512, 88})}, // content set below: 2048 bytes stored each
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "bytes" {
+				tc.content = 2048 - stored(0) // 2048 bytes stored: 512 fill maxBatchBytes
+			}
+			var mu sync.Mutex
+			var sizes []int
+			stalled, release := make(chan struct{}), make(chan struct{})
+			hs := &hookStore{Store: persistence.NewMemory()}
+			hs.append = func(call int, room string, msgs []persistence.Message, inner persistence.Store) error {
+				mu.Lock()
+				sizes = append(sizes, len(msgs))
+				mu.Unlock()
+				if call == 101 { // after 100 single posts: every later id has three digits
+					close(stalled)
+					<-release
+				}
+				return inner.AppendMessages(room, msgs)
+			}
+			in := &inCounter{}
+			hub := NewHub(Options{Store: hs, Rate: Rate{Off: true}, MaxContent: 5000, MaxInflight: 4096, Observer: in})
+			defer hub.Shutdown(5 * time.Second)
+			a := &countSink{}
+			ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+			waitFor(t, func() bool { return a.frames.Load() == 1 })
+			for i := range 101 {
+				ca.Receive(text("x"), false)
+				waitFor(t, func() bool { return a.frames.Load() == int64(i)+2 || i == 100 })
+			}
+			<-stalled
+			body := text(strings.Repeat("z", tc.content))
+			for range tc.posts {
+				ca.Receive(body, false)
+			}
+			// Every post is in the room's mailbox, behind the stalled write.
+			waitFor(t, func() bool { return in.n.Load() == int64(101+tc.posts) })
+			close(release)
+			waitFor(t, func() bool { return a.frames.Load() == int64(102+tc.posts) })
+			mu.Lock()
+			defer mu.Unlock()
+			if got := fmt.Sprint(sizes[101:]); got != tc.want {
+				t.Errorf("batches %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// inCounter counts the frames connection actors have handled (and sent on).
+type inCounter struct {
+	NopObserver
+	n atomic.Int64
+}
+
+func (c *inCounter) MessageIn() { c.n.Add(1) }
