@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pandachat/pandachat/internal/faultstore"
 	"github.com/pandachat/pandachat/persistence"
 	"github.com/pandachat/pandachat/protocol"
 )
@@ -104,5 +105,32 @@ func TestGalleryMessage(t *testing.T) {
 	ca.Receive([]byte(`{"gallery":true,"url":"/media/x","cid":"g"}`), false)
 	if f := frames(t, a, 2)[1]; f["type"] != "user" || f["gallery"] != true || f["url"] != "http://h/media/x" || f["cid"] != "g" {
 		t.Errorf("image echo: %v", f)
+	}
+}
+
+// A cid re-sent after its message left the tail is answered with the echo
+// read from the store; when the store cannot read it, the sender is told.
+func TestResentCIDOutsideTheTail(t *testing.T) {
+	fs := faultstore.New(badger(t))
+	hub := NewHub(Options{Store: fs, Rate: Rate{Off: true}, TailSize: 1})
+	defer hub.Shutdown(5 * time.Second)
+	a := &captureSink{}
+	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	frames(t, a, 1)
+	ca.Receive(textCID("k"), false)
+	ca.Receive(textCID("l"), false)
+	ca.Receive(textCID("m"), false)
+	frames(t, a, 4)
+	ca.Receive(textCID("l"), false)
+	if f := frames(t, a, 5)[4]; f["id"] != float64(2) || f["cid"] != "l" || f["content"] != "l" {
+		t.Errorf("re-sent cid of message 2: %v; want its echo", f)
+	}
+	fs.FailReads(1)
+	ca.Receive(textCID("k"), false)
+	if f := frames(t, a, 6)[5]; f["error"] != protocol.ErrUnavailable || f["cid"] != "k" {
+		t.Errorf("re-sent cid whose message cannot be read: %v", f)
+	}
+	if last, _ := fs.LastID("r"); last != 3 {
+		t.Errorf("last id %d: a re-send was stored again", last)
 	}
 }
