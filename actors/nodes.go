@@ -29,6 +29,7 @@ const (
 	subjectForward = "pc.fwd."   // pc.fwd.<owner>.<room>: a post, request/reply
 	subjectRoom    = "pc.room."  // pc.room.<room>.all | .<node>
 	subjectCount   = "pc.count." // pc.count.<room>: a node's member count, heard by every hub
+	subjectStart   = "pc.start"  // a node (re)started: it has no members anywhere yet
 	toAll          = "all"
 )
 
@@ -136,6 +137,9 @@ const reforwardAfter = 100 * time.Millisecond
 // liveChanged tells the registry, then every room, that the live set moved.
 type liveChanged struct{}
 
+// nodeStarted says a node (re)started: its members' counts are gone.
+type nodeStarted string
+
 // gapCheck makes a room read the store when id has not reached it by now.
 type gapCheck struct{ id uint64 }
 
@@ -168,6 +172,19 @@ func (h *Hub) startRelay(stop <-chan struct{}) error {
 		rm.Room = strings.TrimPrefix(m.Subject, subjectCount)
 		root.Send(registry, rm)
 	})
+	if err != nil {
+		return err
+	}
+	// A node killed and started again within the 4 s that count it down
+	// never left the live set: its old counts go when it says it started.
+	_, err = nodes.Conn().Subscribe(subjectStart, func(m *nats.Msg) {
+		if node := string(m.Data); node != nodes.Name() {
+			root.Send(registry, nodeStarted(node))
+		}
+	})
+	if err == nil {
+		err = nodes.Conn().Publish(subjectStart, []byte(nodes.Name()))
+	}
 	if err != nil {
 		return err
 	}

@@ -62,6 +62,16 @@ func (g *registry) Receive(ctx actor.Context) {
 		if ref := g.rooms[m.Room]; ref != nil {
 			ctx.Send(ref.pid, m)
 		}
+	case nodeStarted:
+		for room, c := range g.counts {
+			if _, ok := c[string(m)]; ok {
+				zero := &relayMsg{T: relayCount, Node: string(m), Room: room}
+				g.count(zero)
+				if ref := g.rooms[room]; ref != nil {
+					ctx.Send(ref.pid, zero)
+				}
+			}
+		}
 	case liveChanged:
 		g.pruneCounts()
 		for _, ref := range g.rooms {
