@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pandachat/pandachat/internal/faultstore"
 	"github.com/pandachat/pandachat/persistence"
 	"github.com/pandachat/pandachat/protocol"
 )
@@ -83,3 +84,33 @@ type inCounter struct {
 }
 
 func (c *inCounter) MessageIn() { c.n.Add(1) }
+
+// A write that fails after its commit leaves the room healthy: the next post
+// is taken at once. A write that fails is refused as "not stored"; one whose
+// outcome the store cannot then tell, as "not confirmed".
+func TestFailedWritesAndTheNextPost(t *testing.T) {
+	fs := faultstore.New(badger(t))
+	hub := NewHub(Options{Store: fs, Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	a := &captureSink{}
+	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	frames(t, a, 1)
+	fs.FailAfterCommit(1)
+	ca.Receive(textCID("x"), false)
+	frames(t, a, 2)
+	ca.Receive(textCID("y"), false)
+	if f := frames(t, a, 3); f[1]["id"] != float64(1) || f[2]["id"] != float64(2) {
+		t.Fatalf("after a write that failed past its commit: %v", f[1:])
+	}
+	fs.FailWrites(1)
+	ca.Receive(textCID("z"), false)
+	if f := frames(t, a, 4)[3]; f["error"] != protocol.ErrUnavailable || !strings.HasPrefix(fmt.Sprint(f["message"]), "message not stored") {
+		t.Errorf("a failed write: %v", f)
+	}
+	fs.FailWrites(1)
+	fs.FailReads(1)
+	ca.Receive(textCID("w"), false)
+	if f := frames(t, a, 5)[4]; f["error"] != protocol.ErrUnavailable || !strings.HasPrefix(fmt.Sprint(f["message"]), "message not confirmed") {
+		t.Errorf("a failed write the store cannot tell about: %v", f)
+	}
+}
