@@ -114,3 +114,43 @@ func TestFailedWritesAndTheNextPost(t *testing.T) {
 		t.Errorf("a failed write the store cannot tell about: %v", f)
 	}
 }
+
+// broadcasts records what the room tells the observer of each fan-out.
+type broadcasts struct {
+	NopObserver
+	mu  sync.Mutex
+	got []string
+}
+
+func (b *broadcasts) Broadcast(messages, deliveries int, _ time.Duration) {
+	b.mu.Lock()
+	b.got = append(b.got, fmt.Sprintf("%d/%d", messages, deliveries))
+	b.mu.Unlock()
+}
+
+func (b *broadcasts) all() string { b.mu.Lock(); defer b.mu.Unlock(); return fmt.Sprint(b.got) }
+
+// A fan-out counts a delivery per message and member, the slow member it
+// dropped included.
+func TestBroadcastCountsDeliveries(t *testing.T) {
+	obs := &broadcasts{}
+	hub := NewHub(Options{Store: persistence.NewMemory(), Rate: Rate{Off: true}, Observer: obs})
+	defer hub.Shutdown(5 * time.Second)
+	a, b, s := &captureSink{}, &captureSink{}, &pingSink{}
+	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	frames(t, a, 1)
+	connect(t, hub, ConnSpec{UID: "ub", Room: "r", Sink: b, Presence: true})
+	frames(t, b, 1)
+	connect(t, hub, ConnSpec{UID: "us", Room: "r", Sink: s})
+	if f := frames(t, b, 2)[1]; f["num"] != float64(3) { // s has joined
+		t.Fatalf("presence %v", f)
+	}
+	ca.Receive(text("one"), false)
+	frames(t, b, 3)
+	s.mu.Lock()
+	s.full = true
+	s.mu.Unlock()
+	ca.Receive(text("two"), false)
+	frames(t, b, 4)
+	waitFor(t, func() bool { return obs.all() == "[1/3 1/3]" })
+}
