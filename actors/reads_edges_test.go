@@ -1,0 +1,61 @@
+package actors
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pandachat/pandachat/persistence"
+)
+
+// A connection that leaves marks the room read up to what it was sent, if it
+// was sent anything since it joined; one that saw nothing new leaves an older
+// read position as it was.
+func TestReadPositionOnLeave(t *testing.T) {
+	st := badger(t)
+	hub := NewHub(Options{Store: st, Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	v := &captureSink{}
+	cv := connect(t, hub, ConnSpec{UID: "uv", Room: "r", Sink: v, Presence: true})
+	frames(t, v, 1)
+	for range 10 {
+		cv.Receive(text("m"), false)
+	}
+	frames(t, v, 11)
+	if err := st.MarkRead([]persistence.ReadMark{{UID: "ua", Room: "r", ID: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	n := 11
+	// sync waits for a's leave, then for the read positions it queued.
+	sync := func() {
+		t.Helper()
+		waitFor(t, func() bool { f := v.all(); return f[len(f)-1]["event"] == "leave" })
+		cv.Receive(text("sync"), false) // stored behind the room's write of read positions
+		n += 3                          // join, leave, echo
+		frames(t, v, n)
+	}
+	position := func() uint64 {
+		t.Helper()
+		id, err := st.ReadPosition("ua", "r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	a := &captureSink{}
+	connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a}).Closed()
+	sync()
+	if got := position(); got != 5 {
+		t.Errorf("after a connection that saw nothing new: read position %d, want 5", got)
+	}
+	a = &captureSink{}
+	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	frames(t, a, 1)
+	cv.Receive(text("new"), false) // id 12
+	frames(t, a, 2)
+	n++
+	ca.Closed()
+	sync()
+	if got := position(); got != 12 {
+		t.Errorf("after a connection that was sent id 12: read position %d, want 12", got)
+	}
+}
