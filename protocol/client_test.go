@@ -287,18 +287,4 @@ func BenchmarkParseClientMessage(b *testing.B) {
 			}
 		})
 	}
-	// As a connection actor parses: on a goroutine just started for the frame (protoactor runs
-	// a mailbox on a new goroutine), whose stack starts small and grows if the parser's does not fit.
-	b.Run("text/new-goroutine", func(b *testing.B) {
-		data := []byte(`{"text":true,"content":"` + strings.Repeat("hello 熊猫 ", 10) + `","cid":"c-12345"}`)
-		done := make(chan struct{})
-		b.ReportAllocs()
-		for b.Loop() {
-			go func() {
-				protocol.ParseClientMessage(data, protocol.DefaultMaxContent)
-				done <- struct{}{}
-			}()
-			<-done
-		}
-	})
 }
