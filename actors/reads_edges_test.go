@@ -13,7 +13,12 @@ import (
 func TestReadPositionOnLeave(t *testing.T) {
 	st := badger(t)
 	hub := NewHub(Options{Store: st, Rate: Rate{Off: true}})
-	defer hub.Shutdown(5 * time.Second)
+	stopped := false
+	defer func() {
+		if !stopped {
+			hub.Shutdown(5 * time.Second)
+		}
+	}()
 	v := &captureSink{}
 	cv := connect(t, hub, ConnSpec{UID: "uv", Room: "r", Sink: v, Presence: true})
 	frames(t, v, 1)
@@ -57,5 +62,26 @@ func TestReadPositionOnLeave(t *testing.T) {
 	sync()
 	if got := position(); got != 12 {
 		t.Errorf("after a connection that was sent id 12: read position %d, want 12", got)
+	}
+
+	// At shutdown the same: a was sent id 14, b nothing since it joined.
+	if err := st.MarkRead([]persistence.ReadMark{{UID: "ub", Room: "r", ID: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	a = &captureSink{}
+	connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	frames(t, a, 1)
+	cv.Receive(text("last"), false) // id 14
+	frames(t, a, 2)
+	b := &captureSink{}
+	connect(t, hub, ConnSpec{UID: "ub", Room: "r", Sink: b})
+	frames(t, b, 1)
+	stopped = true
+	hub.Shutdown(5 * time.Second)
+	if got := position(); got != 14 {
+		t.Errorf("a at shutdown: read position %d, want 14", got)
+	}
+	if got, err := st.ReadPosition("ub", "r"); err != nil || got != 3 {
+		t.Errorf("b at shutdown: read position %d (%v), want 3", got, err)
 	}
 }
