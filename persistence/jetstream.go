@@ -141,7 +141,7 @@ func OpenJetStream(ctx context.Context, js jetstream.JetStream, o JetStreamOptio
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		errs[0] = jsRetry(ctx, "chat stream", func(ctx context.Context) error {
+		errs[0] = jsRetryCreate(ctx, "chat stream", func(ctx context.Context) error {
 			var err error
 			s.chat, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 				Name:        s.stream,
@@ -198,7 +198,7 @@ func (s *JetStream) openBucket(ctx context.Context, name string, ttl bool) (*buc
 		cfg.LimitMarkerTTL = time.Minute // turns per-key TTLs on
 	}
 	b := &bucket{name: "KV_" + name, subj: "$KV." + name + ".", ttl: ttl}
-	err := jsRetry(ctx, "bucket "+name, func(ctx context.Context) error {
+	err := jsRetryCreate(ctx, "bucket "+name, func(ctx context.Context) error {
 		var err error
 		if b.kv, err = s.js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return err
@@ -1271,10 +1271,32 @@ func jsRetry(ctx context.Context, what string, f func(context.Context) error) er
 	}
 }
 
+// jsRetryCreate is jsRetry for making a stream or bucket, where "stream not
+// found" is transient too: several nodes create the same one at once, and a
+// create that lost the race updates a stream the cluster does not show yet.
+func jsRetryCreate(ctx context.Context, what string, f func(context.Context) error) error {
+	return jsRetry(ctx, what, func(ctx context.Context) error {
+		err := f(ctx)
+		var api *jetstream.APIError
+		if errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamNotFound {
+			return creating{err}
+		}
+		return err
+	})
+}
+
+// creating marks an error of a stream being made, retried by jsRetryCreate.
+type creating struct{ error }
+
+func (c creating) Unwrap() error { return c.error }
+
 // jsTransient reports whether err may go away by itself: no quorum or no
 // leader yet (an election takes about 5 s), a timeout, 10163, no suitable
 // peers for placement (10005, while the nodes learn of each other).
 func jsTransient(err error) bool {
+	if errors.As(err, new(creating)) {
+		return true
+	}
 	var api *jetstream.APIError
 	if errors.As(err, &api) {
 		return api.Code == 503 || api.Code == 408 || api.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled ||

@@ -34,7 +34,7 @@ func OpenJetStreamBlobs(ctx context.Context, s *JetStream) (*JetStreamBlobs, err
 		name = s.o.Prefix + "_MEDIA"
 	}
 	b := &JetStreamBlobs{s: s, bucket: name, timeout: 2 * time.Minute}
-	err := jsRetry(ctx, "media object store", func(ctx context.Context) error {
+	err := jsRetryCreate(ctx, "media object store", func(ctx context.Context) error {
 		var err error
 		b.obs, err = s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:      name,
