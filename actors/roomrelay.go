@@ -94,12 +94,28 @@ func (r *room) publish(m relayMsg) {
 	}
 }
 
+// relayChunk bounds the stored bytes of one published batch, well under the
+// NATS payload limit (1 MB) once encoded; a bigger batch goes in pieces, in order.
+const relayChunk = 256 << 10
+
 // publishBatch gives the other nodes a stored batch: the owner's fan-out,
 // encoded once per node by each of them.
 func (r *room) publishBatch(batch []pendingMsg, split bool) {
 	if !r.clustered() || len(batch) == 0 {
 		return
 	}
+	for len(batch) > 0 {
+		n, size := 0, 0
+		for n < len(batch) && (n == 0 || size+len(batch[n].data) <= relayChunk) {
+			size += len(batch[n].data)
+			n++
+		}
+		r.publishPart(batch[:n], split)
+		batch = batch[n:]
+	}
+}
+
+func (r *room) publishPart(batch []pendingMsg, split bool) {
 	msgs := make([]relayEntry, len(batch))
 	for i := range batch {
 		pm := &batch[i]

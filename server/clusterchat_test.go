@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pandachat/pandachat/actors"
+	"github.com/pandachat/pandachat/cluster"
 	"github.com/pandachat/pandachat/internal/chattest"
 	"github.com/pandachat/pandachat/server"
 )
@@ -241,5 +243,35 @@ func TestClusterVersion2(t *testing.T) {
 	var hist []map[string]any
 	if code := envs[2].Do(sa, "GET", "/history?room=v2&v=2", nil, &hist); code != 200 || len(hist) != 1 || hist[0]["recalled"] != true || hist[0]["content"] != nil {
 		t.Errorf("history on n3: %d %v, want message 1 recalled, without content", code, hist)
+	}
+}
+
+// Batches bigger than a NATS message (1 MB) reach the other nodes too: the
+// owner publishes them in pieces, and nothing has to be read back from the store.
+func TestClusterBigBatches(t *testing.T) {
+	var logs chattest.SyncBuffer
+	_, envs := startCluster(t, 3, func(c *server.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		c.MaxContent, c.ReadLimit = 20000, 256<<10
+	})
+	owner := cluster.Owner("big", []string{"n1", "n2", "n3"})
+	on := int(owner[1] - '1')
+	s := envs[on].DevLogin("big")
+	far := envs[(on+1)%3].Dial(s, "room=big")
+	far.NextOfType("system")
+	c := envs[on].Dial(s, "room=big")
+	c.NextOfType("system")
+	text := strings.Repeat("中", 20000) // 60 kB stored
+	const n = 60
+	for k := range n {
+		c.Send(map[string]any{"text": true, "content": text, "cid": fmt.Sprint(k)})
+	}
+	for k := 1; k <= n; k++ {
+		if m := far.NextChat(); m.ID != uint64(k) || len(m.Content) != len(text) {
+			t.Fatalf("far member: id %d (%d bytes), want %d", m.ID, len(m.Content), k)
+		}
+	}
+	if strings.Contains(logs.String(), "could not tell the other nodes") {
+		t.Errorf("a batch did not reach the other nodes:\n%s", logs.String())
 	}
 }
