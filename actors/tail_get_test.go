@@ -2,7 +2,12 @@ package actors
 
 import (
 	"fmt"
+	"slices"
 	"testing"
+	"time"
+
+	"github.com/pandachat/pandachat/persistence"
+	"github.com/pandachat/pandachat/protocol"
 )
 
 // get finds exactly the ids the tail holds, wrapped or not, and set changes
@@ -29,10 +34,63 @@ func TestTailGet(t *testing.T) {
 		if fmt.Sprint(held) != want {
 			t.Errorf("pushed %d: get finds %v, want %s", pushed, held, want)
 		}
-		last := uint64(pushed)
-		tl.set(last, []byte("stub"))
-		if m, _ := tl.get(last); string(m.data) != "stub" {
-			t.Errorf("pushed %d: set(%d) left %q", pushed, last, m.data)
+		for id := uint64(0); id <= 8; id++ { // set every id: only the held ones change, each its own
+			tl.set(id, fmt.Append(nil, "s", id))
+		}
+		for _, id := range held {
+			if m, _ := tl.get(id); string(m.data) != fmt.Sprint("s", id) {
+				t.Errorf("pushed %d: after set, get(%d) has %q", pushed, id, m.data)
+			}
 		}
 	}
+}
+
+// LiveRooms lists the rooms where the user has a connection open now; the
+// last connection of a session that closes no longer stands for it, the
+// others still do: ending the session closes them.
+func TestLiveRoomsAndSessions(t *testing.T) {
+	hub := NewHub(Options{Store: persistence.NewMemory()})
+	defer hub.Shutdown(5 * time.Second)
+	w := &captureSink{} // sees each leave in r1 after the users actor had its release
+	connect(t, hub, ConnSpec{UID: "uw", Room: "r1", Sink: w, Presence: true})
+	frames(t, w, 1)
+	n := 1
+	open := func(room string) (*Conn, *captureSink) {
+		s := &captureSink{}
+		c := connect(t, hub, ConnSpec{UID: "ua", SessionID: "s", Room: room, Sink: s})
+		frames(t, s, 1)
+		if room == "r1" {
+			n++
+			frames(t, w, n)
+		}
+		return c, s
+	}
+	live := func(want string) {
+		t.Helper()
+		rooms, err := hub.LiveRooms("ua")
+		var names []string
+		for r, ok := range rooms {
+			if ok {
+				names = append(names, r)
+			}
+		}
+		slices.Sort(names)
+		if err != nil || fmt.Sprint(names) != want {
+			t.Errorf("live rooms %v (%v), want %s", names, err, want)
+		}
+	}
+	c1, _ := open("r1")
+	c2, _ := open("r1")
+	_, s3 := open("r2")
+	live("[r1 r2]")
+	c1.Closed()
+	n++
+	frames(t, w, n)
+	live("[r1 r2]")
+	c2.Closed()
+	n++
+	frames(t, w, n)
+	live("[r2]")
+	hub.EndSession("s")
+	waitFor(t, func() bool { f := s3.all(); return f[len(f)-1]["close"] == float64(protocol.ClosePolicy) })
 }
