@@ -94,3 +94,25 @@ func TestLiveRoomsAndSessions(t *testing.T) {
 	hub.EndSession("s")
 	waitFor(t, func() bool { f := s3.all(); return f[len(f)-1]["close"] == float64(protocol.ClosePolicy) })
 }
+
+// A user cannot refill its rate budget by closing its sockets and opening a
+// new one: its state is kept until the budget is full again.
+func TestRateBudgetSurvivesReconnects(t *testing.T) {
+	hub := NewHub(Options{Store: persistence.NewMemory(), Rate: Rate{Messages: 2, Per: time.Hour}})
+	defer hub.Shutdown(5 * time.Second)
+	a := &captureSink{}
+	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	frames(t, a, 1)
+	ca.Receive(text("one"), false)
+	ca.Receive(text("two"), false)
+	frames(t, a, 3)
+	ca.Closed()
+	waitFor(t, func() bool { rooms, err := hub.LiveRooms("ua"); return err == nil && len(rooms) == 0 })
+	b := &captureSink{}
+	cb := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: b})
+	frames(t, b, 1)
+	cb.Receive(text("three"), false)
+	if f := frames(t, b, 2)[1]; f["error"] != protocol.ErrRateLimited {
+		t.Errorf("a third message in the hour after reconnecting: %v; want ERR_RATE_LIMITED", f)
+	}
+}
