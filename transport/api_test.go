@@ -54,15 +54,22 @@ func TestLoginRoute(t *testing.T) {
 	const appID, secret = "wx0123456789abcdef", "app-secret"
 	wx := wechattest.New(t, appID, secret)
 	env := chattest.Start(t, server.Config{WXAppID: appID, WXSecret: secret, WXAPI: wx.URL, WXTimeout: 500 * time.Millisecond})
-	wx.AddCode("c1", "openid-1", wechattest.NewSessionKey())
+	key := wechattest.NewSessionKey()
+	wx.AddCode("c1", "openid-1", key)
 	wx.AddCode("c2", "openid-1", wechattest.NewSessionKey())
 	wx.FailCode("bad", 40029, "invalid code")
 
-	status, m, _ := call(t, env, "POST", "/login", map[string]string{"X-WX-Code": "c1"}, "")
+	enc, iv := wechattest.EncryptUserInfo(key, map[string]any{"openId": "openid-1", "nickName": "Panda", "gender": 2, "city": "Chengdu", "country": "",
+		"watermark": map[string]any{"appid": appID, "timestamp": time.Now().Unix()}})
+	status, m, _ := call(t, env, "POST", "/login", map[string]string{"X-WX-Code": "c1", "X-WX-Encrypted-Data": enc, "X-WX-IV": iv}, "")
 	wants(t, "login with a code", status, m, 200, "")
 	sess, _ := m["session"].(map[string]any)
 	if m[chattest.Magic] != float64(1) || sess["id"] == nil || sess["skey"] == nil {
 		t.Fatalf("login answer %v", m)
+	}
+	// The public profile: what WeChat gave that others may see, nothing empty.
+	if info, _ := m["userInfo"].(map[string]any); info["nickName"] != "Panda" || info["gender"] != float64(2) || info["city"] != "Chengdu" || info["country"] != nil || info["openId"] != nil {
+		t.Errorf("userInfo %v", m["userInfo"])
 	}
 	good := map[string]string{"X-WX-Id": sess["id"].(string), "X-WX-Skey": sess["skey"].(string)}
 	status, m, _ = call(t, env, "GET", "/login", good, "")
@@ -168,6 +175,17 @@ func TestProfileRoutes(t *testing.T) {
 	}
 	if _, m, _ = call(t, env, "GET", "/me", auth(s), ""); m["nickName"] != "after" {
 		t.Errorf("a refused change changed the profile: %v", m)
+	}
+}
+
+// Behind a trusted proxy, URLs are made with the scheme and host it forwards.
+func TestForwardedBaseURL(t *testing.T) {
+	env := chattest.Start(t, server.Config{DevLogin: true, TrustProxy: true})
+	s := env.DevLogin("a")
+	h := auth(s)
+	h["X-Forwarded-Proto"], h["X-Forwarded-Host"] = "https", "chat.example.com"
+	if _, m, _ := call(t, env, "GET", "/me", h, ""); !strings.HasPrefix(fmt.Sprint(m["avatarUrl"]), "https://chat.example.com/") {
+		t.Errorf("avatarUrl %v, want it under https://chat.example.com/", m["avatarUrl"])
 	}
 }
 
@@ -318,6 +336,9 @@ func TestHistoryParams(t *testing.T) {
 		var ids []uint64
 		for _, m := range items {
 			ids = append(ids, m.ID)
+			if m.Type != "user" { // all a's own
+				t.Errorf("GET /history?%s: item %d of type %q, want user", query, m.ID, m.Type)
+			}
 		}
 		return ids
 	}
