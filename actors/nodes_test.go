@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pandachat/pandachat/cluster"
+	"github.com/pandachat/pandachat/internal/faultstore"
 	"github.com/pandachat/pandachat/persistence"
 )
 
@@ -49,4 +50,48 @@ func TestCountsOfARestartedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return systemNum(t, hub, "r") == 1 })
+}
+
+// A write that fails (a timeout, say) while another node stores the same ids:
+// the room reads back what the store holds under them and delivers only its
+// own messages; the other writer's message is delivered as it is, and the
+// sender of the lost one is told to send it again.
+func TestFailedWriteUnderAnotherWriter(t *testing.T) {
+	node, err := cluster.Start(cluster.Options{Name: "solo", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	mem := badger(t)
+	fs := faultstore.New(mem)
+	hub := NewHub(Options{Store: fs, Rate: Rate{Off: true}, Nodes: node})
+	defer hub.Shutdown(5 * time.Second)
+	sink := &captureSink{}
+	c := connect(t, hub, ConnSpec{UID: "me", NickName: "me", Room: "r", Sink: sink})
+	frames := func() []map[string]any {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		return append([]map[string]any(nil), sink.frames...)
+	}
+	waitFor(t, func() bool { return len(frames()) == 1 }) // the system frame
+
+	// Another node stores id 1 behind this room's back; this room's own write fails.
+	other := []byte(`{"id":1,"number":1,"time":1,"uid":"other","nickName":"o","avatarUrl":"","text":true,"content":"theirs"}`)
+	if err := mem.AppendMessages("r", []persistence.Message{{ID: 1, Data: other}}); err != nil {
+		t.Fatal(err)
+	}
+	fs.FailWrites(1)
+	c.Receive([]byte(`{"text":true,"content":"mine","cid":"a"}`), false)
+	waitFor(t, func() bool { return len(frames()) == 2 })
+	if f := frames()[1]; f["type"] != "error" || f["error"] != "ERR_UNAVAILABLE" || f["cid"] != "a" {
+		t.Fatalf("after the failed write: %v, want ERR_UNAVAILABLE for cid a (its id 1 is another's)", f)
+	}
+	// Sent again, it is stored after the other writer's message, which comes first.
+	time.Sleep(250 * time.Millisecond) // past the broken room's retry delay
+	c.Receive([]byte(`{"text":true,"content":"mine","cid":"a"}`), false)
+	waitFor(t, func() bool { return len(frames()) == 4 })
+	got := frames()
+	if got[2]["id"] != float64(1) || got[2]["content"] != "theirs" || got[3]["id"] != float64(2) || got[3]["content"] != "mine" || got[3]["cid"] != "a" {
+		t.Errorf("then: %v and %v, want the other's id 1, then mine as id 2 with its cid", got[2], got[3])
+	}
 }

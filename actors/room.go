@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -544,6 +545,18 @@ func (r *room) storedPart(batch []pendingMsg, err error) []pendingMsg {
 	for n < len(batch) && batch[n].id <= last {
 		n++
 	}
+	if n > 0 && r.clustered() { // another node may hold these ids: deliver only what is ours
+		k, verr := r.ours(batch[:n])
+		if verr != nil {
+			lerr = verr
+		} else if k < n {
+			lerr = fmt.Errorf("another writer stored ids from %d: %w", batch[k].id, persistence.ErrConflict)
+		}
+		if lerr != nil {
+			r.setBroken(lerr)
+			n = k
+		}
+	}
 	if n == len(batch) && last > batch[n-1].id { // more than we wrote: read it back before going on
 		r.setBroken(fmt.Errorf("store holds ids up to %d beyond the batch", last))
 	}
@@ -555,14 +568,31 @@ func (r *room) storedPart(batch []pendingMsg, err error) []pendingMsg {
 		if pm.cid != nil {
 			r.cids.forget(pm.uid, *pm.cid, pm.id)
 		}
-		if lerr != nil {
+		switch {
+		case errors.Is(lerr, persistence.ErrConflict):
+			r.refuse(pm.from, pm.cid, "message not stored: another node took its id; send it again")
+		case lerr != nil:
 			r.refuse(pm.from, pm.cid, "message not confirmed: the server cannot read its store right now")
-		} else {
+		default:
 			r.refuse(pm.from, pm.cid, "message not stored: the server cannot write right now")
 		}
 	}
 	r.lastID = max(last, r.stored)
 	return batch[:n]
+}
+
+// ours reads back the ids of batch the store says it holds and tells how
+// many of them, from the first, are this room's own messages.
+func (r *room) ours(batch []pendingMsg) (int, error) {
+	msgs, err := r.hub.store.MessagesAfter(r.name, batch[0].id-1, len(batch))
+	if err != nil {
+		return 0, fmt.Errorf("reading back what was stored: %w", err)
+	}
+	k := 0
+	for k < len(batch) && k < len(msgs) && msgs[k].ID == batch[k].id && bytes.Equal(msgs[k].Data, batch[k].data) {
+		k++
+	}
+	return k, nil
 }
 
 func (r *room) answerDups() {
