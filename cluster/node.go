@@ -629,7 +629,14 @@ func (g natsLogger) Warnf(f string, a ...any) {
 	g.l.Warn(fmt.Sprintf(f, a...), "lib", "nats")
 }
 func (g natsLogger) Errorf(f string, a ...any) {
-	g.l.Error(fmt.Sprintf(f, a...), "lib", "nats")
+	msg := fmt.Sprintf(f, a...)
+	// A node that is down is dialled every second: its first failure says so,
+	// the rest go to debug instead of an error a second per link.
+	if strings.HasPrefix(msg, "Error trying to connect to route") && !strings.Contains(msg, "(attempt 1)") {
+		g.l.Debug(msg, "lib", "nats")
+		return
+	}
+	g.l.Error(msg, "lib", "nats")
 }
 func (g natsLogger) Fatalf(f string, a ...any) {
 	g.l.Error(fmt.Sprintf(f, a...), "lib", "nats", "fatal", true)

@@ -344,3 +344,17 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A link to a node that is down is retried every second: the first failure is
+// an error, the later ones debug lines, so a down node does not flood the log.
+func TestRouteRetriesAreQuiet(t *testing.T) {
+	var logs syncBuffer
+	g := natsLogger{slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	for i := 1; i <= 5; i++ {
+		g.Errorf("Error trying to connect to route (attempt %d): %v", i, "connection refused")
+	}
+	g.Errorf("something else broke")
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 2 {
+		t.Errorf("%d error lines, want 2 (the first attempt and the other error):\n%s", n, logs.String())
+	}
+}
