@@ -309,6 +309,14 @@ func TestHealthAndUploadSession(t *testing.T) {
 			t.Errorf("GET %s: HTTP %d %v %v", path, status, m, h)
 		}
 	}
+	resp, err := http.Get(env.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("GET /: HTTP %d %s, want the web client", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
 	s := env.DevLogin("a")
 	if status, m := env.Upload(s, "a.png", chattest.PNG(2, 2)); status != 200 || !strings.HasPrefix(fmt.Sprint(m["url"]), env.URL+"/media/") {
 		t.Errorf("upload: HTTP %d %v", status, m)
