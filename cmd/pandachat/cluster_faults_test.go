@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -26,7 +24,7 @@ type cnode struct {
 	name, dir, listen string
 	peers             []string
 	p                 *proc
-	urls              chan string // the listening line of the current process
+	urls              <-chan string // the listening line of the current process
 	out               *chattest.SyncBuffer
 }
 
@@ -62,31 +60,9 @@ func (n *cnode) spawn(t *testing.T) {
 		"--dev-login=true", "--dev-login-rate", "off", "--rate-limit", "off", "--grace", "5s",
 		"--node-name", n.name, "--cluster-listen", n.listen, "--cluster-peers", strings.Join(n.peers, ","),
 		"--cluster-secret", "the nodes' own secret")
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	n.out = &chattest.SyncBuffer{}
 	cmd.Stdout = n.out // the logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan error, 1)}
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.stderr.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				urls <- m[1]
-			}
-		}
-		p.exited <- cmd.Wait()
-	}()
-	n.p, n.urls = p, urls
+	n.p, n.urls = spawn(t, cmd)
 }
 
 func (n *cnode) waitListening(t *testing.T) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"reflect"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -157,34 +155,13 @@ func TestThreeNodeCluster(t *testing.T) {
 func startNodes(t *testing.T, listen []string) []*proc {
 	t.Helper()
 	procs := make([]*proc, len(listen))
-	urls := make([]chan string, len(listen))
+	urls := make([]<-chan string, len(listen))
 	for i := range listen {
 		cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--data", t.TempDir(),
 			"--dev-login=true", "--dev-login-rate", "off", "--grace", "5s",
 			"--node-name", fmt.Sprintf("n%d", i+1), "--cluster-listen", listen[i],
 			"--cluster-peers", strings.Join(listen, ","))
-		pipe, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
-		p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan error, 1)}
-		procs[i], urls[i] = p, make(chan string, 1)
-		go func() {
-			sc := bufio.NewScanner(pipe)
-			for sc.Scan() {
-				p.mu.Lock()
-				p.stderr.WriteString(sc.Text() + "\n")
-				p.mu.Unlock()
-				if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-					urls[i] <- m[1]
-				}
-			}
-			p.exited <- cmd.Wait()
-		}()
+		procs[i], urls[i] = spawn(t, cmd)
 	}
 	deadline := time.After(90 * time.Second)
 	for i, p := range procs {

@@ -51,7 +51,21 @@ var listening = regexp.MustCompile(`listening on (http://\S+)`)
 
 func startBinary(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	p, urls := spawn(t, exec.Command(binary, args...))
+	select {
+	case p.url = <-urls:
+	case err := <-p.exited:
+		t.Fatalf("server exited before listening: %v\n%s", err, p.log())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("server did not start:\n%s", p.log())
+	}
+	return p
+}
+
+// spawn starts cmd, keeps its stderr and sends the URL of its listening line;
+// the process is killed when the test ends.
+func spawn(t *testing.T, cmd *exec.Cmd) (*proc, <-chan string) {
+	t.Helper()
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +73,7 @@ func startBinary(t *testing.T, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan error, 1)}
 	urls := make(chan string, 1)
 	go func() {
@@ -73,15 +88,7 @@ func startBinary(t *testing.T, args ...string) *proc {
 		}
 		p.exited <- cmd.Wait()
 	}()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	select {
-	case p.url = <-urls:
-	case err := <-p.exited:
-		t.Fatalf("server exited before listening: %v\n%s", err, p.log())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("server did not start:\n%s", p.log())
-	}
-	return p
+	return p, urls
 }
 
 func (p *proc) log() string {
