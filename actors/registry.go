@@ -58,18 +58,11 @@ func (g *registry) Receive(ctx actor.Context) {
 		}
 		ctx.Send(g.room(ctx, m.Room).pid, m)
 	case *relayMsg: // a count from another node
-		g.count(m)
-		if ref := g.rooms[m.Room]; ref != nil {
-			ctx.Send(ref.pid, m)
-		}
+		g.count(ctx, m)
 	case nodeStarted:
 		for room, c := range g.counts {
 			if _, ok := c[string(m)]; ok {
-				zero := &relayMsg{T: relayCount, Node: string(m), Room: room}
-				g.count(zero)
-				if ref := g.rooms[room]; ref != nil {
-					ctx.Send(ref.pid, zero)
-				}
+				g.count(ctx, &relayMsg{T: relayCount, Node: string(m), Room: room})
 			}
 		}
 	case liveChanged:
@@ -112,8 +105,11 @@ func (g *registry) room(ctx actor.Context, name string) *roomRef {
 	return ref
 }
 
-// count keeps another node's member count of a room.
-func (g *registry) count(m *relayMsg) {
+// count keeps another node's member count of a room, and tells the room.
+func (g *registry) count(ctx actor.Context, m *relayMsg) {
+	if ref := g.rooms[m.Room]; ref != nil {
+		ctx.Send(ref.pid, m)
+	}
 	c := g.counts[m.Room]
 	if m.N <= 0 {
 		delete(c, m.Node)
