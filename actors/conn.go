@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,7 @@ type conn struct {
 func (c *conn) Receive(ctx actor.Context) {
 	defer func() {
 		if r := recover(); r != nil { // never restart with lost state: close, the client reconnects
-			c.hub.log.Error("connection actor failed", "uid", c.spec.UID, "panic", r)
+			c.hub.log.Error("connection actor failed", "uid", c.spec.UID, "panic", r, "stack", string(debug.Stack()))
 			c.member.close(protocol.CloseInternal, "internal error")
 			ctx.Stop(ctx.Self())
 		}

@@ -81,8 +81,10 @@ func (g *registry) join(ctx actor.Context, m *join) {
 		return
 	}
 	ref := g.room(ctx, m.Room)
-	ctx.Send(ref.pid, m)
+	// assigned goes first: the room's joined must find it in the conn's
+	// mailbox ahead of itself, or the conn posts to a room it does not know.
 	ctx.Send(m.PID, &assigned{Room: ref.pid})
+	ctx.Send(ref.pid, m)
 }
 
 // room finds or starts the room name for a join or a forwarded post, which
