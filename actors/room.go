@@ -226,6 +226,10 @@ func (r *room) healthy(ctx actor.Context) bool {
 	if time.Now().Before(r.retryAt) {
 		return false
 	}
+	if err := r.cutOff(); err != nil {
+		r.setBroken(err)
+		return false
+	}
 	last, err := r.hub.store.LastID(r.name)
 	if err != nil {
 		r.setBroken(err)
@@ -529,7 +533,13 @@ func (r *room) flush(ctx actor.Context) {
 // failed fsync) is delivered like any other; the rest is refused, its ids are
 // handed out again and its cids forgotten, so a re-send stores it.
 func (r *room) storedPart(batch []pendingMsg, err error) []pendingMsg {
-	last, lerr := r.hub.store.LastID(r.name)
+	var (
+		last uint64
+		lerr = r.cutOff()
+	)
+	if lerr == nil {
+		last, lerr = r.hub.store.LastID(r.name)
+	}
 	if errors.Is(err, persistence.ErrConflict) && lerr == nil {
 		// Another writer took these ids (several nodes): nothing of ours was
 		// stored. Read back and deliver what it stored before any new post.

@@ -29,6 +29,17 @@ func (r *room) clustered() bool { return r.hub.opts.Nodes != nil }
 // owns reports whether this node writes the room.
 func (r *room) owns() bool { return !r.clustered() || r.owner == r.self }
 
+var errCutOff = errors.New("this node is cut off from the other nodes: nothing can be confirmed")
+
+// cutOff says errCutOff when this node is not among the live nodes (its own
+// heartbeat is not stored): a store call would only wait out its timeout.
+func (r *room) cutOff() error {
+	if r.clustered() && !slices.Contains(r.hub.opts.Nodes.Live(), r.self) {
+		return errCutOff
+	}
+	return nil
+}
+
 // online is the room's member count over every node.
 func (r *room) online() int {
 	n := len(r.members)
