@@ -1,0 +1,845 @@
+package actors
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/pandachat/pandachat/cluster"
+	"github.com/pandachat/pandachat/internal/faultstore"
+	"github.com/pandachat/pandachat/persistence"
+	"github.com/pandachat/pandachat/protocol"
+)
+
+// testCluster is a cluster whose placement the test decides: which nodes are
+// live and which node owns each room. Its hubs share one real NATS server; a
+// node without a hub is played by the test on the subjects of nodes.go.
+type testCluster struct {
+	nc    *nats.Conn
+	mu    sync.Mutex
+	live  []string
+	owner map[string]string // room → owner, as given (it may be "")
+}
+
+func newTestCluster(t *testing.T, live ...string) *testCluster {
+	t.Helper()
+	node, err := cluster.Start(cluster.Options{Name: "nats", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	return &testCluster{nc: node.Conn(), live: live, owner: map[string]string{}}
+}
+
+// place sets the live nodes and, in pairs, rooms and their owners.
+func (c *testCluster) place(live []string, roomOwner ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live = slices.Clone(live)
+	for i := 0; i+1 < len(roomOwner); i += 2 {
+		c.owner[roomOwner[i]] = roomOwner[i+1]
+	}
+}
+
+func (c *testCluster) hub(t *testing.T, name string, store persistence.Store) *Hub {
+	t.Helper()
+	h := NewHub(Options{Store: store, Rate: Rate{Off: true}, Nodes: testNode{c, name}})
+	t.Cleanup(func() { h.Shutdown(5 * time.Second) })
+	return h
+}
+
+// testNode is one node's view of the test's cluster (Options.Nodes).
+type testNode struct {
+	c    *testCluster
+	name string
+}
+
+func (n testNode) Name() string { return n.name }
+
+func (n testNode) Live() []string {
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	return slices.Clone(n.c.live)
+}
+
+func (n testNode) Owner(room string) string {
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	return n.c.owner[room]
+}
+
+func (n testNode) Conn() *nats.Conn { return n.c.nc }
+
+// publish says m on subject as another node would.
+func (c *testCluster) publish(t *testing.T, subject string, m relayMsg) {
+	t.Helper()
+	b, err := json.Marshal(&m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nc.Publish(subject, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listen subscribes to subject; next gives what comes on it, in order.
+func (c *testCluster) listen(t *testing.T, subject string) *nats.Subscription {
+	t.Helper()
+	sub, err := c.nc.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	return sub
+}
+
+func next(t *testing.T, sub *nats.Subscription) *nats.Msg {
+	t.Helper()
+	m, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("nothing on %s: %v", sub.Subject, err)
+	}
+	return m
+}
+
+// nextRelay is the next relayMsg on sub that skip does not pass over.
+func nextRelay(t *testing.T, sub *nats.Subscription, skip func(*relayMsg) bool) *relayMsg {
+	t.Helper()
+	for {
+		m := next(t, sub)
+		rm := &relayMsg{}
+		if err := json.Unmarshal(m.Data, rm); err != nil {
+			t.Fatalf("%s: %q: %v", m.Subject, m.Data, err)
+		}
+		if skip == nil || !skip(rm) {
+			return rm
+		}
+	}
+}
+
+// record is a stored text message of uid, as another node's room writes it.
+func record(id uint64, uid, content string) []byte {
+	return protocol.AppendRecord(nil, &protocol.Record{ID: id, Number: 1, Time: time.Now().UnixMilli(),
+		UID: uid, NickName: uid, Kind: protocol.KindText, Content: content})
+}
+
+// stored writes ids from..to of room to the store as another node would and
+// returns them as the entries of its batch.
+func stored(t *testing.T, s persistence.Store, room string, from, to uint64, uid, content string) []relayEntry {
+	t.Helper()
+	var msgs []persistence.Message
+	var entries []relayEntry
+	for id := from; id <= to; id++ {
+		data := record(id, uid, content)
+		msgs = append(msgs, persistence.Message{ID: id, Data: data})
+		entries = append(entries, relayEntry{ID: id, Data: data})
+	}
+	if err := s.AppendMessages(room, msgs); err != nil {
+		t.Fatal(err)
+	}
+	return entries
+}
+
+// exactly waits until s holds n frames and returns them; more than n fails.
+func exactly(t *testing.T, s *captureSink, n int) []map[string]any {
+	t.Helper()
+	waitFor(t, func() bool { return len(s.all()) >= n })
+	got := s.all()
+	if len(got) != n {
+		t.Fatalf("got %d frames, want %d: %v", len(got), n, got)
+	}
+	return got
+}
+
+// frameIDs are the ids of frames' messages, with their types and contents.
+func frameIDs(fs []map[string]any) []string {
+	var out []string
+	for _, f := range fs {
+		if id, ok := f["id"].(float64); ok {
+			s := f["type"].(string) + ":" + strings.TrimRight(strings.TrimRight(jsonNum(id), "0"), ".")
+			if c, ok := f["content"].(string); ok && len(c) < 20 {
+				s += ":" + c
+			}
+			if cid, ok := f["cid"].(string); ok {
+				s += ":" + cid
+			}
+			out = append(out, s)
+		} else {
+			b, _ := json.Marshal(f)
+			out = append(out, string(b))
+		}
+	}
+	return out
+}
+
+func jsonNum(f float64) string {
+	b, _ := json.Marshal(f)
+	return string(b) + "."
+}
+
+func checkIDs(t *testing.T, what string, fs []map[string]any, want ...string) {
+	t.Helper()
+	if got := frameIDs(fs); !slices.Equal(got, want) {
+		t.Errorf("%s: got %q, want %q", what, got, want)
+	}
+}
+
+// A follower forwards its member's post to the owner, which stores it; the
+// echo (with its cid) and everyone's copy come with the owner's batch. A
+// re-sent cid is answered by the owner with the original, nothing stored.
+func TestFollowerForwardsToOwner(t *testing.T) {
+	tc := newTestCluster(t, "a", "b")
+	tc.place([]string{"a", "b"}, "r", "a")
+	store := persistence.NewMemory()
+	ha, hb := tc.hub(t, "a", store), tc.hub(t, "b", store)
+	sa, sb := &captureSink{}, &captureSink{}
+	ca := connect(t, ha, ConnSpec{UID: "ua", NickName: "A", Room: "r", Sink: sa})
+	exactly(t, sa, 1)
+	cb := connect(t, hb, ConnSpec{UID: "ub", NickName: "B", Room: "r", Sink: sb})
+	exactly(t, sb, 1)
+
+	cb.Receive([]byte(`{"text":true,"content":"from b","cid":"c1"}`), false)
+	checkIDs(t, "b's echo", exactly(t, sb, 2)[1:], "user:1:from b:c1")
+	got := exactly(t, sa, 2)[1]
+	checkIDs(t, "a's copy", []map[string]any{got}, "remote:1:from b")
+	if got["uid"] != "ub" || got["nickName"] != "B" {
+		t.Errorf("a's copy %v: want ub's name on it", got)
+	}
+	ca.Receive(text("from a"), false)
+	checkIDs(t, "a's echo", exactly(t, sa, 3)[2:], "user:2:from a")
+	checkIDs(t, "b's copy", exactly(t, sb, 3)[2:], "remote:2:from a")
+
+	cb.Receive([]byte(`{"text":true,"content":"from b","cid":"c1"}`), false) // again
+	checkIDs(t, "b's echo of the re-sent cid", exactly(t, sb, 4)[3:], "user:1:from b:c1")
+	if last, _ := store.LastID("r"); last != 2 {
+		t.Errorf("store's last id %d after a re-sent cid, want 2", last)
+	}
+	msgs, _ := store.MessagesAfter("r", 0, 10)
+	if len(msgs) != 2 || uidOf(msgs[0].Data) != "ub" || msgs[0].CID != "c1" || uidOf(msgs[1].Data) != "ua" {
+		t.Errorf("stored %v", msgs)
+	}
+	time.Sleep(50 * time.Millisecond)
+	exactly(t, sa, 3) // nothing for a
+}
+
+// The owner's answers as a follower sees them, the owner played by the test:
+// a refusal goes to the sender, "moved" and no responders are asked again,
+// an answer that is not one refuses the post, and with no owner at all the
+// post is refused at once.
+func TestForwardAnswers(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "x")
+	store := persistence.NewMemory()
+	hb := tc.hub(t, "b", store)
+	sb := &captureSink{}
+	cb := connect(t, hb, ConnSpec{UID: "ub", NickName: "B", AvatarURL: "/av", Room: "r", Sink: sb, V2: true, Base: "https://b"})
+	exactly(t, sb, 1)
+	fwd := tc.listen(t, subjectForward+"x.r")
+	request := func(want string) (*nats.Msg, fwdPost) {
+		t.Helper()
+		m := next(t, fwd)
+		var f fwdPost
+		if err := json.Unmarshal(m.Data, &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Content != want {
+			t.Fatalf("forwarded %+v, want content %q", f, want)
+		}
+		return m, f
+	}
+	answer := func(m *nats.Msg, reply string) {
+		t.Helper()
+		if err := m.Respond([]byte(reply)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A refusal.
+	cb.Receive([]byte(`{"text":true,"content":"one","cid":"e1"}`), false)
+	m, f := request("one")
+	want := fwdPost{Node: "b", Member: cb.pid.Id, UID: "ub", Nick: "B", Avatar: "/av", V2: true, Base: "https://b",
+		Kind: protocol.KindText, HasCID: true, CID: "e1", Content: "one"}
+	if f != want {
+		t.Errorf("forwarded %+v, want %+v", f, want)
+	}
+	answer(m, `{"err":"too much"}`)
+	got := exactly(t, sb, 2)[1]
+	if got["type"] != "error" || got["error"] != protocol.ErrUnavailable || got["cid"] != "e1" || !strings.Contains(got["message"].(string), "too much") {
+		t.Errorf("after a refusal: %v", got)
+	}
+
+	// Moved: asked again, then stored; the echo comes with the batch.
+	cb.Receive([]byte(`{"react":1,"emoji":"👍","cid":"m1"}`), false)
+	m, f = request("")
+	if f.Kind != protocol.KindReact || f.Target != 1 || f.Emoji != "👍" {
+		t.Errorf("forwarded reaction %+v", f)
+	}
+	answer(m, `{"moved":true}`)
+	m, _ = request("")
+	if string(m.Data) != string(mustJSON(t, f)) {
+		t.Errorf("asked again with %s, want %s", m.Data, mustJSON(t, f))
+	}
+	react := protocol.AppendEvent(nil, &protocol.Event{ID: 1, Time: time.Now().UnixMilli(), Target: 1, UID: "ub", NickName: "B", Emoji: "👍", On: true})
+	if err := store.AppendMessages("r", []persistence.Message{{ID: 1, Data: react, CID: "m1"}}); err != nil {
+		t.Fatal(err)
+	}
+	ev := []relayEntry{{ID: 1, Data: react, CID: "m1", From: "b/" + cb.pid.Id, Event: true}}
+	answer(m, `{"id":1}`)
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: ev, Split: true})
+	got = exactly(t, sb, 3)[2]
+	if got["type"] != "reaction" || got["cid"] != "m1" || got["id"] != float64(1) {
+		t.Errorf("echo of the reaction: %v", got)
+	}
+
+	// No responders: asked again until the owner answers.
+	fwd.Unsubscribe()
+	tc.nc.Flush()
+	cb.Receive([]byte(`{"text":true,"content":"two","cid":"n1"}`), false)
+	time.Sleep(3 * reforwardAfter) // a few tries with nobody there
+	if n := len(sb.all()); n != 3 {
+		t.Fatalf("with no responders the sender got %v; want nothing yet", sb.all()[3:])
+	}
+	fwd = tc.listen(t, subjectForward+"x.r")
+	m, _ = request("two")
+	entries := stored(t, store, "r", 2, 2, "ub", "two")
+	entries[0].CID, entries[0].From = "n1", "b/"+cb.pid.Id
+	answer(m, `{"id":2}`)
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: entries})
+	checkIDs(t, "after no responders", exactly(t, sb, 4)[3:], "user:2:two:n1")
+
+	// An answer that is none.
+	cb.Receive([]byte(`{"text":true,"content":"three","cid":"g1"}`), false)
+	m, _ = request("three")
+	answer(m, `garbage`)
+	got = exactly(t, sb, 5)[4]
+	if got["type"] != "error" || got["error"] != protocol.ErrUnavailable || got["cid"] != "g1" || !strings.Contains(got["message"].(string), "did not answer") {
+		t.Errorf("after a garbled answer: %v", got)
+	}
+
+	// No owner: refused at once.
+	counts := tc.listen(t, subjectCount+"r")
+	tc.place([]string{"b"}, "r", "")
+	nextRelay(t, counts, func(rm *relayMsg) bool { return rm.Node != "b" || rm.Event != "" }) // b's room saw the move
+	cb.Receive([]byte(`{"text":true,"content":"four","cid":"z1"}`), false)
+	got = exactly(t, sb, 6)[5]
+	if got["type"] != "error" || got["cid"] != "z1" || !strings.Contains(got["message"].(string), "no node can take posts") {
+		t.Errorf("with no owner: %v", got)
+	}
+	if _, err := fwd.NextMsg(50 * time.Millisecond); err == nil {
+		t.Error("a post was forwarded with no owner")
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A follower delivers the owner's batches to its members in id order: what
+// it missed before a batch is read from the store first, what it delivered
+// already is skipped, and what is meant for another node or comes from
+// itself is not its to deliver. A gap the store cannot fill closes the
+// members (they come back with since).
+func TestRelayedBatches(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "x")
+	store := persistence.NewMemory()
+	hb := tc.hub(t, "b", store)
+	sb := &captureSink{}
+	connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	exactly(t, sb, 1)
+	batch := func(subject, node string, entries []relayEntry) {
+		tc.publish(t, subjectRoom+"r."+subject, relayMsg{T: relayBatch, Node: node, Msgs: entries})
+	}
+
+	one := stored(t, store, "r", 1, 2, "ux", "a")
+	batch("all", "x", one)
+	checkIDs(t, "first batch", exactly(t, sb, 3)[1:], "remote:1:a", "remote:2:a")
+	batch("all", "x", one)                          // again: delivered already
+	batch("all", "x", []relayEntry{})               // empty
+	three := stored(t, store, "r", 3, 5, "ux", "b") // 3 and 4 never came
+	batch("all", "x", three[2:])                    // 5
+	checkIDs(t, "a batch after a gap", exactly(t, sb, 6)[3:], "remote:3:b", "remote:4:b", "remote:5:b")
+	six := stored(t, store, "r", 6, 6, "ux", "c") //
+	batch("all", "x", append(three[1:], six...))  // 4, 5 and 6: only 6 is new
+	checkIDs(t, "an overlapping batch", exactly(t, sb, 7)[6:], "remote:6:c")
+
+	wrong := []relayEntry{{ID: 7, Data: record(7, "ux", "wrong")}}
+	batch("y", "x", wrong)   // for node y's members
+	batch("all", "b", wrong) // this node's own
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: "?", Node: "x", Msgs: wrong})
+	if err := tc.nc.Publish(subjectRoom+"r.all", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	batch("all", "x", stored(t, store, "r", 7, 7, "ux", "right"))
+	checkIDs(t, "after others' batches", exactly(t, sb, 8)[7:], "remote:7:right")
+
+	// A recall: the stub replaces the tail's copy, which a reconnect replays.
+	stub, ok := protocol.RecallStub(record(7, "ux", "right"))
+	if !ok {
+		t.Fatal("no stub")
+	}
+	recall := protocol.AppendEvent(nil, &protocol.Event{ID: 8, Time: time.Now().UnixMilli(), Target: 7, UID: "ux", NickName: "ux"})
+	if err := store.AppendMessages("r", []persistence.Message{{ID: 8, Data: recall, Effect: &persistence.Effect{Target: 7, Recall: stub}}}); err != nil {
+		t.Fatal(err)
+	}
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Split: true,
+		Msgs: []relayEntry{{ID: 8, Data: recall, Event: true, Target: 7, Recall: stub}}})
+	batch("all", "x", stored(t, store, "r", 9, 9, "ux", "after"))
+	checkIDs(t, "after a recall", exactly(t, sb, 9)[8:], "remote:9:after") // a member of version 1 gets no events
+	again := &captureSink{}
+	connect(t, hb, ConnSpec{UID: "uc", Room: "r", Sink: again, V2: true, Since: 6, HasSince: true})
+	got := exactly(t, again, 4)
+	if got[1]["id"] != float64(7) || got[1]["recalled"] != true || got[2]["type"] != "recall" || got[3]["id"] != float64(9) {
+		t.Errorf("replay after a relayed recall: %v", got)
+	}
+
+	// The store holds less than the batch says came before it.
+	batch("all", "x", []relayEntry{{ID: 12, Data: record(12, "ux", "far")}})
+	if got := exactly(t, sb, 10)[9]; got["close"] != float64(protocol.CloseInternal) {
+		t.Errorf("after a gap the store cannot fill: %v, want a close 1011", got)
+	}
+}
+
+// A follower reads the store when a batch does not come: what was published
+// before its room's subscription reached the other nodes, and a post the
+// owner stored (its answer says under which id) whose batch is lost.
+func TestGapChecks(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "x")
+	store := persistence.NewMemory()
+	hb := tc.hub(t, "b", store)
+	sb := &captureSink{}
+	cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	exactly(t, sb, 1)
+	stored(t, store, "r", 1, 1, "ux", "before")                           // published before b's subscription
+	checkIDs(t, "at the start", exactly(t, sb, 2)[1:], "remote:1:before") // within gapWait
+
+	fwd := tc.listen(t, subjectForward+"x.r")
+	cb.Receive([]byte(`{"text":true,"content":"lost","cid":"l"}`), false)
+	m := next(t, fwd)
+	stored(t, store, "r", 2, 2, "ub", "lost")
+	if err := m.Respond([]byte(`{"id":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, "a stored post whose batch is lost", exactly(t, sb, 3)[2:], "user:2:lost")
+}
+
+// waitPlacement waits until b's room has seen the live set change: it then
+// says its count again, with no event.
+func waitPlacement(t *testing.T, counts *nats.Subscription, node string) {
+	t.Helper()
+	nextRelay(t, counts, func(rm *relayMsg) bool { return rm.Node != node || rm.Event != "" })
+}
+
+// A room that moves here reads the store before its next post: what the old
+// owner stored and never published is delivered first, and the cids it
+// published are known here (a re-sent one gets its original).
+func TestRoomMovesHere(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "x")
+	store := persistence.NewMemory()
+	hb := tc.hub(t, "b", store)
+	sb := &captureSink{}
+	cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	exactly(t, sb, 1)
+	first := stored(t, store, "r", 1, 1, "ub", "sent by b")
+	first[0].CID, first[0].From = "k", "b/"+cb.pid.Id
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: first})
+	checkIDs(t, "from x", exactly(t, sb, 2)[1:], "user:1:sent by b:k")
+	stored(t, store, "r", 2, 3, "ux", "unpublished")
+
+	counts := tc.listen(t, subjectCount+"r")
+	tc.place([]string{"b"}, "r", "b")
+	waitPlacement(t, counts, "b")
+	cb.Receive([]byte(`{"text":true,"content":"here","cid":"h"}`), false)
+	checkIDs(t, "after the move", exactly(t, sb, 5)[2:], "remote:2:unpublished", "remote:3:unpublished", "user:4:here:h")
+	cb.Receive([]byte(`{"text":true,"content":"sent by b","cid":"k"}`), false)
+	checkIDs(t, "a cid of the old owner's", exactly(t, sb, 6)[5:], "user:1:sent by b:k")
+	if last, _ := store.LastID("r"); last != 4 {
+		t.Errorf("last id %d, want 4", last)
+	}
+}
+
+// A room that moves away delivers what the new owner stored before the move
+// was seen here, and forwards its next post to the new owner.
+func TestRoomMovesAway(t *testing.T) {
+	tc := newTestCluster(t, "b")
+	tc.place([]string{"b"}, "r", "b")
+	store := persistence.NewMemory()
+	hb := tc.hub(t, "b", store)
+	sb := &captureSink{}
+	cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	exactly(t, sb, 1)
+	cb.Receive(text("mine"), false)
+	checkIDs(t, "b's own", exactly(t, sb, 2)[1:], "user:1:mine")
+
+	stored(t, store, "r", 2, 2, "ux", "new owner's")
+	counts := tc.listen(t, subjectCount+"r")
+	fwd := tc.listen(t, subjectForward+"x.r")
+	tc.place([]string{"b", "x"}, "r", "x")
+	waitPlacement(t, counts, "b")
+	checkIDs(t, "after the move", exactly(t, sb, 3)[2:], "remote:2:new owner's")
+	cb.Receive(text("next"), false)
+	var f fwdPost
+	if err := json.Unmarshal(next(t, fwd).Data, &f); err != nil || f.Content != "next" {
+		t.Errorf("forwarded %+v (%v), want the next post", f, err)
+	}
+	if last, _ := store.LastID("r"); last != 2 {
+		t.Errorf("last id %d: b stored after the move", last)
+	}
+}
+
+// An owner that hears a batch of another writer (placement moved and back,
+// or it was paused) reads the store at once and delivers what it missed.
+func TestOwnerHearsAnotherWriter(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "b")
+	store := persistence.NewMemory()
+	hb := tc.hub(t, "b", store)
+	sb := &captureSink{}
+	cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	exactly(t, sb, 1)
+	cb.Receive(text("mine"), false)
+	exactly(t, sb, 2)
+	old := stored(t, store, "r", 2, 3, "ux", "x's")
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: old[:1]}) // 2: not all that is there
+	checkIDs(t, "read back", exactly(t, sb, 4)[2:], "remote:2:x's", "remote:3:x's")
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: old}) // nothing new: no read
+	cb.Receive(text("next"), false)
+	checkIDs(t, "then", exactly(t, sb, 5)[4:], "user:4:next")
+}
+
+// Counts: each node says how many members it has (with who joined or left);
+// the others add them to the online count and send presence frames; a node
+// that leaves the live set takes its count with it.
+func TestCountsAndPresence(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "x", "q", "x")
+	hb := tc.hub(t, "b", persistence.NewMemory())
+	counts := tc.listen(t, subjectCount+"*")
+	sb := &captureSink{}
+	cb := connect(t, hb, ConnSpec{UID: "ub", NickName: "B", Room: "r", Sink: sb, Presence: true})
+	exactly(t, sb, 1)
+	if got := nextRelay(t, counts, nil); got.T != relayCount || got.Node != "b" || got.N != 1 || got.Event != "join" || got.UID != "ub" || got.Nick != "B" {
+		t.Errorf("b's count on a join: %+v", got)
+	}
+
+	count := func(room string, n int, event string) {
+		tc.publish(t, subjectCount+room, relayMsg{T: relayCount, Node: "x", N: n, Event: event, UID: "ux", Nick: "X"})
+	}
+	count("r", 2, "join")
+	got := exactly(t, sb, 2)[1]
+	if got["type"] != "presence" || got["num"] != float64(3) || got["event"] != "join" || got["uid"] != "ux" || got["nickName"] != "X" {
+		t.Errorf("presence of x's joiner: %v", got)
+	}
+	tc.publish(t, subjectCount+"r", relayMsg{T: relayCount, Node: "b", N: 9})  // its own: not counted
+	tc.publish(t, subjectCount+"r", relayMsg{T: relayTyping, Node: "x", N: 9}) // no count
+	count("q", 4, "")                                                          // heard after those
+	waitFor(t, func() bool { return systemNum(t, hb, "q") == 5 })              // a room that starts after it
+	exactly(t, sb, 2)
+	c2 := &captureSink{}
+	cc := connect(t, hb, ConnSpec{UID: "uc", Room: "r", Sink: c2})
+	if got := exactly(t, c2, 1)[0]; got["num"] != float64(4) {
+		t.Errorf("a joiner's count: %v, want 4 (b, c and x's 2)", got)
+	}
+	if got := exactly(t, sb, 3)[2]; got["num"] != float64(4) {
+		t.Errorf("presence of c: %v", got)
+	}
+	cc.Closed()
+	exactly(t, sb, 4)
+
+	count("r", 0, "leave")
+	got = exactly(t, sb, 5)[4]
+	if got["type"] != "presence" || got["num"] != float64(1) || got["event"] != "leave" {
+		t.Errorf("presence of x's leaver: %v", got)
+	}
+	count("r", 2, "")
+	waitFor(t, func() bool { return systemNum(t, hb, "r") == 4 })
+	tc.place([]string{"b"}, "r", "b", "q", "b") // x is down: its members are gone
+	waitFor(t, func() bool { return systemNum(t, hb, "r") == 2 && systemNum(t, hb, "q") == 1 })
+
+	for {
+		if rm := nextRelay(t, counts, nil); rm.Node == "b" && rm.Event == "leave" {
+			break
+		}
+	}
+	cb.Closed()
+	rm := nextRelay(t, counts, func(rm *relayMsg) bool { return rm.Node != "b" || rm.Event != "leave" || rm.UID != "ub" })
+	if rm.N != 0 || rm.Nick != "B" {
+		t.Errorf("b's count when its last member left: %+v", rm)
+	}
+	count("q", 3, "") // gone again with the node's restart
+	waitFor(t, func() bool { return systemNum(t, hb, "q") == 4 })
+	if err := tc.nc.Publish(subjectStart, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return systemNum(t, hb, "q") == 1 })
+}
+
+// Frames for one member of this node (the owner's answer to a forwarded
+// post) go to that member only; typing notices go both ways.
+func TestDirectFramesAndTyping(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "x")
+	hb := tc.hub(t, "b", persistence.NewMemory())
+	s1, s2 := &captureSink{}, &captureSink{}
+	c1 := connect(t, hb, ConnSpec{UID: "u1", NickName: "one", Room: "r", Sink: s1, V2: true})
+	exactly(t, s1, 1)
+	connect(t, hb, ConnSpec{UID: "u2", Room: "r", Sink: s2, V2: true})
+	exactly(t, s2, 1)
+	rooms := tc.listen(t, subjectRoom+"r.*")
+
+	frame := protocol.TextFrame(protocol.ErrorFrame(protocol.ErrUnavailable, "for one", nil))
+	direct := func(subject, to string, frames ...[]byte) {
+		tc.publish(t, subjectRoom+"r."+subject, relayMsg{T: relayDirect, Node: "x", To: to, Frames: frames})
+	}
+	direct("y", c1.pid.Id, frame) // another node's
+	direct("b", "nobody", frame)  // no such member
+	direct("b", c1.pid.Id)        // nothing
+	direct("b", c1.pid.Id, frame) // this one
+	if got := exactly(t, s1, 2)[1]; got["message"] != "for one" {
+		t.Errorf("direct frame: %v", got)
+	}
+
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayTyping, Node: "x", UID: "ux", Nick: "X"})
+	for _, got := range []map[string]any{exactly(t, s1, 3)[2], exactly(t, s2, 2)[1]} {
+		if got["type"] != "typing" || got["uid"] != "ux" || got["nickName"] != "X" {
+			t.Errorf("typing from x: %v", got)
+		}
+	}
+	c1.Receive([]byte(`{"typing":true}`), false)
+	rm := nextRelay(t, rooms, func(rm *relayMsg) bool { return rm.Node != "b" })
+	if rm.T != relayTyping || rm.UID != "u1" || rm.Nick != "one" {
+		t.Errorf("b's typing notice: %+v", rm)
+	}
+	if got := exactly(t, s2, 3)[2]; got["type"] != "typing" || got["uid"] != "u1" {
+		t.Errorf("typing of a member here: %v", got)
+	}
+	exactly(t, s1, 3)
+}
+
+// The owner takes the posts other nodes forward (the test plays node x): it
+// stores them, answers with the id once stored, and publishes the batch with
+// the sender named; what it tells the sender alone (the echo of a re-sent
+// cid, a refusal) goes to the sender's node. A node that does not own the
+// room says so; a post it cannot read is refused.
+func TestOwnerTakesForwardedPosts(t *testing.T) {
+	tc := newTestCluster(t, "a", "x")
+	tc.place([]string{"a", "x"}, "r", "a", "idle", "a", "elsewhere", "x")
+	fs := faultstore.New(persistence.NewMemory())
+	ha := tc.hub(t, "a", fs)
+	sa := &captureSink{}
+	connect(t, ha, ConnSpec{UID: "ua", Room: "r", Sink: sa})
+	exactly(t, sa, 1)
+	toAll := tc.listen(t, subjectRoom+"r.all")
+	toX := tc.listen(t, subjectRoom+"r.x")
+	send := func(room string, f fwdPost) fwdReply {
+		t.Helper()
+		m, err := tc.nc.Request(subjectForward+"a."+room, mustJSON(t, f), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r fwdReply
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	post := fwdPost{Node: "x", Member: "m1", UID: "ux", Nick: "X", Kind: protocol.KindText, HasCID: true, CID: "f1", Content: "hello"}
+
+	if r := send("r", post); r != (fwdReply{ID: 1}) {
+		t.Errorf("answer %+v, want id 1", r)
+	}
+	got := exactly(t, sa, 2)[1]
+	if got["type"] != "remote" || got["id"] != float64(1) || got["uid"] != "ux" || got["nickName"] != "X" || got["content"] != "hello" {
+		t.Errorf("a's member got %v", got)
+	}
+	rm := nextRelay(t, toAll, nil)
+	if rm.T != relayBatch || rm.Node != "a" || len(rm.Msgs) != 1 || rm.Msgs[0].ID != 1 || rm.Msgs[0].CID != "f1" || rm.Msgs[0].From != "x/m1" {
+		t.Errorf("a's batch: %+v", rm)
+	}
+
+	// The same cid again: its original, to x's member only.
+	if r := send("r", post); r != (fwdReply{}) {
+		t.Errorf("answer to a re-sent cid %+v, want none stored", r)
+	}
+	rm = nextRelay(t, toX, nil)
+	sink := &captureSink{}
+	sink.Send(rm.Frames...)
+	if rm.T != relayDirect || rm.To != "m1" || rm.Node != "a" || len(sink.all()) != 1 || sink.all()[0]["type"] != "user" || sink.all()[0]["id"] != float64(1) || sink.all()[0]["cid"] != "f1" {
+		t.Errorf("echo of a re-sent cid: %+v %v", rm, sink.all())
+	}
+
+	// A failed write: the refusal goes to x's member.
+	fs.FailWrites(1)
+	post.CID, post.Content = "f2", "lost"
+	if r := send("r", post); r != (fwdReply{}) {
+		t.Errorf("answer to a failed write %+v, want none stored", r)
+	}
+	rm = nextRelay(t, toX, nil)
+	sink = &captureSink{}
+	sink.Send(rm.Frames...)
+	if rm.To != "m1" || len(sink.all()) != 1 || sink.all()[0]["error"] != protocol.ErrUnavailable || sink.all()[0]["cid"] != "f2" {
+		t.Errorf("refusal: %+v %v", rm, sink.all())
+	}
+	exactly(t, sa, 2)
+
+	if r := send("elsewhere", post); r != (fwdReply{Moved: true}) {
+		t.Errorf("a post for a room of x's: %+v, want moved", r)
+	}
+	m, err := tc.nc.Request(subjectForward+"a.r", []byte("{"), 10*time.Second)
+	if err != nil || string(m.Data) != `{"err":"bad forwarded post"}` {
+		t.Errorf("a garbled post: %s (%v)", m.Data, err)
+	}
+	if r := send(strings.Repeat("z", 65), post); r.Err != "bad forwarded post" {
+		t.Errorf("a post for a bad room name: %+v", r)
+	}
+	// A room with no members here takes posts too, with mentions and all.
+	post.CID, post.Content, post.Mentions = "", "hi", "ua"
+	if r := send("idle", post); r != (fwdReply{ID: 1}) {
+		t.Errorf("a post for a room with no members here: %+v", r)
+	}
+	msgs, _ := fs.MessagesAfter("idle", 0, 5)
+	if len(msgs) != 1 || !strings.Contains(string(msgs[0].Data), `"mentions":["ua"]`) {
+		t.Errorf("stored %v", msgs)
+	}
+}
+
+// batchSink keeps the ids of each Send: a room sends a member one batch per call.
+type batchSink struct {
+	mu      sync.Mutex
+	batches [][]uint64
+	n       int
+}
+
+func (s *batchSink) Send(frames ...[]byte) bool {
+	c := &captureSink{}
+	c.Send(frames...)
+	var ids []uint64
+	for _, f := range c.all() {
+		if id, ok := f["id"].(float64); ok {
+			ids = append(ids, uint64(id))
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches = append(s.batches, ids)
+	s.n += len(ids)
+	return true
+}
+
+func (s *batchSink) Close(int, string) {}
+
+func (s *batchSink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// A batch bigger than relayChunk is published in pieces, in order, each as
+// big as fits: 64 messages of 4 KiB fill one exactly.
+func TestPublishBatchInPieces(t *testing.T) {
+	tc := newTestCluster(t, "a", "x")
+	tc.place([]string{"a", "x"}, "r", "a")
+	fs := faultstore.New(persistence.NewMemory())
+	ha := tc.hub(t, "a", fs)
+	sa := &batchSink{}
+	ca := connect(t, ha, ConnSpec{UID: "ua", NickName: "A", Room: "r", Sink: sa})
+	waitFor(t, func() bool { sa.mu.Lock(); defer sa.mu.Unlock(); return len(sa.batches) == 1 })
+	toAll := tc.listen(t, subjectRoom+"r.all")
+
+	const size, posts = relayChunk / 64, 150
+	post := func(id uint64) []byte { // a post stored in size bytes under id
+		rec := protocol.Record{ID: id, Number: 1, Time: time.Now().UnixMilli(), UID: "ua", NickName: "A", Kind: protocol.KindText}
+		pad := size - len(protocol.AppendRecord(nil, &rec))
+		rec.Content = strings.Repeat("中", pad/3) + strings.Repeat("x", pad%3)
+		if n := len(protocol.AppendRecord(nil, &rec)); n != size {
+			t.Fatalf("record of %d bytes, want %d", n, size)
+		}
+		return mustJSON(t, map[string]any{"text": true, "content": rec.Content})
+	}
+	fs.StallWrites()
+	ca.Receive(post(1), false)
+	<-fs.Stalled()
+	for id := uint64(2); id <= posts; id++ {
+		ca.Receive(post(id), false)
+	}
+	fs.Release()
+	waitFor(t, func() bool { return sa.count() == posts })
+
+	var want [][]uint64 // each batch in pieces of 64
+	sa.mu.Lock()
+	for _, b := range sa.batches[1:] {
+		for len(b) > 0 {
+			n := min(len(b), 64)
+			want = append(want, b[:n])
+			b = b[n:]
+		}
+	}
+	sa.mu.Unlock()
+	var got [][]uint64
+	for len(got) < len(want) {
+		rm := nextRelay(t, toAll, nil)
+		var piece []uint64
+		for _, e := range rm.Msgs {
+			piece = append(piece, e.ID)
+			if len(e.Data) != size {
+				t.Fatalf("message %d of %d bytes, want %d", e.ID, len(e.Data), size)
+			}
+		}
+		got = append(got, piece)
+	}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("pieces %v, want %v", got, want)
+	}
+}
+
+// A node that is not among the live nodes (its heartbeat is not stored) is
+// cut off: after a failed write it refuses posts without asking the store,
+// whose calls would only wait out their timeouts, until it is live again.
+func TestCutOffNodeRefusesWithoutReading(t *testing.T) {
+	tc := newTestCluster(t, "x")
+	tc.place([]string{"x"}, "r", "b") // b still owns r: it has not seen itself go
+	fs := faultstore.New(persistence.NewMemory())
+	hb := tc.hub(t, "b", fs)
+	sb := &captureSink{}
+	cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	exactly(t, sb, 1)
+	cb.Receive(text("one"), false)
+	checkIDs(t, "a write that works", exactly(t, sb, 2)[1:], "user:1:one")
+
+	reads := fs.Calls("LastID") + fs.Calls("MessagesAfter")
+	fs.FailWrites(1)
+	cb.Receive(text("two"), false)
+	if got := exactly(t, sb, 3)[2]; got["error"] != protocol.ErrUnavailable || !strings.Contains(got["message"].(string), "cannot read its store") {
+		t.Errorf("a failed write: %v", got)
+	}
+	time.Sleep(retryBroken + 50*time.Millisecond) // the room may ask again
+	cb.Receive(text("three"), false)
+	if got := exactly(t, sb, 4)[3]; got["error"] != protocol.ErrUnavailable || !strings.Contains(got["message"].(string), "room unavailable") {
+		t.Errorf("a post while cut off: %v", got)
+	}
+	if n := fs.Calls("LastID") + fs.Calls("MessagesAfter") - reads; n != 0 {
+		t.Errorf("%d store reads while cut off, want none", n)
+	}
+
+	counts := tc.listen(t, subjectCount+"r")
+	tc.place([]string{"b", "x"})
+	waitPlacement(t, counts, "b")
+	time.Sleep(retryBroken + 50*time.Millisecond)
+	cb.Receive(text("four"), false)
+	checkIDs(t, "live again", exactly(t, sb, 5)[4:], "user:2:four")
+}
