@@ -48,7 +48,13 @@ func (c *testCluster) place(live []string, roomOwner ...string) {
 
 func (c *testCluster) hub(t *testing.T, name string, store persistence.Store) *Hub {
 	t.Helper()
-	h := NewHub(Options{Store: store, Rate: Rate{Off: true}, Nodes: testNode{c, name}})
+	return c.hubWith(t, name, Options{Store: store, Rate: Rate{Off: true}})
+}
+
+func (c *testCluster) hubWith(t *testing.T, name string, o Options) *Hub {
+	t.Helper()
+	o.Nodes = testNode{c, name}
+	h := NewHub(o)
 	t.Cleanup(func() { h.Shutdown(5 * time.Second) })
 	return h
 }
@@ -842,4 +848,23 @@ func TestCutOffNodeRefusesWithoutReading(t *testing.T) {
 	time.Sleep(retryBroken + 50*time.Millisecond)
 	cb.Receive(text("four"), false)
 	checkIDs(t, "live again", exactly(t, sb, 5)[4:], "user:2:four")
+}
+
+// A room that stops stops hearing the other nodes: its subscription goes.
+func TestStoppedRoomUnsubscribes(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "x")
+	hb := tc.hubWith(t, "b", Options{Store: persistence.NewMemory(), Rate: Rate{Off: true}, IdleRoom: 10 * time.Millisecond})
+	before := tc.nc.NumSubscriptions()
+	for range 2 {
+		sb := &captureSink{}
+		cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+		exactly(t, sb, 1)
+		if n := tc.nc.NumSubscriptions(); n != before+1 {
+			t.Errorf("%d subscriptions with the room, want %d", n, before+1)
+		}
+		cb.Closed()
+		waitFor(t, func() bool { return hb.Rooms() == 0 })
+		waitFor(t, func() bool { return tc.nc.NumSubscriptions() == before })
+	}
 }
