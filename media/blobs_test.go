@@ -269,11 +269,28 @@ func TestClusterMediaFailures(t *testing.T) {
 	})
 }
 
-// failMeta fails PutMedia on command.
+// failMeta fails PutMedia, or AddUpload taking bytes out, on command.
 type failMeta struct {
 	MetaStore
-	mu  sync.Mutex
-	put error
+	mu       sync.Mutex
+	put      error
+	takeBack error
+}
+
+func (f *failMeta) failTakeBack(err error) {
+	f.mu.Lock()
+	f.takeBack = err
+	f.mu.Unlock()
+}
+
+func (f *failMeta) AddUpload(uid string, at time.Time, n int64, forget time.Time) error {
+	f.mu.Lock()
+	err := f.takeBack
+	f.mu.Unlock()
+	if err != nil && n < 0 {
+		return err
+	}
+	return f.MetaStore.AddUpload(uid, at, n, forget)
 }
 
 func (f *failMeta) fail(err error) {
@@ -390,4 +407,138 @@ func byteRanges(t *testing.T, resp *http.Response) [][]byte {
 		}
 		out = append(out, b)
 	}
+}
+
+// Serving from the object store reads each blob once per answer and closes every
+// stream it opens: a GET of a 1 MiB image opens it once and reads its bytes once
+// (not once per read, which would move the blob many times across the cluster), a
+// range reads up to its end, ranges out of order open it again only to go back, and
+// no answer leaves a stream open (an object-store stream read part-way keeps its
+// subscription on the NATS server until it is closed).
+func TestClusterMediaStreams(t *testing.T) {
+	s := clusterServices(t, 1)[0]
+	cb := &countBlobs{Blobs: s.Blobs, closed: make(chan struct{}, 1)}
+	s.Blobs = cb
+	srv := serve(t, s)
+	img := noisePNG(t, 700, 400) // several chunks of the object store
+	id := stored(t, srv, img)
+	size := int64(len(img))
+
+	for _, tt := range []struct {
+		name     string
+		method   string
+		header   map[string]string
+		status   int
+		body     []byte
+		opens    int
+		maxBytes int64 // read from the object store
+	}{
+		{name: "GET", method: "GET", status: 200, body: img, opens: 1, maxBytes: size},
+		{name: "HEAD", method: "HEAD", status: 200, opens: 1},
+		{name: "not modified", method: "GET", header: map[string]string{"If-None-Match": `"` + id + `"`}, status: 304, opens: 1},
+		{name: "range", method: "GET", header: map[string]string{"Range": "bytes=10-19"}, status: 206, body: img[10:20], opens: 1, maxBytes: 20},
+		{name: "range from the middle to the end", method: "GET", header: map[string]string{"Range": "bytes=500000-"}, status: 206, body: img[500000:], opens: 1, maxBytes: size},
+		{name: "ranges forward", method: "GET", header: map[string]string{"Range": "bytes=10-19,500000-500009"}, status: 206, opens: 1, maxBytes: 500010},
+		{name: "ranges out of order", method: "GET", header: map[string]string{"Range": "bytes=500000-500009,10-19,-5"}, status: 206, opens: 2, maxBytes: 500010 + size},
+	} {
+		ok := t.Run(tt.name, func(t *testing.T) {
+			cb.reset()
+			req, _ := http.NewRequest(tt.method, srv.URL+"/media/"+id, nil)
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != tt.status || tt.body != nil && !bytes.Equal(got, tt.body) {
+				t.Fatalf("%d, %d bytes, %v; want %d, %d bytes", resp.StatusCode, len(got), err, tt.status, len(tt.body))
+			}
+			opens, read := cb.settled(t)
+			if opens != tt.opens || read > tt.maxBytes {
+				t.Errorf("the blob of %d bytes was opened %d times and %d bytes were read; want %d and at most %d", size, opens, read, tt.opens, tt.maxBytes)
+			}
+		})
+		if !ok {
+			break // a stream left open would keep the next cases waiting too
+		}
+	}
+}
+
+// countBlobs counts the streams real Blobs open, the bytes read from them, and
+// those still open.
+type countBlobs struct {
+	Blobs
+	mu          sync.Mutex
+	opens, open int
+	read        int64
+	closed      chan struct{} // signalled on every Close
+}
+
+func (c *countBlobs) Open(id string) (io.ReadCloser, int64, error) {
+	rc, n, err := c.Blobs.Open(id)
+	if err != nil {
+		return nil, 0, err
+	}
+	c.mu.Lock()
+	c.opens++
+	c.open++
+	c.mu.Unlock()
+	return &countStream{ReadCloser: rc, c: c}, n, nil
+}
+
+func (c *countBlobs) reset() {
+	c.mu.Lock()
+	c.opens, c.read = 0, 0
+	c.mu.Unlock()
+}
+
+// settled waits until every stream is closed (the handler closes its own when it
+// returns, which may be after the client has the whole answer) and returns the
+// streams opened and the bytes read since reset.
+func (c *countBlobs) settled(t *testing.T) (opens int, read int64) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		c.mu.Lock()
+		open, opens, read := c.open, c.opens, c.read
+		c.mu.Unlock()
+		if open == 0 {
+			return opens, read
+		}
+		select {
+		case <-c.closed:
+		case <-deadline:
+			t.Fatalf("%d streams of the object store still open 10 s after the answer (%d opened)", open, opens)
+		}
+	}
+}
+
+type countStream struct {
+	io.ReadCloser
+	c    *countBlobs
+	once sync.Once
+}
+
+func (s *countStream) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	s.c.mu.Lock()
+	s.c.read += int64(n)
+	s.c.mu.Unlock()
+	return n, err
+}
+
+func (s *countStream) Close() error {
+	s.once.Do(func() {
+		s.c.mu.Lock()
+		s.c.open--
+		s.c.mu.Unlock()
+		select {
+		case s.c.closed <- struct{}{}:
+		default:
+		}
+	})
+	return s.ReadCloser.Close()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image"
 	"image/png"
 	"io"
@@ -322,6 +323,64 @@ func TestUploadRefusalReleasesQuota(t *testing.T) {
 	}
 }
 
+// With shared media bytes an upload is counted in the store before its bytes go in;
+// refused after that (the object store full, the metadata failing) it is taken out
+// again, so the user keeps the whole quota and the log raises no alarm. When the
+// store cannot take it out, the log says whose bytes stay counted.
+func TestClusterRefusalReleasesQuota(t *testing.T) {
+	s := clusterServices(t, 1)[0]
+	img := noisePNG(t, 48, 48)
+	size := int64(len(img))
+	s.Quota = Quota{Bytes: size, Per: time.Hour}
+	meta, fb := &failMeta{MetaStore: s.Meta}, &failBlobs{Blobs: s.Blobs}
+	s.Meta, s.Blobs = meta, fb
+	logs := captureLog(t)
+	srv := serve(t, s)
+	usage := func(uid string) int64 {
+		recs, err := meta.Uploads(uid, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, r := range recs {
+			n += r.Bytes
+		}
+		return n
+	}
+
+	fb.set(func(f *failBlobs) { f.put = fmt.Errorf("%w: 10047", persistence.ErrFull) })
+	if status, got, _ := upload(t, srv.URL, "u1", img); status != http.StatusInsufficientStorage {
+		t.Fatalf("object store full: %d %v, want 507", status, got)
+	}
+	fb.set(func(f *failBlobs) { f.put = nil })
+	meta.fail(errors.New("no quorum"))
+	if status, got, _ := upload(t, srv.URL, "u1", img); status != http.StatusInternalServerError {
+		t.Fatalf("metadata failing: %d %v, want 500", status, got)
+	}
+	meta.fail(nil)
+	if n := usage("u1"); n != 0 {
+		t.Fatalf("after two refusals %d bytes counted, want 0", n)
+	}
+	if strings.Contains(logs.String(), "stays counted") {
+		t.Errorf("refusals taken out of the quota logged as kept:\n%s", logs)
+	}
+	if status, got, _ := upload(t, srv.URL, "u1", img); status != http.StatusOK {
+		t.Fatalf("the whole quota after refusals: %d %v", status, got)
+	}
+	if n := usage("u1"); n != size {
+		t.Errorf("%d bytes counted, want %d", n, size)
+	}
+
+	meta.failTakeBack(errors.New("no quorum"))
+	fb.set(func(f *failBlobs) { f.put = fmt.Errorf("%w: 10047", persistence.ErrFull) })
+	if status, got, _ := upload(t, srv.URL, "u2", noisePNG(t, 48, 48)); status != http.StatusInsufficientStorage {
+		t.Fatalf("object store full: %d %v, want 507", status, got)
+	}
+	if l := logs.String(); !strings.Contains(l, "a refused upload stays counted against the quota") || !strings.Contains(l, "uid=u2") || !strings.Contains(l, "no quorum") {
+		t.Errorf("a refusal the store kept counted is not logged with its user and error:\n%s", l)
+	}
+}
+
 func TestUploadQuotaOff(t *testing.T) {
 	s, meta := newService(t)
 	s.Quota = Quota{Off: true, Bytes: 10, Per: time.Hour}
@@ -498,6 +557,52 @@ func TestUploadMinFreeDisk(t *testing.T) {
 			t.Fatalf("after release: %v", err)
 		}
 		s.release(h)
+	})
+	// An upload that leaves exactly the minimum free, beside another in flight, is
+	// admitted; a byte more is not. The free space of a real disk may move between
+	// two looks: a try counts only when it stood still across it.
+	t.Run("to the byte", func(t *testing.T) {
+		dir := t.TempDir()
+		store, err := persistence.OpenBadger(filepath.Join(dir, "store"), persistence.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		s := &Service{Dir: filepath.Join(dir, "media"), Meta: store, Authenticate: session, Now: func() time.Time { return testNow }}
+		if err := s.Open(); err != nil {
+			t.Fatal(err)
+		}
+		const inFlight, n = 3 << 20, 1 << 20
+		for try := 1; ; try++ {
+			before := free(t, s.Dir)
+			s.MinFreeDisk = before - inFlight - n
+			other, err := s.admit("u1", inFlight, 1)
+			if err != nil {
+				t.Fatalf("first upload: %v", err)
+			}
+			fit, errFit := s.admit("u2", n, 1)
+			if errFit == nil {
+				s.release(fit)
+			}
+			over, errOver := s.admit("u2", n+1, 1)
+			if errOver == nil {
+				s.release(over)
+			}
+			s.release(other)
+			if free(t, s.Dir) != before {
+				if try == 20 {
+					t.Fatal("the disk's free space changed during each of 20 tries")
+				}
+				continue
+			}
+			if errFit != nil {
+				t.Errorf("an upload leaving exactly the minimum free: %v", errFit)
+			}
+			if !errors.As(errOver, new(*lowDiskError)) {
+				t.Errorf("an upload leaving a byte less than the minimum: %v, want lowDiskError", errOver)
+			}
+			return
+		}
 	})
 }
 
