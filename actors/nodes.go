@@ -75,6 +75,7 @@ func (f *fwdPost) message() protocol.ClientMessage {
 // it was stored under (0 when none), or why it was not taken.
 type fwdReply struct {
 	ID    uint64 `json:"id,omitempty"`
+	Again bool   `json:"again,omitempty"` // the cid was stored before as ID: echo that
 	Err   string `json:"err,omitempty"`
 	Moved bool   `json:"moved,omitempty"` // not the owner (any more): ask the owner of now
 }
@@ -215,7 +216,8 @@ func respond(m *nats.Msg, r fwdReply) {
 }
 
 // directSink stands for a member of another node in its room's owner: what
-// the room sends it (refusals, the echo of a re-sent cid) goes to its node.
+// the room sends it (refusals) goes to its node. Nothing with an id goes this
+// way: that node delivers ids in order (see again).
 type directSink struct {
 	nc      *nats.Conn
 	subject string
@@ -234,9 +236,10 @@ func (s *directSink) Close(int, string) {}
 // relayReply is the pending answer to a forwarded post: sent when the room is
 // done with it (Member.done).
 type relayReply struct {
-	msg  *nats.Msg
-	id   uint64
-	sent bool
+	msg   *nats.Msg
+	id    uint64
+	again bool
+	sent  bool
 }
 
 func (r *relayReply) finish() {
@@ -244,5 +247,5 @@ func (r *relayReply) finish() {
 		return
 	}
 	r.sent = true
-	respond(r.msg, fwdReply{ID: r.id})
+	respond(r.msg, fwdReply{ID: r.id, Again: r.again})
 }

@@ -433,6 +433,11 @@ func (r *room) again(to *Member, id uint64, cid string) {
 		r.dups = append(r.dups, dupEcho{to: to, id: id, cid: cid})
 		return
 	}
+	if to.relay != nil { // its node echoes it, behind what that node has delivered (forwarded)
+		to.relay.id, to.relay.again = id, true
+		to.done()
+		return
+	}
 	defer to.done()
 	data, ok := r.storedData(id)
 	if !ok {

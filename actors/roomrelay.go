@@ -338,6 +338,16 @@ func (r *room) forwarded(ctx actor.Context, m *forwarded) {
 		time.AfterFunc(reforwardAfter, func() { root.Send(self, reforward{m}) })
 		return
 	}
+	if m.Err == nil && m.Reply.Again && m.Reply.ID > 0 {
+		// A re-sent cid: its echo comes after everything before its id here,
+		// never ahead of a batch this node has not had yet.
+		if m.Reply.ID > r.stored && !r.catchUp(ctx, m.Reply.ID) {
+			from.done() // its members are closed with 1011: they come back with since
+			return
+		}
+		r.again(from, m.Reply.ID, m.Post.Msg.CID)
+		return
+	}
 	defer from.done()
 	switch {
 	case moving || m.Err != nil:
