@@ -2,6 +2,7 @@ package actors
 
 import (
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -892,5 +893,35 @@ func TestStoppedRoomUnsubscribes(t *testing.T) {
 		cb.Closed()
 		waitFor(t, func() bool { return hb.Rooms() == 0 })
 		waitFor(t, func() bool { return tc.nc.NumSubscriptions() == before })
+	}
+}
+
+// The owner's batch marks events and carries a recall's target and stub, so
+// that the other nodes' tails recall their copy too; a plain message is no
+// event. Publishing that works logs nothing.
+func TestOwnerPublishesEvents(t *testing.T) {
+	tc := newTestCluster(t, "a", "x")
+	tc.place([]string{"a", "x"}, "r", "a")
+	logs := &syncBuffer{}
+	ha := tc.hubWith(t, "a", Options{Store: persistence.NewMemory(), Rate: Rate{Off: true}, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	sa := &captureSink{}
+	ca := connect(t, ha, ConnSpec{UID: "ua", Room: "r", Sink: sa, V2: true})
+	exactly(t, sa, 1)
+	toAll := tc.listen(t, subjectRoom+"r.all")
+	ca.Receive(text("oops"), false)
+	rm := nextRelay(t, toAll, nil)
+	if len(rm.Msgs) != 1 || rm.Msgs[0].Event || rm.Msgs[0].Target != 0 || rm.Msgs[0].Recall != nil || rm.Split {
+		t.Errorf("a message's batch: %+v", rm)
+	}
+	ca.Receive([]byte(`{"recall":1}`), false)
+	rm = nextRelay(t, toAll, nil)
+	if len(rm.Msgs) != 1 || !rm.Msgs[0].Event || rm.Msgs[0].Target != 1 || !rm.Split {
+		t.Fatalf("a recall's batch: %+v", rm)
+	}
+	if !strings.Contains(string(rm.Msgs[0].Recall), `"recalled":true`) {
+		t.Errorf("the recall's stub %s", rm.Msgs[0].Recall)
+	}
+	if strings.Contains(logs.String(), "could not tell") {
+		t.Errorf("logs:\n%s", logs)
 	}
 }
