@@ -514,19 +514,25 @@ func TestRoomMovesAway(t *testing.T) {
 func TestOwnerHearsAnotherWriter(t *testing.T) {
 	tc := newTestCluster(t, "b", "x")
 	tc.place([]string{"b", "x"}, "r", "b")
-	store := persistence.NewMemory()
+	store := faultstore.New(persistence.NewMemory())
 	hb := tc.hub(t, "b", store)
 	sb := &captureSink{}
-	cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb, V2: true})
 	exactly(t, sb, 1)
 	cb.Receive(text("mine"), false)
 	exactly(t, sb, 2)
 	old := stored(t, store, "r", 2, 3, "ux", "x's")
 	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: old[:1]}) // 2: not all that is there
 	checkIDs(t, "read back", exactly(t, sb, 4)[2:], "remote:2:x's", "remote:3:x's")
+	reads := store.Calls(faultstore.LastID)
 	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: old}) // nothing new: no read
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayTyping, Node: "x", UID: "ux"}) // heard after it
+	exactly(t, sb, 5)
 	cb.Receive(text("next"), false)
-	checkIDs(t, "then", exactly(t, sb, 5)[4:], "user:4:next")
+	checkIDs(t, "then", exactly(t, sb, 6)[5:], "user:4:next")
+	if n := store.Calls(faultstore.LastID) - reads; n != 0 {
+		t.Errorf("%d reads of the last id after a batch the room had", n)
+	}
 }
 
 // Counts: each node says how many members it has (with who joined or left);
