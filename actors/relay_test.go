@@ -931,3 +931,21 @@ func TestOwnerPublishesEvents(t *testing.T) {
 		t.Errorf("logs:\n%s", logs)
 	}
 }
+
+// A follower whose start could not read the store takes the first batch it
+// hears as where history ends: what came before it is not delivered.
+func TestFollowerStartsWithoutTheStore(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "x")
+	fs := faultstore.New(persistence.NewMemory())
+	hb := tc.hub(t, "b", fs)
+	fs.FailReads(1) // the room's LastID at its start
+	sb := &captureSink{}
+	connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	exactly(t, sb, 1)
+	entries := stored(t, fs, "r", 1, 6, "ux", "m")
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: entries[4:]})
+	checkIDs(t, "the first batch", exactly(t, sb, 3)[1:], "remote:5:m", "remote:6:m")
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: stored(t, fs, "r", 7, 7, "ux", "n")})
+	checkIDs(t, "the next", exactly(t, sb, 4)[3:], "remote:7:n")
+}
