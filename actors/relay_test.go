@@ -949,3 +949,38 @@ func TestFollowerStartsWithoutTheStore(t *testing.T) {
 	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: stored(t, fs, "r", 7, 7, "ux", "n")})
 	checkIDs(t, "the next", exactly(t, sb, 4)[3:], "remote:7:n")
 }
+
+// The cids of relayed batches are known to the end of their window when the
+// room moves here: one sent exactly cidWindow ago is still answered with its
+// original, one a millisecond older is stored anew.
+func TestRelayedCIDsToTheWindowsEnd(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	clock := &fakeClock{t: t0}
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "x")
+	store := persistence.NewMemory()
+	hb := tc.hubWith(t, "b", Options{Store: store, Rate: Rate{Off: true}, Now: clock.now})
+	sb := &captureSink{}
+	cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	exactly(t, sb, 1)
+	var entries []relayEntry
+	for i, at := range []time.Time{t0.Add(-cidWindow - time.Millisecond), t0.Add(-cidWindow)} {
+		id := uint64(i + 1)
+		data := protocol.AppendRecord(nil, &protocol.Record{ID: id, Number: 1, Time: at.UnixMilli(), UID: "ub", NickName: "ub", Kind: protocol.KindText, Content: "m"})
+		cid := []string{"old", "edge"}[i]
+		if err := store.AppendMessages("r", []persistence.Message{{ID: id, Data: data, CID: cid}}); err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, relayEntry{ID: id, Data: data, CID: cid})
+	}
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: entries})
+	exactly(t, sb, 3)
+
+	counts := tc.listen(t, subjectCount+"r")
+	tc.place([]string{"b"}, "r", "b")
+	waitPlacement(t, counts, "b")
+	cb.Receive([]byte(`{"text":true,"content":"m","cid":"edge"}`), false)
+	checkIDs(t, "the cid at the window's end", exactly(t, sb, 4)[3:], "user:2:m:edge")
+	cb.Receive([]byte(`{"text":true,"content":"m","cid":"old"}`), false)
+	checkIDs(t, "the cid past it", exactly(t, sb, 5)[4:], "user:3:m:old")
+}
