@@ -472,10 +472,8 @@ func copyDead(m map[string]bool) map[string]bool {
 // A room's owner paused (SIGSTOP) long enough for the others to take the room
 // over, then resumed, never assigns an id another node assigned.
 func TestClusterPausedOwner(t *testing.T) {
-	if testing.Short() || !*clusterLong {
-		// Under load it still finds an open defect now and then (an echo that
-		// names an id the store gave another message): not in CI until fixed.
-		t.Skip("starts three nodes and pauses one; run with -cluster.long")
+	if testing.Short() {
+		t.Skip("starts three nodes and pauses one")
 	}
 	nodes := startCluster(t, 3)
 	room := "pause"
