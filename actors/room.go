@@ -56,6 +56,7 @@ type room struct {
 	self, owner string
 	remote      map[string]int // node → its members here
 	sub         *nats.Subscription
+	awaiting    map[cidKey]*Member // forwarded posts with a cid whose echo has not gone out here
 
 	reacts      map[uint64]*reactState // reactions of messages lately reacted to, pending ones included
 	typingAt    map[string]time.Time   // when each user's last typing notice went out
@@ -261,7 +262,11 @@ func (r *room) deliverStored(ctx actor.Context, msgs []persistence.Message) {
 		if m.ID <= r.stored {
 			continue
 		}
-		batch = append(batch, pendingMsg{id: m.ID, data: m.Data, uid: uidOf(m.Data)})
+		pm := pendingMsg{id: m.ID, data: m.Data, uid: uidOf(m.Data)}
+		if m.CID != "" {
+			r.echoTo(&pm, m.CID)
+		}
+		batch = append(batch, pm)
 	}
 	if len(batch) == 0 {
 		return
@@ -872,6 +877,11 @@ func (r *room) remove(ctx actor.Context, m *Member, why string) {
 	r.members[last] = nil
 	r.members = r.members[:last]
 	delete(r.index, m.ID)
+	for k, a := range r.awaiting {
+		if a == m {
+			delete(r.awaiting, k)
+		}
+	}
 	if why == "slow" {
 		r.hub.obs.SlowConsumer()
 		m.close(protocol.CloseSlowConsumer, "slow consumer")

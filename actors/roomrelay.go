@@ -225,6 +225,7 @@ func (r *room) relayedBatch(ctx actor.Context, m *relayMsg) {
 			if at := time.UnixMilli(protocol.StoredTime(e.Data)); now.Sub(at) <= cidWindow {
 				r.cids.put(pm.uid, cid, e.ID, at) // known if this node takes the room over
 			}
+			r.echoTo(&pm, cid)
 		}
 		if id, ok := strings.CutPrefix(e.From, r.self+"/"); ok {
 			if i, ok := r.index[id]; ok {
@@ -280,9 +281,32 @@ func (r *room) catchUp(ctx actor.Context, upTo uint64) bool {
 }
 
 // forward sends a member's post to the room's owner; the answer comes back
-// as forwarded. The echo comes with the owner's batch, like everyone's copy.
+// as forwarded. The echo comes with the owner's batch, like everyone's copy;
+// should the message reach this node another way (read from the store: the
+// owner stopped before it published, or the room moved here), awaiting
+// still knows whose echo it is.
 func (r *room) forward(ctx actor.Context, p *post) {
+	if p.Msg.HasCID {
+		if r.awaiting == nil {
+			r.awaiting = map[cidKey]*Member{}
+		}
+		r.awaiting[cidKey{p.From.UID, p.Msg.CID}] = p.From
+	}
 	r.sendForward(ctx, &forwarded{Post: p, First: time.Now()})
+}
+
+// echoTo makes pm, a message of this room with cid, the echo of the post
+// this node forwarded with that cid, if it did.
+func (r *room) echoTo(pm *pendingMsg, cid string) {
+	k := cidKey{pm.uid, cid}
+	from, ok := r.awaiting[k]
+	if !ok {
+		return
+	}
+	delete(r.awaiting, k)
+	if _, member := r.index[from.ID]; member {
+		pm.from, pm.cid = from, &cid
+	}
 }
 
 func (r *room) sendForward(ctx actor.Context, res *forwarded) {
@@ -338,6 +362,9 @@ func (r *room) forwarded(ctx actor.Context, m *forwarded) {
 		time.AfterFunc(reforwardAfter, func() { root.Send(self, reforward{m}) })
 		return
 	}
+	if p := m.Post; p.Msg.HasCID && (m.Reply.ID == 0 || m.Reply.Again || m.Reply.ID <= r.stored) {
+		delete(r.awaiting, cidKey{p.From.UID, p.Msg.CID}) // refused, or delivered already
+	}
 	if m.Err == nil && m.Reply.Again && m.Reply.ID > 0 {
 		// A re-sent cid: its echo comes after everything before its id here,
 		// never ahead of a batch this node has not had yet.
@@ -368,6 +395,9 @@ func (r *room) reforwarded(ctx actor.Context, m *forwarded) {
 		return
 	}
 	if r.owns() {
+		if p := m.Post; p.Msg.HasCID {
+			delete(r.awaiting, cidKey{p.From.UID, p.Msg.CID}) // stored here, echoed here
+		}
 		r.post(ctx, m.Post)
 		return
 	}
