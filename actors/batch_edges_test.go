@@ -59,7 +59,7 @@ func TestBatchCaps(t *testing.T) {
 				ca.Receive(text("x"), false)
 				waitFor(t, func() bool { return a.frames.Load() == int64(i)+2 || i == 100 })
 			}
-			<-stalled
+			within(t, stalled)
 			body := text(strings.Repeat("z", tc.content))
 			for range tc.posts {
 				ca.Receive(body, false)

@@ -38,7 +38,7 @@ func TestEventBatchCap(t *testing.T) {
 	waitFor(t, func() bool { return a.frames.Load() == 2 })
 	react := []byte(`{"react":1,"emoji":"👍"}`)
 	ca.Receive(react, false)
-	<-stalled
+	within(t, stalled)
 	const more = maxBatch + 10
 	for range more {
 		ca.Receive(react, false) // on, off, on...

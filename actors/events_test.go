@@ -48,7 +48,7 @@ func TestBatchWithEventsPerVersion(t *testing.T) {
 		waitFor(t, func() bool { return len(s.all()) == 2 })
 	}
 	conns["b"].Receive(text("two"), false) // stalls in the store
-	<-stalled
+	within(t, stalled)
 	conns["a"].Receive([]byte(`{"react":1,"emoji":"👍","cid":"k2"}`), false)
 	conns["a"].Receive([]byte(`{"text":true,"content":"hi b","mentions":["ub"],"cid":"k3"}`), false)
 	conns["a"].Receive([]byte(`{"recall":1,"cid":"k4"}`), false)

@@ -113,7 +113,7 @@ func TestPartlyStoredBatch(t *testing.T) {
 	waitFor(t, func() bool { return len(b.all()) == 1 })
 
 	ca.Receive(textCID("m1"), false)
-	<-stalled
+	within(t, stalled)
 	for _, s := range []string{"m2", "m3", "m4", "m5", "m6"} {
 		ca.Receive(textCID(s), false)
 	}
@@ -171,7 +171,7 @@ func TestStoreUnreadableAfterFailedWrite(t *testing.T) {
 	waitFor(t, func() bool { return len(b.all()) == 1 })
 
 	ca.Receive(textCID("m1"), false)
-	<-stalled
+	within(t, stalled)
 	for _, s := range []string{"m2", "m3", "m4"} {
 		ca.Receive(textCID(s), false)
 	}
@@ -268,7 +268,7 @@ func TestJoinsToACrashingRoom(t *testing.T) {
 	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
 	waitFor(t, func() bool { return len(a.all()) == 1 })
 	ca.Receive(text("crash"), false)
-	<-stalled
+	within(t, stalled)
 	late := []*captureSink{{}, {}, {}}
 	for i, s := range late {
 		connect(t, hub, ConnSpec{UID: fmt.Sprint("late", i), Room: "r", Sink: s})
@@ -302,7 +302,7 @@ func TestShutdownConfirmsQueuedPosts(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		ca.Receive(textCID(fmt.Sprint(i)), false)
 		if i == 1 {
-			<-stalled
+			within(t, stalled)
 		}
 	}
 	time.Sleep(100 * time.Millisecond)
@@ -335,7 +335,7 @@ func TestEndedSessionClosesBehindEchoes(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		ca.Receive(textCID(fmt.Sprint(i)), false)
 		if i == 1 {
-			<-stalled
+			within(t, stalled)
 		}
 	}
 	time.Sleep(100 * time.Millisecond)
@@ -465,7 +465,7 @@ func TestBatchOfManySendersIsShared(t *testing.T) {
 		waitFor(t, func() bool { return s.frames.Load() >= 1 })
 	}
 	conns[0].Receive(text("first"), false)
-	<-stalled
+	within(t, stalled)
 	body := strings.Repeat("x", 200)
 	for _, c := range conns {
 		c.Receive(text(body), false)
@@ -496,7 +496,7 @@ func TestInflightBoundWaits(t *testing.T) {
 	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
 	waitFor(t, func() bool { return len(a.all()) == 1 })
 	ca.Receive(text("1"), false)
-	<-stalled
+	within(t, stalled)
 	for i := 2; i <= 4; i++ {
 		ca.Receive(text(fmt.Sprint(i)), false)
 	}
@@ -508,7 +508,7 @@ func TestInflightBoundWaits(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 	close(release)
-	<-returned
+	within(t, returned)
 	waitFor(t, func() bool { return len(ids(a.all())) == 5 })
 	if c := a.all(); c[len(c)-1]["close"] != nil {
 		t.Error("a fast sender was closed; it must only be slowed down")
@@ -529,7 +529,7 @@ func TestClosedConnectionFreesItsReader(t *testing.T) {
 	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
 	waitFor(t, func() bool { return len(a.all()) == 1 })
 	ca.Receive(text("1"), false)
-	<-stalled
+	within(t, stalled)
 	returned := make(chan struct{})
 	go func() { ca.Receive(text("2"), false); close(returned) }()
 	time.Sleep(50 * time.Millisecond)
@@ -686,7 +686,7 @@ func TestFanoutVariants(t *testing.T) {
 	cb := connect(t, hub, ConnSpec{UID: "B", Room: "r", Sink: b})
 	waitFor(t, func() bool { return len(a1.all()) == 1 && len(a2.all()) == 1 && len(b.all()) == 1 })
 	c1.Receive(text("first"), false)
-	<-stalled
+	within(t, stalled)
 	c1.Receive(textCID("x"), false)
 	time.Sleep(20 * time.Millisecond)
 	cb.Receive(text("y"), false)

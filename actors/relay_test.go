@@ -812,7 +812,7 @@ func TestPublishBatchInPieces(t *testing.T) {
 	}
 	fs.StallWrites()
 	ca.Receive(post(1), false)
-	<-fs.Stalled()
+	within(t, fs.Stalled())
 	for id := uint64(2); id <= posts; id++ {
 		ca.Receive(post(id), false)
 	}
