@@ -94,7 +94,7 @@ func (c *conn) Receive(ctx actor.Context) {
 func (c *conn) receive(ctx actor.Context, in *inbound) {
 	c.hub.obs.MessageIn()
 	// Every frame counts against the rate, bad and binary ones too.
-	allowed := c.limiter == nil || c.limiter.Allow()
+	allowed := c.limiter == nil || c.limiter.AllowN(c.hub.now(), 1)
 	if in.Binary {
 		c.member.done()
 		c.refuseOrEnd(ctx, allowed, protocol.ErrBadMessage, "binary frames are not accepted; send JSON text", nil)

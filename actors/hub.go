@@ -286,6 +286,9 @@ func (h *Hub) Rooms() int {
 // It returns when all rooms have stopped or after timeout.
 func (h *Hub) Shutdown(timeout time.Duration) error {
 	_, err := h.system.Root.RequestFuture(h.registry, &shutdown{}, timeout).Result()
+	if h.opts.Nodes != nil { // the others stop counting this node's connections
+		_, _ = h.system.Root.RequestFuture(h.users, leaving{}, time.Second).Result()
+	}
 	select {
 	case <-h.stop:
 	default:

@@ -30,6 +30,7 @@ const (
 	subjectRoom    = "pc.room."  // pc.room.<room>.all | .<node>
 	subjectCount   = "pc.count." // pc.count.<room>: a node's member count, heard by every hub
 	subjectStart   = "pc.start"  // a node (re)started: it has no members anywhere yet
+	subjectUsers   = "pc.users"  // a node's connections per user, heard by every hub (usercounts.go)
 	toAll          = "all"
 )
 
@@ -176,11 +177,15 @@ func (h *Hub) startRelay(stop <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
+	if err = h.hearUsers(); err != nil {
+		return err
+	}
 	// A node killed and started again within the 4 s that count it down
 	// never left the live set: its old counts go when it says it started.
 	_, err = nodes.Conn().Subscribe(subjectStart, func(m *nats.Msg) {
 		if node := string(m.Data); node != nodes.Name() {
 			root.Send(registry, nodeStarted(node))
+			root.Send(h.users, nodeStarted(node))
 		}
 	})
 	if err == nil {
@@ -204,6 +209,7 @@ func (h *Hub) startRelay(stop <-chan struct{}) error {
 				h.log.Info("cluster: live nodes changed; rooms move", "live", now, "before", live)
 				live = now
 				root.Send(registry, liveChanged{})
+				root.Send(h.users, liveChanged{})
 			}
 		}
 	}()

@@ -22,6 +22,11 @@ type users struct {
 	ended    map[string]time.Time // sessions ended lately: a socket that checked one just before it ended is closed on arrival
 	endOrder []string
 	sweeper  *time.Timer
+
+	// Several nodes (usercounts.go): the others' counts of users with connections.
+	others map[string]map[string]int // uid → node → its connections there
+	live   []string                  // the live nodes, as last looked at
+	left   bool                      // this node is stopping: it tells the others nothing more
 }
 
 // Ended sessions are remembered this long (a socket is admitted within
@@ -35,6 +40,7 @@ type userState struct {
 	conns   int
 	rooms   map[string]int // the rooms its connections are in, and how many in each
 	limiter *rate.Limiter  // shared by the user's connections; nil when the rate limit is off
+	share   int            // the nodes the limiter's rate is divided among (1: the whole rate)
 	profile atomic.Pointer[profile]
 }
 
@@ -90,6 +96,9 @@ func (u *users) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		u.arm(ctx)
+		if u.hub.opts.Nodes != nil {
+			u.live = u.hub.opts.Nodes.Live()
+		}
 	case *admit:
 		ctx.Respond(u.admit(m.UID, m.Profile))
 	case *profileChanged:
@@ -127,6 +136,7 @@ func (u *users) Receive(ctx actor.Context) {
 				delete(st.rooms, m.Room)
 			}
 			st.conns--
+			u.tell(m.UID, st.conns)
 			if st.conns <= 0 && u.rested(st) {
 				delete(u.byUID, m.UID)
 			}
@@ -157,15 +167,18 @@ func (u *users) Receive(ctx actor.Context) {
 		if u.sweeper != nil {
 			u.sweeper.Stop()
 		}
+	default:
+		u.clusterMessage(ctx, m)
 	}
 }
 
 func (u *users) admit(uid string, p profile) *admission {
 	st := u.state(uid, p)
-	if max := u.hub.opts.MaxConnsPerUser; max > 0 && st.conns >= max {
+	if max := u.hub.opts.MaxConnsPerUser; max > 0 && st.conns+u.elsewhere(uid) >= max {
 		return &admission{err: ErrTooManyConnections}
 	}
 	st.conns++
+	u.tell(uid, st.conns)
 	return &admission{limiter: st.limiter, profile: &st.profile}
 }
 
@@ -176,8 +189,8 @@ func (u *users) state(uid string, p profile) *userState {
 		st = &userState{}
 		st.profile.Store(&p)
 		if r := u.hub.opts.Rate; !r.Off {
-			r = r.withDefaults()
-			st.limiter = rate.NewLimiter(rate.Every(r.Per/time.Duration(r.Messages)), r.Messages)
+			r, st.share = r.withDefaults(), u.share(uid)
+			st.limiter = rate.NewLimiter(limitOf(r, st.share), burstOf(r, st.share))
 		}
 		u.byUID[uid] = st
 	}
@@ -187,7 +200,7 @@ func (u *users) state(uid string, p profile) *userState {
 // rested: forgetting the user loses nothing, its budget is full again (a user
 // cannot refill its budget by closing its sockets and opening new ones).
 func (u *users) rested(st *userState) bool {
-	return st.limiter == nil || st.limiter.Tokens() >= float64(st.limiter.Burst())
+	return st.limiter == nil || st.limiter.TokensAt(u.hub.now()) >= float64(st.limiter.Burst())
 }
 
 func (u *users) arm(ctx actor.Context) {
