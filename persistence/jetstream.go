@@ -267,7 +267,7 @@ func (s *JetStream) leaderGet(ctx context.Context, stream string, req msgRequest
 		} `json:"message"`
 		Error *jetstream.APIError `json:"error"`
 	}
-	err := jsRetry(ctx, "read "+stream, func(ctx context.Context) error {
+	err := jsRetryEach(ctx, "read "+stream, readAttempt, func(ctx context.Context) error {
 		m, err := s.nc.RequestWithContext(ctx, s.api+"STREAM.MSG.GET."+stream, body)
 		if err != nil {
 			return err
@@ -1254,13 +1254,27 @@ func decodeUploads(b []byte) ([]Upload, error) {
 // jsRetry runs f until it succeeds, ctx ends, or it fails in a way waiting
 // does not cure.
 func jsRetry(ctx context.Context, what string, f func(context.Context) error) error {
+	return jsRetryEach(ctx, what, time.Second, f)
+}
+
+// readAttempt bounds a first read of a stream's leader: a read is answered in
+// milliseconds, but one sent to a leader that is stepping down gets no answer
+// at all, and the room waiting for it would stall for a whole attempt.
+const readAttempt = 200 * time.Millisecond
+
+// jsRetryEach is jsRetry with attempts of the given length, doubled (up to a
+// second) after each one that timed out.
+func jsRetryEach(ctx context.Context, what string, attempt time.Duration, f func(context.Context) error) error {
 	wait := 5 * time.Millisecond
 	for {
-		actx, cancel := context.WithTimeout(ctx, time.Second)
+		actx, cancel := context.WithTimeout(ctx, attempt)
 		err := f(actx)
 		cancel()
 		if err == nil || !jsTransient(err) {
 			return err
+		}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+			attempt = min(2*attempt, time.Second)
 		}
 		select {
 		case <-ctx.Done():

@@ -30,3 +30,32 @@ func TestStreamNotFoundWhileCreating(t *testing.T) {
 		t.Errorf("jsRetry: %v after %d calls, want the not-found error at once", err, calls)
 	}
 }
+
+// A read sent to a leader that is stepping down gets no answer: the attempt
+// is given up after readAttempt, not a second, and the next one is longer.
+func TestReadAttemptsAreShortThenGrow(t *testing.T) {
+	var budgets []time.Duration
+	f := func(ctx context.Context) error {
+		d, _ := ctx.Deadline()
+		budgets = append(budgets, time.Until(d))
+		if len(budgets) < 4 {
+			<-ctx.Done() // no answer
+			return ctx.Err()
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := jsRetryEach(ctx, "read", readAttempt, f); err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{readAttempt, 2 * readAttempt, 4 * readAttempt, time.Second}
+	for i, b := range budgets {
+		if b > want[i] || b < want[i]-100*time.Millisecond {
+			t.Errorf("attempt %d had %s, want about %s", i+1, b, want[i])
+		}
+	}
+	if len(budgets) != 4 {
+		t.Errorf("%d attempts, want 4", len(budgets))
+	}
+}
