@@ -119,8 +119,10 @@ func (r *room) Receive(ctx actor.Context) {
 	case liveChanged:
 		r.placement(ctx)
 	case gapCheck:
-		if (m.id == 0 || m.id > r.stored) && !r.owns() {
-			r.catchUp(ctx, m.id)
+		before := r.stored
+		if (m.id == 0 || m.id > before) && !r.owns() && r.catchUp(ctx, m.id) && m.id > before {
+			// a stored post's batch never came: its owner stopped, or a relay was lost
+			r.hub.log.Info("room read from the store what its owner did not send", "room", r.name, "from", before+1, "to", r.stored, "owner", r.owner)
 		}
 	case *leave:
 		if i, ok := r.index[m.ID]; ok {
