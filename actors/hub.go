@@ -271,6 +271,7 @@ func (h *Hub) LiveRooms(uid string) (map[string]bool, error) {
 // invalid-session error frame and close 1008, behind what is already queued.
 func (h *Hub) EndSession(sessionID string) {
 	h.system.Root.Send(h.users, &endSession{ID: sessionID})
+	h.publishLogout(sessionID) // its sockets on the other nodes too
 }
 
 // Rooms reports how many rooms are running.

@@ -31,6 +31,7 @@ const (
 	subjectCount   = "pc.count." // pc.count.<room>: a node's member count, heard by every hub
 	subjectStart   = "pc.start"  // a node (re)started: it has no members anywhere yet
 	subjectUsers   = "pc.users"  // a node's connections per user, heard by every hub (usercounts.go)
+	subjectLogout  = "pc.logout" // a session ended: every node closes its sockets
 	toAll          = "all"
 )
 
@@ -44,6 +45,12 @@ const livePoll = 200 * time.Millisecond
 // HandoverWait is how long a leaving node waits, once it said so, for every
 // node to move its rooms (a few polls of the live set).
 const HandoverWait = 3 * livePoll
+
+// sessionEnd tells the other nodes that a session ended (a logout).
+type sessionEnd struct {
+	Node    string `json:"o"`
+	Session string `json:"s"`
+}
 
 // fwdPost is a post forwarded to the room's owner.
 type fwdPost struct {
@@ -180,6 +187,15 @@ func (h *Hub) startRelay(stop <-chan struct{}) error {
 	if err = h.hearUsers(); err != nil {
 		return err
 	}
+	_, err = nodes.Conn().Subscribe(subjectLogout, func(m *nats.Msg) {
+		var e sessionEnd
+		if json.Unmarshal(m.Data, &e) == nil && e.Node != nodes.Name() && e.Session != "" {
+			root.Send(h.users, &endSession{ID: e.Session})
+		}
+	})
+	if err != nil {
+		return err
+	}
 	// A node killed and started again within the 4 s that count it down
 	// never left the live set: its old counts go when it says it started.
 	_, err = nodes.Conn().Subscribe(subjectStart, func(m *nats.Msg) {
@@ -214,6 +230,18 @@ func (h *Hub) startRelay(stop <-chan struct{}) error {
 		}
 	}()
 	return nil
+}
+
+// publishLogout tells the other nodes that a session ended.
+func (h *Hub) publishLogout(sessionID string) {
+	nodes := h.opts.Nodes
+	if nodes == nil {
+		return
+	}
+	b, _ := json.Marshal(sessionEnd{Node: nodes.Name(), Session: sessionID})
+	if err := nodes.Conn().Publish(subjectLogout, b); err != nil {
+		h.log.Warn("cluster: a logout could not reach the other nodes; their sockets of the session close when it expires", "err", err)
+	}
 }
 
 func respond(m *nats.Msg, r fwdReply) {
