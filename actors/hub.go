@@ -255,6 +255,7 @@ func (c *Conn) InFlight() int { return c.actor.member.gate.inFlight() }
 // It returns when they have it.
 func (h *Hub) ProfileChanged(uid, nickName, avatarURL string) {
 	_, _ = h.system.Root.RequestFuture(h.users, &profileChanged{UID: uid, Profile: profile{nickName, avatarURL}}, 5*time.Second).Result()
+	h.publishProfile(uid, profile{nickName, avatarURL}) // the user's sockets on the other nodes, moments later
 }
 
 // LiveRooms reports the rooms in which the user has a connection open now: the

@@ -26,12 +26,13 @@ type Nodes interface {
 // .all, frames for one node's members to .<node>; one subscription keeps
 // them in the order the owner sent them.
 const (
-	subjectForward = "pc.fwd."   // pc.fwd.<owner>.<room>: a post, request/reply
-	subjectRoom    = "pc.room."  // pc.room.<room>.all | .<node>
-	subjectCount   = "pc.count." // pc.count.<room>: a node's member count, heard by every hub
-	subjectStart   = "pc.start"  // a node (re)started: it has no members anywhere yet
-	subjectUsers   = "pc.users"  // a node's connections per user, heard by every hub (usercounts.go)
-	subjectLogout  = "pc.logout" // a session ended: every node closes its sockets
+	subjectForward = "pc.fwd."    // pc.fwd.<owner>.<room>: a post, request/reply
+	subjectRoom    = "pc.room."   // pc.room.<room>.all | .<node>
+	subjectCount   = "pc.count."  // pc.count.<room>: a node's member count, heard by every hub
+	subjectStart   = "pc.start"   // a node (re)started: it has no members anywhere yet
+	subjectUsers   = "pc.users"   // a node's connections per user, heard by every hub (usercounts.go)
+	subjectLogout  = "pc.logout"  // a session ended: every node closes its sockets
+	subjectProfile = "pc.profile" // a user's new profile, for its sockets on every node
 	toAll          = "all"
 )
 
@@ -45,6 +46,14 @@ const livePoll = 200 * time.Millisecond
 // HandoverWait is how long a leaving node waits, once it said so, for every
 // node to move its rooms (a few polls of the live set).
 const HandoverWait = 3 * livePoll
+
+// profileNews tells the other nodes a user's new profile.
+type profileNews struct {
+	Node   string `json:"o"`
+	UID    string `json:"u"`
+	Nick   string `json:"n"`
+	Avatar string `json:"a,omitempty"`
+}
 
 // sessionEnd tells the other nodes that a session ended (a logout).
 type sessionEnd struct {
@@ -187,6 +196,15 @@ func (h *Hub) startRelay(stop <-chan struct{}) error {
 	if err = h.hearUsers(); err != nil {
 		return err
 	}
+	_, err = nodes.Conn().Subscribe(subjectProfile, func(m *nats.Msg) {
+		var p profileNews
+		if json.Unmarshal(m.Data, &p) == nil && p.Node != nodes.Name() && p.UID != "" {
+			root.Send(h.users, &profileHeard{UID: p.UID, Profile: profile{p.Nick, p.Avatar}})
+		}
+	})
+	if err != nil {
+		return err
+	}
 	_, err = nodes.Conn().Subscribe(subjectLogout, func(m *nats.Msg) {
 		var e sessionEnd
 		if json.Unmarshal(m.Data, &e) == nil && e.Node != nodes.Name() && e.Session != "" {
@@ -230,6 +248,18 @@ func (h *Hub) startRelay(stop <-chan struct{}) error {
 		}
 	}()
 	return nil
+}
+
+// publishProfile tells the other nodes a user's new profile.
+func (h *Hub) publishProfile(uid string, p profile) {
+	nodes := h.opts.Nodes
+	if nodes == nil {
+		return
+	}
+	b, _ := json.Marshal(profileNews{Node: nodes.Name(), UID: uid, Nick: p.NickName, Avatar: p.AvatarURL})
+	if err := nodes.Conn().Publish(subjectProfile, b); err != nil {
+		h.log.Warn("cluster: a profile change could not reach the other nodes; the user's sockets there keep the old one until they reconnect", "err", err)
+	}
 }
 
 // publishLogout tells the other nodes that a session ended.

@@ -67,6 +67,9 @@ type profileChanged struct {
 	Profile profile
 }
 
+// profileHeard is a profile change made on another node.
+type profileHeard profileChanged
+
 // attach and release bracket a connection's life; release frees its slot.
 type attach struct {
 	UID, Room, Session string
@@ -104,6 +107,10 @@ func (u *users) Receive(ctx actor.Context) {
 	case *profileChanged:
 		u.state(m.UID, m.Profile).profile.Store(&m.Profile)
 		ctx.Respond(true)
+	case *profileHeard:
+		if st := u.byUID[m.UID]; st != nil { // a user with no socket here needs nothing
+			st.profile.Store(&m.Profile)
+		}
 	case *attach:
 		if st := u.byUID[m.UID]; st != nil {
 			if st.rooms == nil {
