@@ -595,7 +595,9 @@ func (s *JetStream) collect(ctx context.Context, subj string, e, last entry, fro
 			return nil, fmt.Errorf("entry %d of %s: %w", e.seq, subj, err)
 		}
 		for _, m := range msgs {
-			if m.ID >= from && m.ID <= to {
+			// Ids only go up: should two entries ever hold the same id, the
+			// first one stored wins for every reader.
+			if m.ID >= from && m.ID <= to && (len(out) == 0 || m.ID > out[len(out)-1].ID) {
 				m.Effect = nil // never read back
 				out = append(out, m)
 				if len(out) == limit {
