@@ -525,7 +525,7 @@ func TestOwnerHearsAnotherWriter(t *testing.T) {
 	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: old[:1]}) // 2: not all that is there
 	checkIDs(t, "read back", exactly(t, sb, 4)[2:], "remote:2:x's", "remote:3:x's")
 	reads := store.Calls(faultstore.LastID)
-	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: old}) // nothing new: no read
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: old})  // nothing new: no read
 	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayTyping, Node: "x", UID: "ux"}) // heard after it
 	exactly(t, sb, 5)
 	cb.Receive(text("next"), false)
