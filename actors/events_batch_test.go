@@ -88,3 +88,22 @@ func TestConflictStoresNothingOfOurs(t *testing.T) {
 	ca.Receive([]byte(`{"text":true,"content":"two","cid":"c"}`), false)
 	checkIDs(t, "then", exactly(t, a, 5)[3:], "remote:2:theirs", "user:3:two:c")
 }
+
+// Taking back one of two emoji lowers that emoji's count, not the other's.
+func TestTakeBackLowersItsOwnCount(t *testing.T) {
+	st := persistence.NewMemory()
+	hub := NewHub(Options{Store: st, Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	a := &captureSink{}
+	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a, V2: true})
+	exactly(t, a, 1)
+	ca.Receive(text("m"), false)
+	exactly(t, a, 2)
+	for i, emoji := range []string{"👍", "❤️", "👍"} {
+		ca.Receive([]byte(`{"react":1,"emoji":"`+emoji+`"}`), false)
+		exactly(t, a, 3+i)
+	}
+	if counts, mine, err := st.Reactions("r", 1, "ua"); err != nil || string(counts) != `{"❤️":1}` || string(mine) != `["❤️"]` {
+		t.Errorf("after taking back 👍: counts %s, own %s (%v); want ❤️ alone", counts, mine, err)
+	}
+}
