@@ -109,6 +109,7 @@ type Hub struct {
 	obs      Observer
 	log      *slog.Logger
 	stop     chan struct{} // closed by Shutdown: ends the cluster watch
+	epoch    int64         // this run of the node (several nodes): counts of an earlier run are stale
 }
 
 // NewHub starts the actor system and the room registry.
@@ -152,7 +153,7 @@ func NewHub(o Options) *Hub {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &Hub{store: o.Store, opts: o, obs: o.Observer, log: o.Logger, stop: make(chan struct{})}
+	h := &Hub{store: o.Store, opts: o, obs: o.Observer, log: o.Logger, stop: make(chan struct{}), epoch: time.Now().UnixNano()}
 	libLog := slog.New(minLevel{o.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
 	h.system = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLog }),

@@ -110,6 +110,7 @@ type relayMsg struct {
 	Nick   string       `json:"nk,omitempty"`
 	To     string       `json:"to,omitempty"`
 	Frames [][]byte     `json:"f,omitempty"`
+	Epoch  int64        `json:"e,omitempty"` // counts: the sending node's run (nodeStarted)
 }
 
 const (
@@ -156,7 +157,10 @@ const reforwardAfter = 100 * time.Millisecond
 type liveChanged struct{}
 
 // nodeStarted says a node (re)started: its members' counts are gone.
-type nodeStarted string
+type nodeStarted struct {
+	Node  string `json:"o"`
+	Epoch int64  `json:"e"`
+}
 
 // gapCheck makes a room read the store when id has not reached it by now.
 type gapCheck struct{ id uint64 }
@@ -217,13 +221,15 @@ func (h *Hub) startRelay(stop <-chan struct{}) error {
 	// A node killed and started again within the 4 s that count it down
 	// never left the live set: its old counts go when it says it started.
 	_, err = nodes.Conn().Subscribe(subjectStart, func(m *nats.Msg) {
-		if node := string(m.Data); node != nodes.Name() {
-			root.Send(registry, nodeStarted(node))
-			root.Send(h.users, nodeStarted(node))
+		var s nodeStarted
+		if json.Unmarshal(m.Data, &s) == nil && s.Node != "" && s.Node != nodes.Name() {
+			root.Send(registry, s)
+			root.Send(h.users, s)
 		}
 	})
 	if err == nil {
-		err = nodes.Conn().Publish(subjectStart, []byte(nodes.Name()))
+		b, _ := json.Marshal(nodeStarted{Node: nodes.Name(), Epoch: h.epoch})
+		err = nodes.Conn().Publish(subjectStart, b)
 	}
 	if err != nil {
 		return err

@@ -46,7 +46,7 @@ func TestCountsOfARestartedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return systemNum(t, hub, "r") == 3 }) // two elsewhere and the probe
-	if err := nc.Publish(subjectStart, []byte("other")); err != nil {
+	if err := nc.Publish(subjectStart, mustJSON(t, nodeStarted{Node: "other", Epoch: 1})); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return systemNum(t, hub, "r") == 1 })

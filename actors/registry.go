@@ -17,6 +17,7 @@ type registry struct {
 	closing bool
 	waiter  *actor.PID                // who asked for shutdown
 	counts  map[string]map[string]int // several nodes: room → node → its members there
+	epochs  map[string]int64          // several nodes: the run of each node its counts are from
 }
 
 type roomRef struct {
@@ -58,13 +59,11 @@ func (g *registry) Receive(ctx actor.Context) {
 		}
 		ctx.Send(g.room(ctx, m.Room).pid, m)
 	case *relayMsg: // a count from another node
-		g.count(ctx, m)
-	case nodeStarted:
-		for room, c := range g.counts {
-			if _, ok := c[string(m)]; ok {
-				g.count(ctx, &relayMsg{T: relayCount, Node: string(m), Room: room})
-			}
+		if g.current(ctx, m.Node, m.Epoch) {
+			g.count(ctx, m)
 		}
+	case nodeStarted:
+		g.current(ctx, m.Node, m.Epoch)
 	case liveChanged:
 		g.pruneCounts()
 		for _, ref := range g.rooms {
@@ -128,6 +127,28 @@ func (g *registry) count(ctx actor.Context, m *relayMsg) {
 		g.counts[m.Room] = c
 	}
 	c[m.Node] = m.N
+}
+
+// current says whether what node said in its run epoch still counts. A
+// newer run drops the counts of the older one (its members are gone), in
+// whichever order its start notice and its first counts arrive here.
+func (g *registry) current(ctx actor.Context, node string, epoch int64) bool {
+	known := g.epochs[node]
+	switch {
+	case epoch < known:
+		return false
+	case epoch > known:
+		if g.epochs == nil {
+			g.epochs = map[string]int64{}
+		}
+		g.epochs[node] = epoch
+		for room, c := range g.counts {
+			if _, ok := c[node]; ok {
+				g.count(ctx, &relayMsg{T: relayCount, Node: node, Room: room})
+			}
+		}
+	}
+	return true
 }
 
 // pruneCounts forgets the counts of nodes that are down: their members are gone.

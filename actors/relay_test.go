@@ -543,8 +543,9 @@ func TestCountsAndPresence(t *testing.T) {
 	tc.place([]string{"b", "x"}, "r", "x", "q", "x")
 	start := tc.listen(t, subjectStart)
 	hb := tc.hub(t, "b", persistence.NewMemory())
-	if m := next(t, start); string(m.Data) != "b" {
-		t.Errorf("a starting node says %q, want its name", m.Data)
+	var said nodeStarted
+	if m := next(t, start); json.Unmarshal(m.Data, &said) != nil || said.Node != "b" || said.Epoch == 0 {
+		t.Errorf("a starting node says %q, want its name and run", m.Data)
 	}
 	counts := tc.listen(t, subjectCount+"*")
 	sb := &captureSink{}
@@ -600,7 +601,7 @@ func TestCountsAndPresence(t *testing.T) {
 	}
 	count("q", 3, "") // gone again with the node's restart
 	waitFor(t, func() bool { return systemNum(t, hb, "q") == 4 })
-	if err := tc.nc.Publish(subjectStart, []byte("x")); err != nil {
+	if err := tc.nc.Publish(subjectStart, mustJSON(t, nodeStarted{Node: "x", Epoch: 1})); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return systemNum(t, hb, "q") == 1 })

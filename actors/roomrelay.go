@@ -155,7 +155,7 @@ func (r *room) publishCount(event string, who *Member) {
 	if !r.clustered() {
 		return
 	}
-	m := relayMsg{T: relayCount, N: len(r.members), Event: event}
+	m := relayMsg{T: relayCount, N: len(r.members), Event: event, Epoch: r.hub.epoch}
 	if who != nil {
 		m.UID, m.Nick = who.UID, who.NickName
 	}

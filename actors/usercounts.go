@@ -24,6 +24,7 @@ import (
 // (a full account goes in pieces: the first one says All).
 type userCounts struct {
 	Node  string         `json:"o"`
+	Epoch int64          `json:"e,omitempty"` // the node's run (nodeStarted)
 	Conns map[string]int `json:"c,omitempty"`
 	All   bool           `json:"all,omitempty"`
 }
@@ -63,10 +64,11 @@ func (h *Hub) hearUsers() error {
 func (u *users) clusterMessage(ctx actor.Context, m any) {
 	switch m := m.(type) {
 	case *userCounts:
-		u.heard(m)
-	case nodeStarted: // it knows nothing of ours, and has no connections
-		u.drop(func(node string) bool { return node == string(m) })
-		u.tellAll()
+		if u.current(m.Node, m.Epoch) {
+			u.heard(m)
+		}
+	case nodeStarted:
+		u.current(m.Node, m.Epoch)
 	case liveChanged:
 		live := u.hub.opts.Nodes.Live()
 		u.drop(func(node string) bool { return !slices.Contains(live, node) })
@@ -90,6 +92,25 @@ func (u *users) clusterMessage(ctx actor.Context, m any) {
 }
 
 func (u *users) clustered() bool { return u.hub.opts.Nodes != nil && !u.left }
+
+// current says whether what node said in its run epoch still counts. A
+// newer run has no connections of the older one and knows nothing of ours,
+// in whichever order its start notice and its first counts arrive here.
+func (u *users) current(node string, epoch int64) bool {
+	known := u.epochs[node]
+	switch {
+	case epoch < known:
+		return false
+	case epoch > known:
+		if u.epochs == nil {
+			u.epochs = map[string]int64{}
+		}
+		u.epochs[node] = epoch
+		u.drop(func(n string) bool { return n == node })
+		u.tellAll()
+	}
+	return true
+}
 
 // elsewhere is the user's connections on the other nodes.
 func (u *users) elsewhere(uid string) int {
@@ -128,7 +149,7 @@ func (u *users) tellAll() {
 
 func (u *users) publish(m *userCounts) {
 	nodes := u.hub.opts.Nodes
-	m.Node = nodes.Name()
+	m.Node, m.Epoch = nodes.Name(), u.hub.epoch
 	b, err := json.Marshal(m)
 	if err == nil {
 		err = nodes.Conn().Publish(subjectUsers, b)

@@ -101,9 +101,10 @@ func TestUserCountsOfGoneNodes(t *testing.T) {
 	tc.place([]string{"b", "x"}, "rb", "b")
 	said := tc.listen(t, subjectUsers)
 	hb := tc.hubWith(t, "b", Options{Store: badger(t), Rate: Rate{Off: true}, MaxConnsPerUser: 3})
+	epoch := int64(0) // x's run
 	x := func(n int) {
 		t.Helper()
-		b, _ := json.Marshal(&userCounts{Node: "x", Conns: map[string]int{"u": n}})
+		b, _ := json.Marshal(&userCounts{Node: "x", Epoch: epoch, Conns: map[string]int{"u": n}})
 		if err := tc.nc.Publish(subjectUsers, b); err != nil {
 			t.Fatal(err)
 		}
@@ -117,7 +118,8 @@ func TestUserCountsOfGoneNodes(t *testing.T) {
 	waitTally(t, hb, "u", func(n userTally) bool { return n.Elsewhere == 2 })
 	refused(t, hb, "u", "rb", "with one here and two on x")
 
-	if err := tc.nc.Publish(subjectStart, []byte("x")); err != nil {
+	epoch = 1 // x starts again
+	if err := tc.nc.Publish(subjectStart, mustJSON(t, nodeStarted{Node: "x", Epoch: epoch})); err != nil {
 		t.Fatal(err)
 	}
 	if got := nextCounts(t, said, "b"); !got.is(true, map[string]int{"u": 1}) {
