@@ -2,6 +2,7 @@ package actors
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -1017,5 +1018,66 @@ func TestRegistryCountsPerNode(t *testing.T) {
 	waitFor(t, func() bool { return systemNum(t, hb, "m2") == 1 }) // x's count gone there
 	if n := systemNum(t, hb, "p2"); n != 4 {
 		t.Errorf("a room that starts after x went down: num %v, want 4 (y's 3)", n)
+	}
+}
+
+// A write that fails after it was stored, in a cluster: the room reads back
+// the ids the store says it holds and, finding its own messages there,
+// delivers them as any batch (the echo with its cid); of a batch stored in
+// part, the part the store holds is delivered and the rest refused.
+func TestFailedWriteThatStoredOurs(t *testing.T) {
+	tc := newTestCluster(t, "b")
+	tc.place([]string{"b"}, "r", "b")
+	stalled, release := make(chan struct{}), make(chan struct{})
+	hs := &hookStore{Store: persistence.NewMemory()}
+	hs.append = func(call int, room string, msgs []persistence.Message, inner persistence.Store) error {
+		switch call {
+		case 1: // stored, then failed (an fsync, say)
+			if err := inner.AppendMessages(room, msgs); err != nil {
+				return err
+			}
+			return errors.New("stored, not synced")
+		case 2:
+			close(stalled)
+			<-release
+		case 3: // the first message stored, the rest not
+			if err := inner.AppendMessages(room, msgs[:1]); err != nil {
+				return err
+			}
+			return errors.New("the second transaction failed")
+		}
+		return inner.AppendMessages(room, msgs)
+	}
+	in := &inCounter{}
+	hb := tc.hubWith(t, "b", Options{Store: hs, Rate: Rate{Off: true}, Observer: in})
+	sb := &captureSink{}
+	cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	exactly(t, sb, 1)
+	cb.Receive([]byte(`{"text":true,"content":"one","cid":"a"}`), false)
+	checkIDs(t, "a write stored after all", exactly(t, sb, 2)[1:], "user:1:one:a")
+
+	cb.Receive(text("two"), false)
+	within(t, stalled)
+	cb.Receive([]byte(`{"text":true,"content":"three","cid":"c"}`), false)
+	cb.Receive([]byte(`{"text":true,"content":"four","cid":"d"}`), false)
+	waitFor(t, func() bool { return in.n.Load() == 4 })
+	time.Sleep(50 * time.Millisecond) // from the connection to the room's mailbox
+	close(release)
+	got := exactly(t, sb, 5)[2:]
+	checkIDs(t, "the stalled write", got[:1], "user:2:two")
+	var delivered, refused []map[string]any
+	for _, f := range got[1:] {
+		if f["type"] == "error" {
+			refused = append(refused, f)
+		} else {
+			delivered = append(delivered, f)
+		}
+	}
+	checkIDs(t, "a batch stored in part", delivered, "user:3:three:c")
+	if len(refused) != 1 || refused[0]["error"] != protocol.ErrUnavailable || refused[0]["cid"] != "d" {
+		t.Errorf("the part not stored: %v", refused)
+	}
+	if last, _ := hs.LastID("r"); last != 3 {
+		t.Errorf("last id %d, want 3", last)
 	}
 }
