@@ -258,25 +258,28 @@ func (h *Hub) startRelay(stop <-chan struct{}) error {
 
 // publishProfile tells the other nodes a user's new profile.
 func (h *Hub) publishProfile(uid string, p profile) {
-	nodes := h.opts.Nodes
-	if nodes == nil {
-		return
-	}
-	b, _ := json.Marshal(profileNews{Node: nodes.Name(), UID: uid, Nick: p.NickName, Avatar: p.AvatarURL})
-	if err := nodes.Conn().Publish(subjectProfile, b); err != nil {
-		h.log.Warn("cluster: a profile change could not reach the other nodes; the user's sockets there keep the old one until they reconnect", "err", err)
+	if nodes := h.opts.Nodes; nodes != nil {
+		h.tellNodes(subjectProfile, profileNews{Node: nodes.Name(), UID: uid, Nick: p.NickName, Avatar: p.AvatarURL},
+			"of a profile change: the user's sockets there keep the old one until they reconnect")
 	}
 }
 
 // publishLogout tells the other nodes that a session ended.
 func (h *Hub) publishLogout(sessionID string) {
-	nodes := h.opts.Nodes
-	if nodes == nil {
-		return
+	if nodes := h.opts.Nodes; nodes != nil {
+		h.tellNodes(subjectLogout, sessionEnd{Node: nodes.Name(), Session: sessionID},
+			"of a logout: their sockets of the session close when it expires")
 	}
-	b, _ := json.Marshal(sessionEnd{Node: nodes.Name(), Session: sessionID})
-	if err := nodes.Conn().Publish(subjectLogout, b); err != nil {
-		h.log.Warn("cluster: a logout could not reach the other nodes; their sockets of the session close when it expires", "err", err)
+}
+
+// tellNodes publishes v on subject; lost says what the others then miss.
+func (h *Hub) tellNodes(subject string, v any, lost string) {
+	b, err := json.Marshal(v)
+	if err == nil {
+		err = h.opts.Nodes.Conn().Publish(subject, b)
+	}
+	if err != nil {
+		h.log.Warn("cluster: the other nodes were not told "+lost, "err", err)
 	}
 }
 
