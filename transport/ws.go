@@ -99,7 +99,20 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			return strings.TrimPrefix(abs, base), err
 		}
 	}
+	// Counted before the hub can send it anything: a socket that has its
+	// system frame is one that a drain waits for.
+	s.admit.Lock()
+	if s.draining.Load() { // shutdown began during the upgrade
+		s.admit.Unlock()
+		_ = ws.WriteClose(protocol.CloseGoingAway, []byte("server shutting down"))
+		return
+	}
+	s.conns.Add(1)
+	s.admit.Unlock()
+	s.open.Add(1)
 	if st.conn, err = s.opts.Hub.Connect(spec); err != nil {
+		s.open.Add(-1)
+		s.conns.Done()
 		code, msg := protocol.ErrUnavailable, "server busy; try again"
 		if errors.Is(err, actors.ErrTooManyConnections) {
 			code, msg = protocol.ErrTooManyConns, "too many connections for this user; close one first"
@@ -108,17 +121,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		_ = ws.WriteClose(protocol.ClosePolicy, []byte("refused"))
 		return
 	}
-	s.admit.Lock()
-	if s.draining.Load() { // shutdown began during the upgrade
-		s.admit.Unlock()
-		st.conn.Closed()
-		_ = ws.WriteClose(protocol.CloseGoingAway, []byte("server shutting down"))
-		return
-	}
-	s.conns.Add(1)
-	s.admit.Unlock()
 	ws.Session().Store("", st)
-	s.open.Add(1)
 	s.opts.Observer.ConnOpened()
 	st.touch()
 	s.log.Info("connection opened", "uid", u.UID, "room", room, "remote", st.remote)
