@@ -3,6 +3,7 @@ package actors
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -1079,5 +1080,23 @@ func TestFailedWriteThatStoredOurs(t *testing.T) {
 	}
 	if last, _ := hs.LastID("r"); last != 3 {
 		t.Errorf("last id %d, want 3", last)
+	}
+}
+
+// A room that only other nodes post to stops when idle, as any room: the
+// forwarded posts it took are counted as the registry counted them.
+func TestRoomOfForwardedPostsStops(t *testing.T) {
+	tc := newTestCluster(t, "a", "x")
+	tc.place([]string{"a", "x"}, "r", "a")
+	ha := tc.hubWith(t, "a", Options{Store: persistence.NewMemory(), Rate: Rate{Off: true}, IdleRoom: 20 * time.Millisecond})
+	for i := range 2 {
+		m, err := tc.nc.Request(subjectForward+"a.r", mustJSON(t, fwdPost{Node: "x", Member: "m", UID: "ux", Kind: protocol.KindText, Content: "hi"}), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Data) != fmt.Sprintf(`{"id":%d}`, i+1) {
+			t.Fatalf("answer %s", m.Data)
+		}
+		waitFor(t, func() bool { return ha.Rooms() == 0 })
 	}
 }
