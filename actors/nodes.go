@@ -156,6 +156,24 @@ const reforwardAfter = 100 * time.Millisecond
 // liveChanged tells the registry, then every room, that the live set moved.
 type liveChanged struct{}
 
+// nodeRuns keeps the run each node's counts are from. A node's start notice
+// and its first counts travel on different subjects, so either may come first.
+type nodeRuns map[string]int64
+
+// see says whether what node said in its run epoch still counts, and whether
+// that run is newer than the one its counts so far are from (they are gone).
+func (r *nodeRuns) see(node string, epoch int64) (current, newer bool) {
+	known := (*r)[node]
+	if epoch <= known {
+		return epoch == known, false
+	}
+	if *r == nil {
+		*r = nodeRuns{}
+	}
+	(*r)[node] = epoch
+	return true, true
+}
+
 // nodeStarted says a node (re)started: its members' counts are gone.
 type nodeStarted struct {
 	Node  string `json:"o"`

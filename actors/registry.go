@@ -17,7 +17,7 @@ type registry struct {
 	closing bool
 	waiter  *actor.PID                // who asked for shutdown
 	counts  map[string]map[string]int // several nodes: room → node → its members there
-	epochs  map[string]int64          // several nodes: the run of each node its counts are from
+	runs    nodeRuns                  // several nodes: the run of each node its counts are from
 }
 
 type roomRef struct {
@@ -130,25 +130,17 @@ func (g *registry) count(ctx actor.Context, m *relayMsg) {
 }
 
 // current says whether what node said in its run epoch still counts. A
-// newer run drops the counts of the older one (its members are gone), in
-// whichever order its start notice and its first counts arrive here.
+// newer run drops the counts of the older one: its members are gone.
 func (g *registry) current(ctx actor.Context, node string, epoch int64) bool {
-	known := g.epochs[node]
-	switch {
-	case epoch < known:
-		return false
-	case epoch > known:
-		if g.epochs == nil {
-			g.epochs = map[string]int64{}
-		}
-		g.epochs[node] = epoch
+	current, newer := g.runs.see(node, epoch)
+	if newer {
 		for room, c := range g.counts {
 			if _, ok := c[node]; ok {
 				g.count(ctx, &relayMsg{T: relayCount, Node: node, Room: room})
 			}
 		}
 	}
-	return true
+	return current
 }
 
 // pruneCounts forgets the counts of nodes that are down: their members are gone.

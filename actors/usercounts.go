@@ -94,22 +94,14 @@ func (u *users) clusterMessage(ctx actor.Context, m any) {
 func (u *users) clustered() bool { return u.hub.opts.Nodes != nil && !u.left }
 
 // current says whether what node said in its run epoch still counts. A
-// newer run has no connections of the older one and knows nothing of ours,
-// in whichever order its start notice and its first counts arrive here.
+// newer run has no connections of the older one and knows nothing of ours.
 func (u *users) current(node string, epoch int64) bool {
-	known := u.epochs[node]
-	switch {
-	case epoch < known:
-		return false
-	case epoch > known:
-		if u.epochs == nil {
-			u.epochs = map[string]int64{}
-		}
-		u.epochs[node] = epoch
+	current, newer := u.runs.see(node, epoch)
+	if newer {
 		u.drop(func(n string) bool { return n == node })
 		u.tellAll()
 	}
-	return true
+	return current
 }
 
 // elsewhere is the user's connections on the other nodes.

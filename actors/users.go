@@ -25,7 +25,7 @@ type users struct {
 
 	// Several nodes (usercounts.go): the others' counts of users with connections.
 	others map[string]map[string]int // uid → node → its connections there
-	epochs map[string]int64          // the run of each node its counts are from
+	runs   nodeRuns                  // the run of each node its counts are from
 	live   []string                  // the live nodes, as last looked at
 	left   bool                      // this node is stopping: it tells the others nothing more
 }
