@@ -180,17 +180,7 @@ func TestClusterMediaAcrossNodes(t *testing.T) {
 			t.Errorf("burst: status %d", st)
 		}
 	}
-	usage := func() int64 {
-		recs, err := svcs[1].Meta.Uploads("burst", time.Time{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		for _, r := range recs {
-			n += r.Bytes
-		}
-		return n
-	}
+	usage := func() int64 { return uploadedBytes(t, svcs[1].Meta, "burst") }
 	if n := usage(); accepted > 2 || n != int64(accepted)*size {
 		t.Fatalf("burst: %d accepted %v, %d bytes counted; want at most 2 of %d bytes each, counted", accepted, statuses, n, size)
 	}

@@ -62,7 +62,13 @@ func (s *memMeta) Uploads(uid string, since time.Time) ([]persistence.Upload, er
 // uploaded is uid's bytes on record.
 func (s *memMeta) uploaded(t testing.TB, uid string) int64 {
 	t.Helper()
-	recs, err := s.Uploads(uid, time.Time{})
+	return uploadedBytes(t, s, uid)
+}
+
+// uploadedBytes is what meta counts against uid's quota: the bytes of its upload records.
+func uploadedBytes(t testing.TB, meta MetaStore, uid string) int64 {
+	t.Helper()
+	recs, err := meta.Uploads(uid, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}

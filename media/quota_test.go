@@ -336,17 +336,7 @@ func TestClusterRefusalReleasesQuota(t *testing.T) {
 	s.Meta, s.Blobs = meta, fb
 	logs := captureLog(t)
 	srv := serve(t, s)
-	usage := func(uid string) int64 {
-		recs, err := meta.Uploads(uid, time.Time{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		for _, r := range recs {
-			n += r.Bytes
-		}
-		return n
-	}
+	usage := func(uid string) int64 { return uploadedBytes(t, meta, uid) }
 
 	fb.set(func(f *failBlobs) { f.put = fmt.Errorf("%w: 10047", persistence.ErrFull) })
 	if status, got, _ := upload(t, srv.URL, "u1", img); status != http.StatusInsufficientStorage {
