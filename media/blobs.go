@@ -3,6 +3,9 @@ package media
 import (
 	"errors"
 	"io"
+	"time"
+
+	"github.com/pandachat/pandachat/persistence"
 )
 
 // Blobs keeps media bytes where every node of a cluster reads them;
@@ -39,15 +42,22 @@ func (s *Service) putBlob(st *staged) (created bool, err error) {
 // blobReader gives http.ServeContent a blob it can seek in: a seek only moves
 // the offset; a read ahead of the stream skips forward, a read behind it opens
 // the blob again. ServeContent seeks to the end and back before it reads, and
-// once more per range, so a whole GET reads the blob once.
+// once more per range, so a whole GET reads the blob once. A stream that fails
+// or ends early is opened again at the offset, for up to retry (a leader
+// election of the object store), so an answer whose headers are out never ends
+// short without an error.
 type blobReader struct {
 	blobs Blobs
 	id    string
 	size  int64
 	rc    io.ReadCloser // the stream, at offset at
 	at    int64
-	off   int64 // where the next read starts
+	off   int64         // where the next read starts
+	retry time.Duration // how long a failed stream is opened again; 0 means defaultBlobRetry
 }
+
+// defaultBlobRetry outlasts an election of the object store's stream leader.
+const defaultBlobRetry = 10 * time.Second
 
 var errSeek = errors.New("media: invalid seek")
 
@@ -72,11 +82,43 @@ func (r *blobReader) Read(p []byte) (int, error) {
 	if r.off >= r.size {
 		return 0, io.EOF
 	}
-	if r.rc == nil || r.at > r.off {
-		if r.rc != nil {
-			r.rc.Close()
-			r.rc = nil
+	if len(p) == 0 {
+		return 0, nil
+	}
+	retry := r.retry
+	if retry <= 0 {
+		retry = defaultBlobRetry
+	}
+	var giveUp time.Time
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		n, err := r.readStream(p)
+		if n > 0 || err == nil {
+			if r.off >= r.size {
+				return n, io.EOF
+			}
+			return n, nil
 		}
+		r.drop() // the next try opens the blob again at r.off
+		if errors.Is(err, persistence.ErrNotFound) {
+			return 0, err // deleted meanwhile: opening again cannot help
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the stream ended before size bytes
+		}
+		if giveUp.IsZero() {
+			giveUp = time.Now().Add(retry)
+		}
+		if time.Now().Add(wait).After(giveUp) {
+			return 0, err
+		}
+		time.Sleep(wait)
+	}
+}
+
+// readStream reads at r.off from the open stream, opening or skipping first.
+func (r *blobReader) readStream(p []byte) (int, error) {
+	if r.rc == nil || r.at > r.off {
+		r.drop()
 		rc, _, err := r.blobs.Open(r.id)
 		if err != nil {
 			return 0, err
@@ -90,15 +132,28 @@ func (r *blobReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	n, err := r.rc.Read(p)
+	n, err := r.rc.Read(p[:min(int64(len(p)), r.size-r.off)])
 	r.at += int64(n)
 	r.off += int64(n)
+	if n > 0 && err != nil && err != io.EOF {
+		r.drop() // keep the bytes; the next read opens the blob again
+	}
 	return n, err
+}
+
+// drop closes the stream, if any.
+func (r *blobReader) drop() {
+	if r.rc != nil {
+		r.rc.Close()
+		r.rc = nil
+	}
 }
 
 func (r *blobReader) Close() error {
 	if r.rc == nil {
 		return nil
 	}
-	return r.rc.Close()
+	err := r.rc.Close()
+	r.rc = nil
+	return err
 }

@@ -532,3 +532,110 @@ func (s *countStream) Close() error {
 	})
 	return s.ReadCloser.Close()
 }
+
+// A stream of the object store that fails or ends early part-way through an
+// answer (its leader lost, say) is opened again where it stopped, so the client
+// gets every byte; when the blob cannot be opened again, the answer ends in an
+// error, never short and looking whole; every stream is closed either way.
+func TestClusterMediaStreamCutMidway(t *testing.T) {
+	s := clusterServices(t, 1)[0]
+	s.blobRetry = time.Second
+	cb := &cutBlobs{countBlobs: countBlobs{Blobs: s.Blobs, closed: make(chan struct{}, 1)}}
+	s.Blobs = cb
+	srv := serve(t, s)
+	img := noisePNG(t, 700, 400) // several chunks of the object store
+	id := stored(t, srv, img)
+	const chunk = 128 << 10 // one chunk of the object store
+	if len(img) < 4*chunk {
+		t.Fatalf("the image is %d bytes; the test needs several chunks", len(img))
+	}
+
+	for _, tt := range []struct {
+		name      string
+		cut       error // what a cut stream returns after its bytes
+		cuts      int   // streams cut, from the next one opened
+		failOpens bool  // every open after the first fails
+		header    map[string]string
+		status    int
+		body      []byte // nil: the answer must end in an error
+		opens     int
+	}{
+		{name: "error after a chunk", cut: errors.New("nats: timeout"), cuts: 2, status: 200, body: img, opens: 3},
+		{name: "early end", cut: io.EOF, cuts: 1, status: 200, body: img, opens: 2},
+		{name: "range", cut: errors.New("nats: no responders available for request"), cuts: 1,
+			header: map[string]string{"Range": "bytes=200000-"}, status: 206, body: img[200000:], opens: 2},
+		{name: "cannot open again", cut: io.EOF, cuts: 1, failOpens: true, status: 200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cb.reset()
+			cb.cutNext(tt.cuts, chunk, tt.cut, tt.failOpens)
+			resp := get(t, srv.URL+"/media/"+id, tt.header)
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			if tt.body == nil {
+				if err == nil || len(got) >= len(img) {
+					t.Fatalf("read %d of %d bytes with error %v; want fewer and an error", len(got), len(img), err)
+				}
+			} else if err != nil || !bytes.Equal(got, tt.body) {
+				t.Fatalf("read %d bytes (%v); want %d bytes, equal", len(got), err, len(tt.body))
+			}
+			if opens, _ := cb.settled(t); tt.opens > 0 && opens != tt.opens {
+				t.Errorf("the blob was opened %d times; want %d", opens, tt.opens)
+			}
+		})
+	}
+}
+
+// cutBlobs cuts the next streams it opens after a number of bytes, with an
+// error or an early end, and can refuse to open again.
+type cutBlobs struct {
+	countBlobs
+	cuts      int
+	after     int64
+	cut       error
+	failOpens bool
+	opened    bool
+}
+
+func (c *cutBlobs) cutNext(cuts int, after int64, cut error, failOpens bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cuts, c.after, c.cut, c.failOpens, c.opened = cuts, after, cut, failOpens, false
+}
+
+func (c *cutBlobs) Open(id string) (io.ReadCloser, int64, error) {
+	c.mu.Lock()
+	if c.failOpens && c.opened {
+		c.mu.Unlock()
+		return nil, 0, errors.New("nats: timeout")
+	}
+	c.opened = true
+	cut := c.cuts > 0
+	c.cuts--
+	after, cutErr := c.after, c.cut
+	c.mu.Unlock()
+	rc, n, err := c.countBlobs.Open(id)
+	if err != nil || !cut {
+		return rc, n, err
+	}
+	return &cutStream{ReadCloser: rc, left: after, err: cutErr}, n, nil
+}
+
+// cutStream passes left bytes on, then returns err.
+type cutStream struct {
+	io.ReadCloser
+	left int64
+	err  error
+}
+
+func (s *cutStream) Read(p []byte) (int, error) {
+	if s.left <= 0 {
+		return 0, s.err
+	}
+	n, err := s.ReadCloser.Read(p[:min(int64(len(p)), s.left)])
+	s.left -= int64(n)
+	return n, err
+}
