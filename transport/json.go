@@ -53,6 +53,17 @@ func absolute(u, base string) string {
 }
 
 // baseURL is scheme://host of this server as the client sees it.
+// sharedBase returns b, as the string earlier sockets with the same base hold:
+// rooms compare their members' bases per message, and equal strings that share
+// their bytes compare without reading them.
+func (s *Server) sharedBase(b string) string {
+	if p := s.base.Load(); p != nil && *p == b {
+		return *p
+	}
+	s.base.Store(&b)
+	return b
+}
+
 func (s *Server) baseURL(r *http.Request) string {
 	if s.opts.Media != nil {
 		return s.opts.Media.BaseURL(r)

@@ -72,6 +72,7 @@ type Server struct {
 	admit    sync.Mutex     // orders conns.Add against the start of Drain
 	open     atomic.Int64
 	draining atomic.Bool
+	base     atomic.Pointer[string] // the last socket's base URL, shared by the next ones with the same
 
 	devLogins *throttle // nil: dev logins are not throttled
 }

@@ -64,7 +64,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	base := s.baseURL(r)
+	base := s.sharedBase(s.baseURL(r))
 	st := &socket{
 		ws: ws, idle: s.opts.IdleTimeout,
 		opened: time.Now(), uid: u.UID, room: room, remote: s.clientAddr(r),
