@@ -31,7 +31,7 @@ type Result struct {
 
 type runFlags struct {
 	server, baseline, store, out, runID, cpuProfile string
-	pid, outbox, procs                              int
+	pid, outbox, procs, rounds                      int
 	sync, jsonOut, suite, quick, child              bool
 	only, skip                                      string
 	opt                                             Options
@@ -75,6 +75,7 @@ Flags:
 	fs.BoolVar(&f.jsonOut, "json", false, "print the result as JSON on stdout instead of a table")
 	fs.BoolVar(&f.suite, "suite", false, "run the scenario suite (idle RSS, knees, sizes, --sync, stores, many rooms, churn, replay, baselines, three nodes against one)")
 	fs.BoolVar(&f.quick, "quick", false, "with --suite: a short smoke run of about a minute")
+	fs.IntVar(&f.rounds, "rounds", 0, "with --suite: rounds of the many-rooms scenario, pandachat and the baseline in turn; 0 = 3 (1 with --quick)")
 	fs.StringVar(&f.only, "only", "", "with --suite: comma-separated scenarios to run ("+strings.Join(Scenarios, ", ")+"); empty = all")
 	fs.StringVar(&f.skip, "skip", "", "with --suite: comma-separated scenarios to leave out")
 	fs.StringVar(&f.out, "out", "docs/bench", "with --suite: directory for results.json, results.md and the SVG charts")
@@ -101,8 +102,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pandachat bench: unexpected argument %q (see --help)\n", fs.Arg(0))
 		return 2
 	}
+	if f.rounds < 0 {
+		fmt.Fprintf(stderr, "pandachat bench: --rounds %d: want 0 or more (see --help)\n", f.rounds)
+		return 2
+	}
 	if f.suite {
-		s := Suite{Quick: f.quick, Out: f.out, Progress: stderr, Outbox: f.outbox, Only: list(f.only), Skip: list(f.skip)}
+		s := Suite{Quick: f.quick, Rounds: f.rounds, Out: f.out, Progress: stderr, Outbox: f.outbox, Only: list(f.only), Skip: list(f.skip)}
 		if err := s.Run(ctx); err != nil {
 			fmt.Fprintln(stderr, "pandachat bench:", err)
 			return 1

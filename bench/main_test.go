@@ -52,7 +52,7 @@ func TestMainHelpListsEveryFlag(t *testing.T) {
 }
 
 func TestMainBadInput(t *testing.T) {
-	for _, args := range [][]string{{"--no-such-flag"}, {"extra"}, {"--steps", "1,x"}, {"baseline", "--mode", "bogus", "--addr", "127.0.0.1:0"}} {
+	for _, args := range [][]string{{"--no-such-flag"}, {"extra"}, {"--steps", "1,x"}, {"--suite", "--rounds", "-1"}, {"baseline", "--mode", "bogus", "--addr", "127.0.0.1:0"}} {
 		var out, errb bytes.Buffer
 		if code := Main(context.Background(), args, &out, &errb); code == 0 {
 			t.Errorf("%v: exit code 0, want non-zero", args)

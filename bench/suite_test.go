@@ -100,3 +100,47 @@ func (l tlog) Write(p []byte) (int, error) {
 	l.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
 }
+
+// The many-rooms table gives each round's knee ratio and CPU ratio per step
+// both servers served within the knee's bounds, then the medians over the
+// rounds and the highest of the steps' medians; a step either server lost
+// messages in, or served past 100 ms, is left out of the CPU ratios.
+func TestManyRoomsMedians(t *testing.T) {
+	step := func(rate, cpu, p99 float64, lost bool) StepResult {
+		st := StepResult{Rate: rate, Sent: uint64(rate), Expected: 10, Delivered: 10, ServerCPUSeconds: cpu, Latency: Latency{P99: p99}}
+		if lost {
+			st.Delivered = 9
+		}
+		return st
+	}
+	curve := func(server string, round int, knee float64, steps ...StepResult) Curve {
+		c := Curve{Server: server, Rooms: 1000, Members: 10, Size: 100, Round: round, Steps: steps}
+		for i := range c.Steps {
+			if c.Steps[i].Rate == knee {
+				c.Knee = &c.Steps[i]
+			}
+		}
+		return c
+	}
+	p, b := TargetServer.Name, TargetCoalesce.Name
+	res := &SuiteResult{Curves: []Curve{
+		curve(p, 1, 2000, step(1000, 1.1, 5, false), step(2000, 2.4, 50, false), step(3000, 9, 300, false)),
+		curve(b, 1, 2000, step(1000, 1.0, 5, false), step(2000, 2.0, 60, false), step(3000, 9, 200, false)),
+		curve(p, 2, 3000, step(1000, 1.3, 5, false), step(2000, 2.2, 50, false), step(3000, 3.0, 90, false)),
+		curve(b, 2, 2000, step(1000, 1.0, 5, false), step(2000, 2.0, 60, false), step(3000, 9, 200, false)),
+		curve(p, 3, 1000, step(1000, 1.2, 5, false), step(2000, 2.2, 50, true)),
+		curve(b, 3, 2000, step(1000, 1.0, 5, false), step(2000, 2.0, 60, false)),
+	}}
+	var md strings.Builder
+	res.manyRooms(&md)
+	for _, want := range []string{
+		"| 1000×10 | 1 | 2.0k | 2.0k | 1.00 | 1.0k: 1.10, 2.0k: 1.20 |",
+		"| 1000×10 | 2 | 3.0k | 2.0k | 1.50 | 1.0k: 1.30, 2.0k: 1.10 |",
+		"| 1000×10 | 3 | 1.0k | 2.0k | 0.50 | 1.0k: 1.20 |",
+		"| 1000×10 | median of 3 | | | **1.00** (0.50–1.50) | 1.0k: 1.20 (3), 2.0k: 1.15 (2); highest median **1.20** |",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, md.String())
+		}
+	}
+}
