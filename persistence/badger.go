@@ -24,6 +24,11 @@ type Options struct {
 	SyncWrites bool
 	// Logger receives Badger's own messages (warnings and errors only); nil discards them.
 	Logger *slog.Logger
+	// GroupWait spaces the group commits of messages when rooms write often: a
+	// batch that arrives less than GroupWait after the last group began waits
+	// for the rest of it, so one transaction carries the batches of many rooms.
+	// A store written seldom commits at once. 0 means 1ms; negative never waits.
+	GroupWait time.Duration
 }
 
 // Badger is the Store on an embedded Badger database.
@@ -84,6 +89,10 @@ func OpenBadger(dir string, o Options) (s *Badger, err error) {
 	}
 	s = &Badger{db: db, stop: make(chan struct{}), first: map[string]uint64{}}
 	s.commits.kick = make(chan struct{}, 1)
+	s.commits.wait = o.GroupWait
+	if s.commits.wait == 0 {
+		s.commits.wait = time.Millisecond
+	}
 	s.wg.Add(2)
 	go s.gcLoop()
 	go s.commitLoop()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -25,6 +26,9 @@ type committer struct {
 	spare  []*appendReq
 	closed bool
 	kick   chan struct{}
+	wait   time.Duration // least time between the starts of two groups while batches keep coming; <= 0 none
+
+	groups, waits int // groups committed and waits before one; for tests, which read them after Close
 }
 
 type appendReq struct {
@@ -75,6 +79,9 @@ func (s *Badger) AppendMessages(room string, msgs []Message) error {
 func (s *Badger) commitLoop() {
 	defer s.wg.Done()
 	c := &s.commits
+	var began time.Time // the last group's start
+	spacing := time.NewTimer(time.Hour)
+	spacing.Stop()
 	for {
 		select {
 		case <-c.kick:
@@ -91,15 +98,31 @@ func (s *Badger) commitLoop() {
 		}
 		for {
 			c.mu.Lock()
+			queued := len(c.queue)
+			c.mu.Unlock()
+			if queued == 0 {
+				break
+			}
+			// Busy: wait out the rest of the spacing, so that the rooms writing
+			// meanwhile share the transaction (its fixed cost is most of a small
+			// batch's). Seldom written: no wait.
+			if d := c.wait - time.Since(began); d > 0 {
+				c.waits++
+				spacing.Reset(d)
+				select {
+				case <-spacing.C:
+				case <-s.stop:
+				}
+			}
+			began = time.Now()
+			c.mu.Lock()
 			group := c.queue
 			c.queue, c.spare = c.spare[:0], nil
 			c.mu.Unlock()
-			if len(group) == 0 {
-				break
-			}
 			s.commitGroup(group)
 			clear(group)
 			c.mu.Lock()
+			c.groups++
 			if c.spare == nil {
 				c.spare = group[:0]
 			}

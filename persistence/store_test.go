@@ -484,6 +484,65 @@ func BenchmarkAppendMessages(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendPaced: 1 000 rooms storing one message at a time, paced at a
+// total rate as chat traffic is (not flat out), with and without the group
+// commit's spacing; cpu-ns/msg is what a message costs the process, Badger's
+// goroutines included, append-ns/msg how long its room waits for the store.
+// Run with -benchtime Nx (N messages take N/rate s).
+func BenchmarkAppendPaced(b *testing.B) {
+	for _, rate := range []int{2000, 5000} {
+		for _, wait := range []time.Duration{-1, 0} {
+			name := map[bool]string{true: "none", false: "default"}[wait < 0]
+			b.Run(fmt.Sprintf("rate=%d/wait=%s", rate, name), func(b *testing.B) {
+				s, err := persistence.OpenBadger(b.TempDir(), persistence.Options{GroupWait: wait})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				const rooms = 1000
+				var waited atomic.Int64 // the rooms' time in AppendMessages
+				inbox := make([]chan struct{}, rooms)
+				var wg sync.WaitGroup
+				for r := range inbox {
+					inbox[r] = make(chan struct{}, 64)
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						msg := []persistence.Message{{Data: bytes.Repeat([]byte{'m'}, 200)}}
+						for range inbox[r] {
+							msg[0].ID++
+							t0 := time.Now()
+							if err := s.AppendMessages(fmt.Sprint("paced-", r), msg); err != nil {
+								b.Error(err)
+								return
+							}
+							waited.Add(int64(time.Since(t0)))
+						}
+					}()
+				}
+				b.ReportAllocs()
+				start := processCPU()
+				tick := time.NewTicker(time.Millisecond)
+				defer tick.Stop()
+				began := time.Now()
+				for sent := 0; sent < b.N; {
+					<-tick.C
+					due := min(b.N, int(time.Since(began).Seconds()*float64(rate))+1)
+					for ; sent < due; sent++ {
+						inbox[sent%rooms] <- struct{}{}
+					}
+				}
+				for _, c := range inbox {
+					close(c)
+				}
+				wg.Wait()
+				b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/msg")
+				b.ReportMetric(float64(waited.Load())/float64(b.N), "append-ns/msg")
+			})
+		}
+	}
+}
+
 // processCPU is the user + system time of this process so far: what a
 // benchmark costs, Badger's goroutines included, whatever else the machine does.
 func processCPU() time.Duration {
