@@ -24,10 +24,11 @@ type Options struct {
 	SyncWrites bool
 	// Logger receives Badger's own messages (warnings and errors only); nil discards them.
 	Logger *slog.Logger
-	// GroupWait spaces the group commits of messages when rooms write often: a
-	// batch that arrives less than GroupWait after the last group began waits
-	// for the rest of it, so one transaction carries the batches of many rooms.
-	// A store written seldom commits at once. 0 means 1ms; negative never waits.
+	// GroupWait spaces the group commits of messages when rooms write often
+	// (three batches or more per GroupWait): a batch that arrives less than
+	// GroupWait after the last group began waits for the rest of it, so one
+	// transaction carries the batches of many rooms. A store written less often
+	// commits at once. 0 means 1ms; negative never waits.
 	GroupWait time.Duration
 }
 

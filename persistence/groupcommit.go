@@ -17,6 +17,10 @@ var errStoreClosed = errors.New("persistence: store is closed")
 // (Badger refuses a transaction above 15 % of a memtable: 2.4 MB here).
 const groupBytes = 1 << 20
 
+// gatherAtLeast is how many batches per spacing make a busy store: below it,
+// groups are committed as they come.
+const gatherAtLeast = 3
+
 // committer is the group commit of room batches: rooms that write at the same
 // moment share one Badger transaction instead of paying one each. Each caller
 // still waits until its own batch is committed (or refused).
@@ -80,6 +84,11 @@ func (s *Badger) commitLoop() {
 	defer s.wg.Done()
 	c := &s.commits
 	var began time.Time // the last group's start
+	var (
+		due      float64   // batches per spacing lately, smoothed
+		winStart time.Time // the batches taken since then, over at least one spacing, make due
+		arrived  int
+	)
 	spacing := time.NewTimer(time.Hour)
 	spacing.Stop()
 	for {
@@ -105,8 +114,13 @@ func (s *Badger) commitLoop() {
 			}
 			// Busy: wait out the rest of the spacing, so that the rooms writing
 			// meanwhile share the transaction (its fixed cost is most of a small
-			// batch's). Seldom written: no wait.
-			if d := c.wait - time.Since(began); d > 0 {
+			// batch's). When fewer batches than gatherAtLeast come per spacing,
+			// the wait's own wake-up costs more than it saves: no wait.
+			if el := time.Since(winStart); c.wait > 0 && el >= c.wait {
+				due = 0.5*due + 0.5*float64(arrived)*float64(c.wait)/float64(el)
+				winStart, arrived = time.Now(), 0
+			}
+			if d := c.wait - time.Since(began); d > 0 && due >= gatherAtLeast {
 				c.waits++
 				spacing.Reset(d)
 				select {
@@ -114,11 +128,12 @@ func (s *Badger) commitLoop() {
 				case <-s.stop:
 				}
 			}
-			began = time.Now()
+			now := time.Now()
 			c.mu.Lock()
 			group := c.queue
 			c.queue, c.spare = c.spare[:0], nil
 			c.mu.Unlock()
+			began, arrived = now, arrived+len(group)
 			s.commitGroup(group)
 			clear(group)
 			c.mu.Lock()

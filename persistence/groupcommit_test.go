@@ -18,8 +18,9 @@ func commitCounts(t *testing.T, s *Badger) (groups, waits int) {
 
 // While rooms keep writing, groups begin at most once per GroupWait, so each
 // transaction carries the batches of every room that wrote meanwhile; a
-// store written less often than that never waits; a negative GroupWait
-// never waits. Every message is stored either way.
+// store written less often than that, or with fewer than gatherAtLeast
+// batches per GroupWait, never waits; a negative GroupWait never waits.
+// Every message is stored either way.
 func TestGroupCommitSpacing(t *testing.T) {
 	const rooms, rounds = 20, 5
 	writeRounds := func(t *testing.T, s *Badger) {
@@ -46,16 +47,41 @@ func TestGroupCommitSpacing(t *testing.T) {
 	}
 
 	t.Run("busy", func(t *testing.T) {
+		// 20 rooms, each writing every 10 ms for 200 ms: 100 batches per
+		// spacing. Committed as they come they would take hundreds of groups;
+		// spaced, one group per 50 ms once the first spacing has shown the rate.
 		s, err := OpenBadger(t.TempDir(), Options{GroupWait: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeRounds(t, s)
+		const rooms, rounds = 20, 20
+		var wg sync.WaitGroup
+		start := time.Now()
+		for r := range rooms {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 1; i <= rounds; i++ {
+					time.Sleep(time.Until(start.Add(time.Duration(i) * 10 * time.Millisecond)))
+					msg := []Message{{ID: uint64(i), Data: []byte(fmt.Sprintf(`{"id":%d}`, i))}}
+					if err := s.AppendMessages(fmt.Sprint("room", r), msg); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for r := range rooms {
+			if last, err := s.LastID(fmt.Sprint("room", r)); err != nil || last != rounds {
+				t.Fatalf("room%d: last id %d, %v; want %d", r, last, err, rounds)
+			}
+		}
 		groups, waits := commitCounts(t, s)
-		// Each round's batches queue within the spacing: at most the first
-		// group of a round takes some alone, the next one after the wait the rest.
-		if groups > 2*rounds || waits == 0 {
-			t.Fatalf("%d rooms × %d rounds took %d groups (%d waited); want at most %d groups, and waits", rooms, rounds, groups, waits, 2*rounds)
+		// The first spacing commits as they come (at most one group per
+		// batch, 100); then one group per spacing, some 8 more.
+		if max := rooms*5 + 20; groups > max || waits == 0 {
+			t.Fatalf("%d rooms × %d rounds took %d groups (%d waited); want at most %d, and waits", rooms, rounds, groups, waits, max)
 		}
 	})
 
@@ -72,6 +98,24 @@ func TestGroupCommitSpacing(t *testing.T) {
 		}
 		if groups, waits := commitCounts(t, s); groups != 3 || waits != 0 {
 			t.Fatalf("3 writes far apart: %d groups, %d waits; want 3 and none", groups, waits)
+		}
+	})
+
+	t.Run("sparse", func(t *testing.T) {
+		// Writes closer together than the spacing, but fewer than gatherAtLeast
+		// per spacing: waiting would cost a wake-up per write and gather nothing.
+		s, err := OpenBadger(t.TempDir(), Options{GroupWait: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 10; i++ {
+			if err := s.AppendMessages("sparse", []Message{{ID: uint64(i), Data: []byte(`{}`)}}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond) // 2.5 writes per spacing at most
+		}
+		if groups, waits := commitCounts(t, s); groups != 10 || waits != 0 {
+			t.Fatalf("10 writes 20 ms apart with a 50 ms spacing: %d groups, %d waits; want 10 and none", groups, waits)
 		}
 	})
 
