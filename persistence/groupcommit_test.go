@@ -22,14 +22,18 @@ func commitCounts(t *testing.T, s *Badger) (groups, waits int) {
 // batches per GroupWait, never waits; a negative GroupWait never waits.
 // Every message is stored either way.
 func TestGroupCommitSpacing(t *testing.T) {
-	const rooms, rounds = 20, 5
-	writeRounds := func(t *testing.T, s *Badger) {
+	// writeRounds has rooms rooms write rounds one-message batches each, a
+	// round every every (0: each as soon as the last is stored), and checks
+	// that every room's messages are stored.
+	writeRounds := func(t *testing.T, s *Badger, rooms, rounds int, every time.Duration) {
 		var wg sync.WaitGroup
+		start := time.Now()
 		for r := range rooms {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for i := 1; i <= rounds; i++ {
+					time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
 					msg := []Message{{ID: uint64(i), Data: []byte(fmt.Sprintf(`{"id":%d}`, i))}}
 					if err := s.AppendMessages(fmt.Sprint("room", r), msg); err != nil {
 						t.Error(err)
@@ -40,7 +44,7 @@ func TestGroupCommitSpacing(t *testing.T) {
 		}
 		wg.Wait()
 		for r := range rooms {
-			if last, err := s.LastID(fmt.Sprint("room", r)); err != nil || last != rounds {
+			if last, err := s.LastID(fmt.Sprint("room", r)); err != nil || last != uint64(rounds) {
 				t.Fatalf("room%d: last id %d, %v; want %d", r, last, err, rounds)
 			}
 		}
@@ -55,28 +59,7 @@ func TestGroupCommitSpacing(t *testing.T) {
 			t.Fatal(err)
 		}
 		const rooms, rounds = 20, 20
-		var wg sync.WaitGroup
-		start := time.Now()
-		for r := range rooms {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 1; i <= rounds; i++ {
-					time.Sleep(time.Until(start.Add(time.Duration(i) * 10 * time.Millisecond)))
-					msg := []Message{{ID: uint64(i), Data: []byte(fmt.Sprintf(`{"id":%d}`, i))}}
-					if err := s.AppendMessages(fmt.Sprint("room", r), msg); err != nil {
-						t.Error(err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		for r := range rooms {
-			if last, err := s.LastID(fmt.Sprint("room", r)); err != nil || last != rounds {
-				t.Fatalf("room%d: last id %d, %v; want %d", r, last, err, rounds)
-			}
-		}
+		writeRounds(t, s, rooms, rounds, 10*time.Millisecond)
 		groups, waits := commitCounts(t, s)
 		// The first spacing commits as they come (at most one group per
 		// batch, 100); then one group per spacing, some 8 more.
@@ -124,7 +107,7 @@ func TestGroupCommitSpacing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeRounds(t, s)
+		writeRounds(t, s, 20, 5, 0)
 		if _, waits := commitCounts(t, s); waits != 0 {
 			t.Fatalf("GroupWait < 0 waited %d times", waits)
 		}
