@@ -68,39 +68,36 @@ func TestGroupCommitSpacing(t *testing.T) {
 		}
 	})
 
-	t.Run("seldom", func(t *testing.T) {
-		s, err := OpenBadger(t.TempDir(), Options{GroupWait: 20 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 1; i <= 3; i++ {
-			if err := s.AppendMessages("quiet", []Message{{ID: uint64(i), Data: []byte(`{}`)}}); err != nil {
+	// One room writing alone, each write gap after the last one is stored:
+	// each is its own group, and none waits.
+	for _, tc := range []struct {
+		name   string
+		wait   time.Duration
+		writes int
+		gap    time.Duration
+	}{
+		{"seldom", 20 * time.Millisecond, 3, 60 * time.Millisecond}, // longer than the spacing: the next write is not "busy"
+		// Closer together than the spacing, but fewer than gatherAtLeast per
+		// spacing (2.5 at most): waiting would cost a wake-up per write and
+		// gather nothing.
+		{"sparse", 50 * time.Millisecond, 10, 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := OpenBadger(t.TempDir(), Options{GroupWait: tc.wait})
+			if err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(60 * time.Millisecond) // longer than the spacing: the next write is not "busy"
-		}
-		if groups, waits := commitCounts(t, s); groups != 3 || waits != 0 {
-			t.Fatalf("3 writes far apart: %d groups, %d waits; want 3 and none", groups, waits)
-		}
-	})
-
-	t.Run("sparse", func(t *testing.T) {
-		// Writes closer together than the spacing, but fewer than gatherAtLeast
-		// per spacing: waiting would cost a wake-up per write and gather nothing.
-		s, err := OpenBadger(t.TempDir(), Options{GroupWait: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 1; i <= 10; i++ {
-			if err := s.AppendMessages("sparse", []Message{{ID: uint64(i), Data: []byte(`{}`)}}); err != nil {
-				t.Fatal(err)
+			for i := 1; i <= tc.writes; i++ {
+				if err := s.AppendMessages(tc.name, []Message{{ID: uint64(i), Data: []byte(`{}`)}}); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(tc.gap)
 			}
-			time.Sleep(20 * time.Millisecond) // 2.5 writes per spacing at most
-		}
-		if groups, waits := commitCounts(t, s); groups != 10 || waits != 0 {
-			t.Fatalf("10 writes 20 ms apart with a 50 ms spacing: %d groups, %d waits; want 10 and none", groups, waits)
-		}
-	})
+			if groups, waits := commitCounts(t, s); groups != tc.writes || waits != 0 {
+				t.Fatalf("%d writes %v apart with a %v spacing: %d groups, %d waits; want %d and none", tc.writes, tc.gap, tc.wait, groups, waits, tc.writes)
+			}
+		})
+	}
 
 	t.Run("never", func(t *testing.T) {
 		s, err := OpenBadger(t.TempDir(), Options{GroupWait: -1})
