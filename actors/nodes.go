@@ -2,6 +2,7 @@ package actors
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -215,41 +216,11 @@ func (h *Hub) startRelay(stop <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
-	if err = h.hearUsers(); err != nil {
+	if err = h.hearNotices(); err != nil {
 		return err
 	}
-	_, err = nodes.Conn().Subscribe(subjectProfile, func(m *nats.Msg) {
-		var p profileNews
-		if json.Unmarshal(m.Data, &p) == nil && p.Node != nodes.Name() && p.UID != "" {
-			root.Send(h.users, &profileHeard{UID: p.UID, Profile: profile{p.Nick, p.Avatar}})
-		}
-	})
-	if err != nil {
-		return err
-	}
-	_, err = nodes.Conn().Subscribe(subjectLogout, func(m *nats.Msg) {
-		var e sessionEnd
-		if json.Unmarshal(m.Data, &e) == nil && e.Node != nodes.Name() && e.Session != "" {
-			root.Send(h.users, &endSession{ID: e.Session})
-		}
-	})
-	if err != nil {
-		return err
-	}
-	// A node killed and started again within the 4 s that count it down
-	// never left the live set: its old counts go when it says it started.
-	_, err = nodes.Conn().Subscribe(subjectStart, func(m *nats.Msg) {
-		var s nodeStarted
-		if json.Unmarshal(m.Data, &s) == nil && s.Node != "" && s.Node != nodes.Name() {
-			root.Send(registry, s)
-			root.Send(h.users, s)
-		}
-	})
-	if err == nil {
-		b, _ := json.Marshal(nodeStarted{Node: nodes.Name(), Epoch: h.epoch})
-		err = nodes.Conn().Publish(subjectStart, b)
-	}
-	if err != nil {
+	b, _ := json.Marshal(nodeStarted{Node: nodes.Name(), Epoch: h.epoch})
+	if err = nodes.Conn().Publish(subjectStart, b); err != nil {
 		return err
 	}
 	go func() {
@@ -272,6 +243,61 @@ func (h *Hub) startRelay(stop <-chan struct{}) error {
 		}
 	}()
 	return nil
+}
+
+// hearNotices hands what the other nodes tell every node to the actors it is for.
+func (h *Hub) hearNotices() error {
+	root, registry, users := h.system.Root, h.registry, h.users
+	return errors.Join(
+		hear(h, subjectUsers, "user counts", func(uc *userCounts) {
+			if uc.Node != "" {
+				root.Send(users, uc)
+			}
+		}),
+		hear(h, subjectProfile, "profile change", func(p *profileNews) {
+			if p.UID != "" {
+				root.Send(users, &profileHeard{UID: p.UID, Profile: profile{p.Nick, p.Avatar}})
+			}
+		}),
+		hear(h, subjectLogout, "logout", func(e *sessionEnd) {
+			if e.Session != "" {
+				root.Send(users, &endSession{ID: e.Session})
+			}
+		}),
+		// A node killed and started again within the 4 s that count it down
+		// never left the live set: its old counts go when it says it started.
+		hear(h, subjectStart, "node start", func(s *nodeStarted) {
+			if s.Node != "" {
+				root.Send(registry, *s)
+				root.Send(users, *s)
+			}
+		}),
+	)
+}
+
+// notice is what one node tells the others; from names the node.
+type notice interface{ from() string }
+
+func (m *userCounts) from() string  { return m.Node }
+func (m *profileNews) from() string { return m.Node }
+func (m *sessionEnd) from() string  { return m.Node }
+func (m *nodeStarted) from() string { return m.Node }
+
+// hear subscribes to subject and hands each notice of another node, decoded
+// into a T, to take; one that does not decode, or is this node's own, is dropped.
+func hear[T any, PT interface {
+	*T
+	notice
+}](h *Hub, subject, what string, take func(PT)) error {
+	nodes := h.opts.Nodes
+	_, err := nodes.Conn().Subscribe(subject, func(m *nats.Msg) {
+		defer guard.Recover(h.log, what, nil)
+		v := PT(new(T))
+		if json.Unmarshal(m.Data, v) == nil && v.from() != nodes.Name() {
+			take(v)
+		}
+	})
+	return err
 }
 
 // publishProfile tells the other nodes a user's new profile.

@@ -10,8 +10,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/nats-io/nats.go"
 	"golang.org/x/time/rate"
-
-	"github.com/pandachat/pandachat/internal/guard"
 )
 
 // Per-user limits over a cluster. Each node's users actor tells the others
@@ -45,20 +43,6 @@ type userTally struct {
 // leaving makes a stopping node tell the others it has no connections, and
 // say nothing more; answered when done.
 type leaving struct{}
-
-// hearUsers hands the other nodes' counts to the users actor.
-func (h *Hub) hearUsers() error {
-	nodes, root, users := h.opts.Nodes, h.system.Root, h.users
-	_, err := nodes.Conn().Subscribe(subjectUsers, func(m *nats.Msg) {
-		defer guard.Recover(h.log, "user counts", nil)
-		uc := &userCounts{}
-		if err := json.Unmarshal(m.Data, uc); err != nil || uc.Node == "" || uc.Node == nodes.Name() {
-			return
-		}
-		root.Send(users, uc)
-	})
-	return err
-}
 
 // clusterMessage handles what users hears of the other nodes.
 func (u *users) clusterMessage(ctx actor.Context, m any) {
