@@ -83,8 +83,8 @@ func (s *Badger) AppendMessages(room string, msgs []Message) error {
 func (s *Badger) commitLoop() {
 	defer s.wg.Done()
 	c := &s.commits
-	var began time.Time // the last group's start
 	var (
+		began    time.Time // the last group's start
 		due      float64   // batches per spacing lately, smoothed
 		winStart time.Time // the batches taken since then, over at least one spacing, make due
 		arrived  int
@@ -116,19 +116,20 @@ func (s *Badger) commitLoop() {
 			// meanwhile share the transaction (its fixed cost is most of a small
 			// batch's). When fewer batches than gatherAtLeast come per spacing,
 			// the wait's own wake-up costs more than it saves: no wait.
-			if el := time.Since(winStart); c.wait > 0 && el >= c.wait {
+			now := time.Now()
+			if el := now.Sub(winStart); c.wait > 0 && el >= c.wait {
 				due = 0.5*due + 0.5*float64(arrived)*float64(c.wait)/float64(el)
-				winStart, arrived = time.Now(), 0
+				winStart, arrived = now, 0
 			}
-			if d := c.wait - time.Since(began); d > 0 && due >= gatherAtLeast {
+			if d := c.wait - now.Sub(began); d > 0 && due >= gatherAtLeast {
 				c.waits++
 				spacing.Reset(d)
 				select {
 				case <-spacing.C:
 				case <-s.stop:
 				}
+				now = time.Now()
 			}
-			now := time.Now()
 			c.mu.Lock()
 			group := c.queue
 			c.queue, c.spare = c.spare[:0], nil
