@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -734,11 +735,7 @@ func (c *Curve) shape() string {
 // median of each over the rounds.
 func (r *SuiteResult) manyRooms(b *strings.Builder) {
 	type pair struct{ server, base *Curve }
-	type shape struct {
-		rounds map[int]*pair
-		order  []int
-	}
-	shapes := map[string]*shape{}
+	shapes := map[string]map[int]*pair{} // shape → round → the two servers' curves
 	var order []string
 	for i := range r.Curves {
 		c := &r.Curves[i]
@@ -746,17 +743,16 @@ func (r *SuiteResult) manyRooms(b *strings.Builder) {
 			continue
 		}
 		k := c.shape()
-		sh := shapes[k]
-		if sh == nil {
-			sh = &shape{rounds: map[int]*pair{}}
-			shapes[k] = sh
+		rounds := shapes[k]
+		if rounds == nil {
+			rounds = map[int]*pair{}
+			shapes[k] = rounds
 			order = append(order, k)
 		}
-		p := sh.rounds[c.Round]
+		p := rounds[c.Round]
 		if p == nil {
 			p = &pair{}
-			sh.rounds[c.Round] = p
-			sh.order = append(sh.order, c.Round)
+			rounds[c.Round] = p
 		}
 		if c.Server == TargetServer.Name {
 			p.server = c
@@ -777,12 +773,11 @@ func (r *SuiteResult) manyRooms(b *strings.Builder) {
 	b.WriteString("\n## Many small rooms (one sender per room)\n\nEach round runs pandachat and then the coalescing baseline; ratios are pandachat / coalesce, medians over the rounds.\n\n")
 	b.WriteString("| rooms × members | round | pandachat knee msgs/s | coalesce knee msgs/s | knee ratio | CPU ratio per step both served (msgs/s: ratio) |\n|---|---|---:|---:|---:|---|\n")
 	for _, k := range order {
-		sh := shapes[k]
+		rounds := shapes[k]
 		var knees []float64
 		cpu := map[float64][]float64{} // step: ratio per round
-		var rates []float64
-		for _, rd := range sh.order {
-			p := sh.rounds[rd]
+		for _, rd := range slices.Sorted(maps.Keys(rounds)) {
+			p := rounds[rd]
 			ks, kb := knee(p.server), knee(p.base)
 			ratio := "-"
 			if kb > 0 && p.server != nil {
@@ -798,22 +793,18 @@ func (r *SuiteResult) manyRooms(b *strings.Builder) {
 						}
 						cr := (ss.ServerCPUSeconds / float64(ss.Sent)) / (bs.ServerCPUSeconds / float64(bs.Sent))
 						per = append(per, fmt.Sprintf("%s: %.2f", si(ss.Rate), cr))
-						if _, ok := cpu[ss.Rate]; !ok {
-							rates = append(rates, ss.Rate)
-						}
 						cpu[ss.Rate] = append(cpu[ss.Rate], cr)
 					}
 				}
 			}
 			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s |\n", k, rd, si(ks), si(kb), ratio, strings.Join(per, ", "))
 		}
-		if len(sh.order) < 2 {
+		if len(rounds) < 2 {
 			continue
 		}
-		slices.Sort(rates)
 		var per []string
 		worst := 0.0
-		for _, rate := range rates {
+		for _, rate := range slices.Sorted(maps.Keys(cpu)) {
 			m := median(cpu[rate])
 			worst = max(worst, m)
 			per = append(per, fmt.Sprintf("%s: %.2f (%d)", si(rate), m, len(cpu[rate])))
@@ -822,7 +813,7 @@ func (r *SuiteResult) manyRooms(b *strings.Builder) {
 		if len(knees) > 0 {
 			kr = fmt.Sprintf("**%.2f** (%.2f–%.2f)", median(knees), slices.Min(knees), slices.Max(knees))
 		}
-		fmt.Fprintf(b, "| %s | median of %d | | | %s | %s; highest median **%.2f** |\n", k, len(sh.order), kr, strings.Join(per, ", "), worst)
+		fmt.Fprintf(b, "| %s | median of %d | | | %s | %s; highest median **%.2f** |\n", k, len(rounds), kr, strings.Join(per, ", "), worst)
 	}
 }
 
