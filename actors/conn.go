@@ -187,10 +187,8 @@ func (c *conn) end(ctx actor.Context, frame []byte, code int, reason string) {
 		ctx.Send(c.room, &kick{ID: c.member.ID, Frame: frame, Code: code, Reason: reason})
 		return
 	}
-	if frame != nil {
-		c.member.Sink.Send(protocol.TextFrame(frame))
-	}
-	c.member.close(code, reason)
+	// The room may be answering our join right now: frame and close go as one.
+	c.member.close(code, reason, textFrames(frame)...)
 }
 
 // armExpiry looks at the session again when it is due to end.

@@ -668,8 +668,8 @@ func TestFailedJoinHasNoPresence(t *testing.T) {
 // fullSink refuses everything, as a queue that is full.
 type fullSink struct{}
 
-func (fullSink) Send(...[]byte) bool { return false }
-func (fullSink) Close(int, string)   {}
+func (fullSink) Send(...[]byte) bool          { return false }
+func (fullSink) Close(int, string, ...[]byte) {}
 
 // In one batch each member gets every message once, in id order, as "user"
 // when its own user sent it (with the cid only on the sending connection) and

@@ -100,7 +100,7 @@ func (s *pingSink) Send(frames ...[]byte) bool {
 	return true
 }
 
-func (s *pingSink) Close(code int, _ string) {
+func (s *pingSink) Close(code int, _ string, _ ...[]byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.code == 0 {

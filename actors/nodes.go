@@ -348,7 +348,12 @@ func (s *directSink) Send(frames ...[]byte) bool {
 	return true
 }
 
-func (s *directSink) Close(int, string) {}
+// Close passes last on; the member's own node closes its socket.
+func (s *directSink) Close(_ int, _ string, last ...[]byte) {
+	if len(last) > 0 {
+		s.Send(last...)
+	}
+}
 
 // relayReply is the pending answer to a forwarded post: sent when the room is
 // done with it (Member.done).

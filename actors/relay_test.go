@@ -783,7 +783,7 @@ func (s *batchSink) Send(frames ...[]byte) bool {
 	return true
 }
 
-func (s *batchSink) Close(int, string) {}
+func (s *batchSink) Close(int, string, ...[]byte) {}
 
 func (s *batchSink) count() int {
 	s.mu.Lock()

@@ -857,10 +857,7 @@ func (r *room) kick(ctx actor.Context, k *kick) {
 	if _, still := r.index[k.ID]; !still { // dropped as slow during the flush
 		return
 	}
-	if k.Frame != nil {
-		m.Sink.Send(protocol.TextFrame(k.Frame))
-	}
-	m.close(k.Code, k.Reason)
+	m.close(k.Code, k.Reason, textFrames(k.Frame)...)
 	r.remove(ctx, m, "")
 }
 

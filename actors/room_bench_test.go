@@ -40,7 +40,7 @@ func countFrames(b []byte) int64 {
 	return n
 }
 
-func (s *countSink) Close(int, string) { s.closed.Store(true) }
+func (s *countSink) Close(int, string, ...[]byte) { s.closed.Store(true) }
 
 func waitFrames(b *testing.B, s *countSink, n int64) {
 	deadline := time.Now().Add(30 * time.Second)
@@ -147,7 +147,7 @@ func (s tallySink) Send(frames ...[]byte) bool {
 	return true
 }
 
-func (tallySink) Close(int, string) {}
+func (tallySink) Close(int, string, ...[]byte) {}
 
 // BenchmarkRooms_Small measures one message in many small rooms: one sender
 // per room, messages spread round-robin over the rooms. ns/op and allocs/op

@@ -42,13 +42,16 @@ func (s *captureSink) decode(b []byte) {
 	}
 }
 
-// Close is recorded in order with the frames, as {"close": code}; as on a
-// socket, only the first close counts and nothing is sent after it.
-func (s *captureSink) Close(code int, _ string) {
+// Close is recorded in order with the frames, as {"close": code}, behind
+// last; as on a socket, only the first close counts and nothing is sent after it.
+func (s *captureSink) Close(code int, _ string, last ...[]byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
 		s.closed = true
+		for _, b := range last {
+			s.decode(b)
+		}
 		s.frames = append(s.frames, map[string]any{"close": float64(code)})
 	}
 }
@@ -111,7 +114,7 @@ type closeSink struct {
 	code atomic.Int32
 }
 
-func (s *closeSink) Close(code int, _ string) { s.code.Store(int32(code)) }
+func (s *closeSink) Close(code int, _ string, _ ...[]byte) { s.code.Store(int32(code)) }
 
 // A room that fails is stopped, not restarted empty: its members are closed
 // with 1011 so that they reconnect, and the next join gets a fresh room.

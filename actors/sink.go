@@ -1,5 +1,7 @@
 package actors
 
+import "github.com/pandachat/pandachat/protocol"
+
 // Sink is a connection's outbound side, implemented by the transport.
 // Both methods are called from actors and must never block.
 type Sink interface {
@@ -10,8 +12,10 @@ type Sink interface {
 	// reads them and never writes them; the list itself is the caller's again
 	// when Send returns.
 	Send(frames ...[]byte) bool
-	// Close sends a close frame behind what is already queued, then closes.
-	Close(code int, reason string)
+	// Close queues last (the frame that says why, if any) and a close frame
+	// behind what is already queued, then closes. It is one step: nothing that
+	// another actor sends goes between last and the close.
+	Close(code int, reason string, last ...[]byte)
 }
 
 // Member is one connection as a room sees it.
@@ -30,12 +34,20 @@ type Member struct {
 	since    bool   // it joined with a replay
 }
 
-// close closes the member's socket and frees its read loop.
-func (m *Member) close(code int, reason string) {
-	m.Sink.Close(code, reason)
+// close closes the member's socket, behind last, and frees its read loop.
+func (m *Member) close(code int, reason string, last ...[]byte) {
+	m.Sink.Close(code, reason, last...)
 	if m.gate != nil {
 		m.gate.close()
 	}
+}
+
+// textFrames is frame as a WebSocket text frame, or nothing for no frame.
+func textFrames(frame []byte) [][]byte {
+	if frame == nil {
+		return nil
+	}
+	return [][]byte{protocol.TextFrame(frame)}
 }
 
 // done gives back the credit of one frame of this member.

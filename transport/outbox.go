@@ -114,8 +114,9 @@ func (o *outbox) sendNow(frames [][]byte) {
 	}
 }
 
-// Close sends a close frame behind what is queued; the writer then closes the socket.
-func (o *outbox) Close(code int, reason string) {
+// Close queues last and a close frame behind what is queued, in one step; the
+// writer then closes the socket.
+func (o *outbox) Close(code int, reason string, last ...[]byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closing || o.dead {
@@ -125,6 +126,12 @@ func (o *outbox) Close(code int, reason string) {
 	if code == protocol.CloseSlowConsumer { // the peer reads nothing: close behind what is already written
 		clear(o.q)
 		o.q, o.qBytes = o.q[:0], 0
+	} else {
+		// Past the bounds: last is one short frame that says why, and nothing follows it.
+		o.q = append(o.q, last...)
+		for _, f := range last {
+			o.qBytes += len(f)
+		}
 	}
 	o.kick()
 }

@@ -151,6 +151,54 @@ func TestOutboxOrderAndClose(t *testing.T) {
 	}
 }
 
+// Close's last frame is the last text the peer reads, right before the close,
+// however another sender races it and even on a full queue; a slow
+// consumer's close drops it with the rest.
+func TestOutboxCloseWithLastFrame(t *testing.T) {
+	for _, full := range []bool{false, true} {
+		srv, cli := tcpPair(t, 0)
+		o, _ := newTestOutbox(srv, 4)
+		if full {
+			o.mu.Lock() // hold the writer off while the queue fills
+			o.q = append(o.q, protocol.TextFrame([]byte("a")), protocol.TextFrame([]byte("b")), protocol.TextFrame([]byte("c")), protocol.TextFrame([]byte("d")))
+			o.mu.Unlock()
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { // the room, still fanning out
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					o.Send(protocol.TextFrame([]byte("room")))
+				}
+			}
+		}()
+		time.Sleep(time.Millisecond)
+		o.Close(protocol.ClosePolicy, "session ended", protocol.TextFrame([]byte("why")))
+		close(stop)
+		wg.Wait()
+		texts, code := readFrames(cli)
+		if code != protocol.ClosePolicy || len(texts) == 0 || texts[len(texts)-1] != "why" {
+			t.Errorf("full=%v: got %d texts ending %q and close %d; want \"why\" last, then close 1008", full, len(texts), texts[max(0, len(texts)-1):], code)
+		}
+		for _, s := range texts[:max(0, len(texts)-1)] {
+			if s == "why" {
+				t.Errorf("full=%v: the last frame went out twice", full)
+			}
+		}
+	}
+	srv, cli := tcpPair(t, 0)
+	o, _ := newTestOutbox(srv, 4)
+	o.Close(protocol.CloseSlowConsumer, "slow consumer", protocol.TextFrame([]byte("why")))
+	if texts, code := readFrames(cli); len(texts) != 0 || code != protocol.CloseSlowConsumer {
+		t.Errorf("slow consumer: got %q and close %d; want no text and close 1013", texts, code)
+	}
+}
+
 // A peer that reads nothing fills the queue: Send says so and never blocks.
 // Close(1013) then discards what is queued: the close frame follows only the
 // bytes already handed to the socket, and the peer gets fewer frames than
