@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -135,6 +136,65 @@ func TestRoomPingsItsMembers(t *testing.T) {
 	waitFor(t, func() bool { q, _, _ := b.state(); return q >= p+3 })
 	if _, code, _ := b.state(); code != 0 {
 		t.Fatalf("the other member was closed with %d", code)
+	}
+}
+
+// firstPingSink notes when the first ping came.
+type firstPingSink struct {
+	mu    sync.Mutex
+	first time.Time
+}
+
+func (s *firstPingSink) Send(frames ...[]byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range frames {
+		if f[0] == protocol.PingFrame[0] && s.first.IsZero() {
+			s.first = time.Now()
+		}
+	}
+	return true
+}
+
+func (s *firstPingSink) Close(int, string, ...[]byte) {}
+
+func (s *firstPingSink) at() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.first
+}
+
+// Rooms started at the same moment (a restart's reconnects) do not ping all
+// at once: each room's first ping comes at its own point of the interval's
+// second half, so that no member waits longer than the interval for a ping.
+func TestFirstPingsOfRoomsStartedTogetherAreSpread(t *testing.T) {
+	const interval, rooms = time.Second, 20
+	hub := NewHub(Options{Store: persistence.NewMemory(), PingInterval: interval})
+	defer hub.Shutdown(5 * time.Second)
+	start := time.Now()
+	sinks := make([]*firstPingSink, rooms)
+	for i := range sinks {
+		sinks[i] = &firstPingSink{}
+		connect(t, hub, ConnSpec{UID: fmt.Sprint("u", i), Room: fmt.Sprint("r", i), Sink: sinks[i]})
+	}
+	waitFor(t, func() bool {
+		for _, s := range sinks {
+			if s.at().IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	lo, hi := time.Duration(1<<62), time.Duration(0)
+	for _, s := range sinks {
+		d := s.at().Sub(start)
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if lo < interval/2 || hi > interval+200*time.Millisecond {
+		t.Errorf("the rooms' first pings came %v to %v after they started; want within the second half of the interval, %v", lo, hi, interval)
+	}
+	if hi-lo < interval/8 {
+		t.Errorf("the first pings of %d rooms started together came within %v of each other (%v to %v): not spread over the interval", rooms, hi-lo, lo, hi)
 	}
 }
 

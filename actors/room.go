@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime/debug"
 	"time"
 
@@ -139,7 +140,7 @@ func (r *room) Receive(ctx actor.Context) {
 		r.maybeTrim(ctx) // catch up with what was stored meanwhile
 	case pingTick:
 		r.ping(ctx)
-		r.armPing(ctx)
+		r.armPing(ctx, r.hub.opts.PingInterval)
 	case closeRoom:
 		// Posts already queued are still taken and confirmed: close behind them.
 		r.closing = true
@@ -171,7 +172,11 @@ func (r *room) start(ctx actor.Context) {
 		r.loadTail(last)
 	}
 	r.armIdle(ctx)
-	r.armPing(ctx)
+	// Rooms started together (a restart's reconnects) would ping together: the
+	// first ping comes at a random point of the interval's second half, the
+	// next ones an interval apart.
+	half := r.hub.opts.PingInterval / 2
+	r.armPing(ctx, half+rand.N(half+1))
 }
 
 // loadTail reads the newest messages once, when the room starts: reconnects
@@ -892,10 +897,10 @@ func (r *room) remove(ctx actor.Context, m *Member, why string) {
 	}
 }
 
-// armPing schedules the next ping tick; the timer is only touched by the room.
-func (r *room) armPing(ctx actor.Context) {
+// armPing schedules the next ping tick in d; the timer is only touched by the room.
+func (r *room) armPing(ctx actor.Context, d time.Duration) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	r.pinger = time.AfterFunc(r.hub.opts.PingInterval, func() { root.Send(self, pingTick{}) })
+	r.pinger = time.AfterFunc(d, func() { root.Send(self, pingTick{}) })
 }
 
 // ping sends every member a ping frame; a member whose queue is full is slow.
