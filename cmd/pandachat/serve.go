@@ -86,7 +86,7 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	dur(&cfg.IdleRoom, "room-idle", "PANDA_ROOM_IDLE", 30*time.Second, "an empty room stops after this")
 	dur(&cfg.FlushWindow, "flush-window", "PANDA_FLUSH_WINDOW", 20*time.Millisecond, "longest wait of a busy room's batch (15µs per member up to this); its messages then share one write per member (0: flush at once)")
 	dur(&cfg.RecallWindow, "recall-window", "PANDA_RECALL_WINDOW", 2*time.Minute, "how long after sending a message its sender may recall it (connections of protocol version 2, v=2)")
-	dur(&cfg.PingInterval, "ping-interval", "PANDA_PING_INTERVAL", 30*time.Second, "server ping interval")
+	dur(&cfg.PingInterval, "ping-interval", "PANDA_PING_INTERVAL", 30*time.Second, "server ping interval (a new room's first ping at a random point of its second half)")
 	dur(&cfg.IdleTimeout, "idle-timeout", "PANDA_IDLE_TIMEOUT", 75*time.Second, "close a connection with no traffic for this long")
 	dur(&cfg.WriteTimeout, "write-timeout", "PANDA_WRITE_TIMEOUT", 10*time.Second, "drop a peer that reads nothing for this long")
 	dur(&cfg.Grace, "grace", "PANDA_GRACE", 10*time.Second, "shutdown grace period")
