@@ -250,27 +250,29 @@ func TestOutboxSlowConsumer(t *testing.T) {
 func TestOutboxGone(t *testing.T) {
 	srv, cli := tcpPair(t, 0)
 	go func() { _, _ = io.Copy(io.Discard, cli) }()
-	o, _ := newTestOutbox(srv, 16)
-	o.direct = false          // about the writer: every frame goes through it
-	o.linger = time.Hour      // only gone can end the writer
-	for i := 0; i < 50; i++ { // enough batches for the writer to linger
-		if !o.Send(protocol.TextFrame([]byte("x"))) {
-			t.Fatal("queue full")
-		}
-		time.Sleep(time.Millisecond)
+	// The writer lingers after a run of two batches or more: hold its first
+	// batch until a second frame is queued, on any number of processors.
+	first, more := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h := func([][]byte) {
+		once.Do(func() {
+			close(first)
+			<-more
+		})
 	}
-	// The test means something only with a writer parked in its linger: hand it a
-	// frame while it is still busy with the one before, until it parks.
-	for deadline := time.Now().Add(5 * time.Second); !o.parked(); {
+	testHookWrite.Store(&h)
+	defer testHookWrite.Store(nil)
+	o, _ := newTestOutbox(srv, 16)
+	o.direct = false     // about the writer: every frame goes through it
+	o.linger = time.Hour // only gone can end the writer
+	o.Send(protocol.TextFrame([]byte("x")))
+	<-first
+	o.Send(protocol.TextFrame([]byte("x")))
+	close(more)
+	for deadline := time.Now().Add(5 * time.Second); !o.parked(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the writer never lingered")
 		}
-		o.Send(protocol.TextFrame([]byte("x")))
-		for o.queued() > 0 {
-			runtime.Gosched()
-		}
-		o.Send(protocol.TextFrame([]byte("x")))
-		time.Sleep(time.Millisecond)
 	}
 	if outboxWriters() == 0 {
 		t.Fatal("no writer goroutine while the outbox says one lingers")
