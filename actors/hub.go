@@ -244,6 +244,7 @@ func (c *Conn) Receive(data []byte, binary bool) {
 
 // Closed tells the actor its socket is gone; the room learns it from the actor.
 func (c *Conn) Closed() {
+	c.actor.member.gone.Store(true) // before the room hears of it: nothing it sends now is read
 	c.actor.member.gate.close()
 	c.root.Stop(c.pid)
 }

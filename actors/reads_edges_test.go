@@ -85,3 +85,37 @@ func TestReadPositionOnLeave(t *testing.T) {
 		t.Errorf("b at shutdown: read position %d (%v), want 3", got, err)
 	}
 }
+
+// A connection whose socket closed marks read only what the room handed it
+// while the socket was open: a message stored between the close and the
+// room's hearing of the leave stays unread.
+func TestReadPositionStopsWhereTheSocketClosed(t *testing.T) {
+	stalled, release := make(chan struct{}), make(chan struct{})
+	hs := &hookStore{Store: badger(t)}
+	hs.append = func(call int, room string, msgs []persistence.Message, inner persistence.Store) error {
+		if call == 2 { // the second message: the room waits here while a's socket closes
+			close(stalled)
+			<-release
+		}
+		return inner.AppendMessages(room, msgs)
+	}
+	hub := NewHub(Options{Store: hs, Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	v, a := &captureSink{}, &captureSink{}
+	cv := connect(t, hub, ConnSpec{UID: "uv", Room: "r", Sink: v})
+	frames(t, v, 1)
+	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	frames(t, a, 1)
+	cv.Receive(text("one"), false) // id 1, read by a
+	frames(t, a, 2)
+	cv.Receive(text("two"), false) // id 2, stored after a's socket closed
+	within(t, stalled)
+	ca.Closed()
+	close(release)
+	frames(t, v, 3)
+	var got uint64
+	waitFor(t, func() bool { got, _ = hs.ReadPosition("ua", "r"); return got != 0 })
+	if got != 1 {
+		t.Errorf("read position %d after a's socket closed before id 2 was stored; want 1", got)
+	}
+}

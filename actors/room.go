@@ -319,7 +319,7 @@ func (r *room) join(ctx actor.Context, m *join) {
 	}
 	r.index[mem.ID] = len(r.members)
 	r.members = append(r.members, mem)
-	mem.joinedAt, mem.since = r.stored, m.HasSince
+	mem.joinedAt, mem.sent, mem.since = r.stored, r.stored, m.HasSince
 	// A first join makes the room one of the user's, read up to here; a replay
 	// delivered everything up to here.
 	r.markRead(ctx, persistence.ReadMark{UID: mem.UID, Room: r.name, ID: r.stored, OnlyNew: !m.HasSince})
@@ -677,6 +677,8 @@ func (r *room) fanout(ctx actor.Context, batch []pendingMsg, split bool) int {
 		}
 		if out := segs.done(); len(out) > 0 && !m.Sink.Send(out...) {
 			slow = append(slow, m)
+		} else if !m.gone.Load() {
+			m.sent = r.stored
 		}
 	}
 	f.reset() // the queues hold the buffers now; let go of them here
@@ -872,8 +874,8 @@ func (r *room) remove(ctx actor.Context, m *Member, why string) {
 	if !ok {
 		return
 	}
-	if why != "slow" && (m.since || r.stored > m.joinedAt) { // a slow one's queue, unread, is dropped
-		r.markRead(ctx, persistence.ReadMark{UID: m.UID, Room: r.name, ID: r.stored})
+	if why != "slow" && (m.since || m.sent > m.joinedAt) { // a slow one's queue, unread, is dropped
+		r.markRead(ctx, persistence.ReadMark{UID: m.UID, Room: r.name, ID: m.sent})
 	}
 	last := len(r.members) - 1
 	r.members[i] = r.members[last]
@@ -980,8 +982,8 @@ func (r *room) maybeTrim(ctx actor.Context) {
 func (r *room) close(ctx actor.Context) {
 	r.flush(ctx)
 	for _, m := range r.members {
-		if m.since || r.stored > m.joinedAt {
-			r.reads = append(r.reads, persistence.ReadMark{UID: m.UID, Room: r.name, ID: r.stored})
+		if m.since || m.sent > m.joinedAt {
+			r.reads = append(r.reads, persistence.ReadMark{UID: m.UID, Room: r.name, ID: m.sent})
 		}
 		m.close(protocol.CloseGoingAway, "server shutting down")
 	}

@@ -1,6 +1,10 @@
 package actors
 
-import "github.com/pandachat/pandachat/protocol"
+import (
+	"sync/atomic"
+
+	"github.com/pandachat/pandachat/protocol"
+)
 
 // Sink is a connection's outbound side, implemented by the transport.
 // Both methods are called from actors and must never block.
@@ -30,8 +34,10 @@ type Member struct {
 	gate     *gate       // the connection's frames in flight; nil in tests that build members by hand
 	relay    *relayReply // a member of another node posting through this owner: answered when done
 
-	joinedAt uint64 // the room's last stored id when it joined
-	since    bool   // it joined with a replay
+	joinedAt uint64      // the room's last stored id when it joined
+	sent     uint64      // the last id the room handed to it while its socket was open
+	since    bool        // it joined with a replay
+	gone     atomic.Bool // its socket is closed: what the room sends now is not read
 }
 
 // close closes the member's socket, behind last, and frees its read loop.
