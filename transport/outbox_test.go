@@ -380,12 +380,6 @@ func (o *outbox) parked() bool {
 	return o.running && o.waiting
 }
 
-func (o *outbox) queued() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.q)
-}
-
 // outboxWriters counts the goroutines running an outbox's writer, in this test
 // binary (other tests' writers end within their 50 ms linger).
 func outboxWriters() int {
