@@ -78,10 +78,11 @@ func TestRetentionSteps(t *testing.T) {
 	}
 }
 
-// pingSink counts the pings it is sent and can turn full.
+// pingSink counts the pings it is sent, notes when the first came, and can turn full.
 type pingSink struct {
 	mu     sync.Mutex
 	pings  int
+	first  time.Time
 	full   bool
 	code   int
 	closed time.Time
@@ -95,7 +96,9 @@ func (s *pingSink) Send(frames ...[]byte) bool {
 	}
 	for _, f := range frames {
 		if f[0] == protocol.PingFrame[0] {
-			s.pings++
+			if s.pings++; s.pings == 1 {
+				s.first = time.Now()
+			}
 		}
 	}
 	return true
@@ -113,6 +116,12 @@ func (s *pingSink) state() (pings, code int, closed time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pings, s.code, s.closed
+}
+
+func (s *pingSink) firstPing() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.first
 }
 
 // A room pings its members every PingInterval; one whose queue is full when
@@ -139,31 +148,6 @@ func TestRoomPingsItsMembers(t *testing.T) {
 	}
 }
 
-// firstPingSink notes when the first ping came.
-type firstPingSink struct {
-	mu    sync.Mutex
-	first time.Time
-}
-
-func (s *firstPingSink) Send(frames ...[]byte) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, f := range frames {
-		if f[0] == protocol.PingFrame[0] && s.first.IsZero() {
-			s.first = time.Now()
-		}
-	}
-	return true
-}
-
-func (s *firstPingSink) Close(int, string, ...[]byte) {}
-
-func (s *firstPingSink) at() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.first
-}
-
 // Rooms started at the same moment (a restart's reconnects) do not ping all
 // at once: each room's first ping comes at its own point of the interval's
 // second half, so that no member waits longer than the interval for a ping.
@@ -172,14 +156,14 @@ func TestFirstPingsOfRoomsStartedTogetherAreSpread(t *testing.T) {
 	hub := NewHub(Options{Store: persistence.NewMemory(), PingInterval: interval})
 	defer hub.Shutdown(5 * time.Second)
 	start := time.Now()
-	sinks := make([]*firstPingSink, rooms)
+	sinks := make([]*pingSink, rooms)
 	for i := range sinks {
-		sinks[i] = &firstPingSink{}
+		sinks[i] = &pingSink{}
 		connect(t, hub, ConnSpec{UID: fmt.Sprint("u", i), Room: fmt.Sprint("r", i), Sink: sinks[i]})
 	}
 	waitFor(t, func() bool {
 		for _, s := range sinks {
-			if s.at().IsZero() {
+			if s.firstPing().IsZero() {
 				return false
 			}
 		}
@@ -187,7 +171,7 @@ func TestFirstPingsOfRoomsStartedTogetherAreSpread(t *testing.T) {
 	})
 	lo, hi := time.Duration(1<<62), time.Duration(0)
 	for _, s := range sinks {
-		d := s.at().Sub(start)
+		d := s.firstPing().Sub(start)
 		lo, hi = min(lo, d), max(hi, d)
 	}
 	if lo < interval/2 || hi > interval+200*time.Millisecond {
