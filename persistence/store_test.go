@@ -495,10 +495,11 @@ func BenchmarkMessagesAfter(b *testing.B) {
 		b.Fatal(err)
 	}
 	const total, page = 20000, 100
+	body := bytes.Repeat([]byte{'m'}, 250) // Badger copies what it stores
 	batch := make([]persistence.Message, 100)
 	for id := uint64(1); id <= total; id += uint64(len(batch)) {
 		for i := range batch {
-			batch[i] = persistence.Message{ID: id + uint64(i), Data: bytes.Repeat([]byte{'m'}, 250)}
+			batch[i] = persistence.Message{ID: id + uint64(i), Data: body}
 		}
 		if err := s.AppendMessages("replay", batch); err != nil {
 			b.Fatal(err)
