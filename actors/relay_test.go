@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/nats-io/nats.go"
 
 	"github.com/pandachat/pandachat/cluster"
@@ -23,6 +25,7 @@ import (
 // live and which node owns each room. Its hubs share one real NATS server; a
 // node without a hub is played by the test on the subjects of nodes.go.
 type testCluster struct {
+	node  *cluster.Node
 	nc    *nats.Conn
 	mu    sync.Mutex
 	live  []string
@@ -36,7 +39,20 @@ func newTestCluster(t *testing.T, live ...string) *testCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { node.Close() })
-	return &testCluster{nc: node.Conn(), live: live, owner: map[string]string{}}
+	return &testCluster{node: node, nc: node.Conn(), live: live, owner: map[string]string{}}
+}
+
+// jetStream opens a store on the cluster's JetStream, as a node does: each
+// one a writer of its own, which the stream's checks keep apart.
+func (c *testCluster) jetStream(t *testing.T) *persistence.JetStream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := persistence.OpenJetStream(ctx, c.node.JetStream(), persistence.JetStreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // place sets the live nodes and, in pairs, rooms and their owners.
@@ -1099,4 +1115,94 @@ func TestRoomOfForwardedPostsStops(t *testing.T) {
 		}
 		waitFor(t, func() bool { return ha.Rooms() == 0 })
 	}
+}
+
+// An owner that hears another node's batch while a batch of its own waits to
+// be flushed (it was paused, and the others took the room over) must not read
+// the store again before that batch is settled: its ids are taken, so it is
+// refused whole, and a re-send of one of its cids is stored anew, never
+// echoed as what the other node stored under that id.
+func TestPendingBatchWhenAnotherWriterIsHeard(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "b")
+	store := faultstore.New(tc.jetStream(t))
+	hb := tc.hubWith(t, "b", Options{Store: store, Rate: Rate{Off: true}, TailSize: 1})
+	sb := &captureSink{}
+	cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb, V2: true})
+	exactly(t, sb, 1)
+	cb.Receive(text("one"), false)
+	cb.Receive(text("two"), false)
+	exactly(t, sb, 3)
+	old := stored(t, tc.jetStream(t), "r", 3, 4, "ux", "x's") // the other node's, unknown to the room
+	// A replay from the store (the tail holds one message) holds the room
+	// while the rest queues in its mailbox in a known order.
+	store.StallReads()
+	connect(t, hb, ConnSpec{UID: "uc", Room: "r", Sink: &captureSink{}, Since: 0, HasSince: true})
+	for m := range store.Stalled() {
+		if m == faultstore.MessagesAfter {
+			break
+		}
+	}
+	room := roomPID(t, hb, "r")
+	frames := 3
+	handed := func() { // the conn actor handed on what came before: it answered a bad frame
+		cb.Receive([]byte("{"), false)
+		frames++
+		exactly(t, sb, frames)
+	}
+	cb.Receive(textCID("k"), false) // id 3: pending
+	cb.Receive(textCID("k"), false) // a re-send while it is pending
+	handed()
+	hb.system.Root.Send(room, &relayMsg{T: relayBatch, Node: "x", Msgs: old})
+	cb.Receive(textCID("k"), false) // a re-send after the other node's batch
+	handed()
+	store.Release()
+	waitFor(t, func() bool { return cb.InFlight() == 0 })
+	for _, f := range sb.all() {
+		if f["cid"] == "k" && f["type"] != "error" && f["content"] != "k" {
+			t.Errorf("the echo of k is another message: %v", frameIDs([]map[string]any{f}))
+		}
+	}
+	// Sent again once the room has read the store, k is stored after x's ids.
+	for tries, echoed := 0, false; !echoed; tries++ {
+		if tries == 100 {
+			t.Fatal("k is never stored")
+		}
+		n := len(sb.all())
+		cb.Receive(textCID("k"), false)
+		waitFor(t, func() bool { return cb.InFlight() == 0 })
+		for _, f := range sb.all()[n:] {
+			echoed = echoed || f["cid"] == "k" && f["type"] == "user"
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	msgs, err := store.MessagesAfter("r", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range msgs {
+		var rec struct{ Content string }
+		_ = json.Unmarshal(m.Data, &rec)
+		got = append(got, fmt.Sprint(m.ID, ":", rec.Content))
+	}
+	if want := []string{"1:one", "2:two", "3:x's", "4:x's", "5:k"}; !slices.Equal(got, want) {
+		t.Errorf("stored %q, want %q", got, want)
+	}
+}
+
+// roomPID finds the actor of a started room (its id is the registry's child
+// id with the room's prefix).
+func roomPID(t *testing.T, h *Hub, name string) *actor.PID {
+	t.Helper()
+	prefix := "rooms/room-" + name + "-"
+	for _, bucket := range h.system.ProcessRegistry.LocalPIDs.LocalPIDs {
+		for id := range bucket.Items() {
+			if strings.HasPrefix(id, prefix) {
+				return actor.NewPID(h.system.Address(), id)
+			}
+		}
+	}
+	t.Fatalf("no actor for room %q", name)
+	return nil
 }

@@ -231,6 +231,11 @@ func (r *room) healthy(ctx actor.Context) bool {
 	if r.broken == nil {
 		return true
 	}
+	if len(r.pending) > 0 {
+		// Its ids and cids were handed out before the store moved on: the
+		// write's own check stores or refuses it before the room reads again.
+		r.flush(ctx)
+	}
 	if time.Now().Before(r.retryAt) {
 		return false
 	}

@@ -197,9 +197,7 @@ func (r *room) relayedBatch(ctx actor.Context, m *relayMsg) {
 		// paused): read the store before taking the next post.
 		if last > r.stored && r.broken == nil {
 			r.broken, r.retryAt = errTakeOver, time.Time{}
-			if len(r.pending) == 0 {
-				r.healthy(ctx)
-			}
+			r.healthy(ctx)
 		}
 		return
 	}
