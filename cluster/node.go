@@ -99,6 +99,15 @@ type member struct {
 	leaving bool      // it said goodbye
 }
 
+// apiTimeout bounds a JetStream API call of the node's client.
+const apiTimeout = 5 * time.Second
+
+// watchMembers starts the membership watch, for the node's life (a variable:
+// a test makes it time out).
+var watchMembers = func(kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+	return kv.WatchAll(context.Background())
+}
+
 // Start runs the embedded server, joins the cluster and waits until the
 // replicated store takes writes (a quorum of the nodes is up), or fails after
 // StartTimeout with an error that says what is missing.
@@ -136,7 +145,7 @@ func Start(o Options) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("cluster: connect to the embedded server: %w", err))
 	}
-	n.js, err = jetstream.New(n.nc, jetstream.WithDefaultTimeout(5*time.Second))
+	n.js, err = jetstream.New(n.nc, jetstream.WithDefaultTimeout(apiTimeout))
 	if err != nil {
 		return fail(fmt.Errorf("cluster: %w", err))
 	}
@@ -172,8 +181,15 @@ func Start(o Options) (*Node, error) {
 	if err != nil {
 		return fail(n.startError(err))
 	}
-	// The first view of the members is in before Start returns.
-	w, err := n.kv.WatchAll(context.Background()) // lives as long as the node
+	// The first view of the members is in before Start returns. The watch
+	// lives as long as the node, so its context is not the attempt's: each
+	// attempt ends at the client's API timeout, which a cluster still forming
+	// can pass.
+	var w jetstream.KeyWatcher
+	err = Retry(ctx, o.Logger, "membership watch", apiTimeout, func(context.Context) error {
+		w, err = watchMembers(n.kv)
+		return err
+	})
 	if err != nil {
 		return fail(n.startError(err))
 	}

@@ -89,6 +89,29 @@ func TestSingleNode(t *testing.T) {
 	}
 }
 
+// The membership watch can time out while a cluster forms (the client's API
+// timeout passes before its consumer is made): the start tries it again
+// instead of failing, and the node then knows its members.
+func TestStartRetriesTheMembershipWatch(t *testing.T) {
+	real, failed := watchMembers, 0
+	watchMembers = func(kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+		if failed < 2 {
+			failed++
+			return nil, context.DeadlineExceeded
+		}
+		return real(kv)
+	}
+	t.Cleanup(func() { watchMembers = real })
+	n, err := Start(Options{Name: "solo", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start after %d timed-out watches: %v", failed, err)
+	}
+	defer n.Close()
+	if got := n.Live(); failed != 2 || !reflect.DeepEqual(got, []string{"solo"}) {
+		t.Errorf("after %d timed-out watches: live %v, want [solo]", failed, got)
+	}
+}
+
 // The data directory is required to be usable.
 func TestUnusableDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "file")
