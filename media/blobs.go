@@ -3,9 +3,6 @@ package media
 import (
 	"errors"
 	"io"
-	"time"
-
-	"github.com/pandachat/pandachat/persistence"
 )
 
 // Blobs keeps media bytes where every node of a cluster reads them;
@@ -42,22 +39,17 @@ func (s *Service) putBlob(st *staged) (created bool, err error) {
 // blobReader gives http.ServeContent a blob it can seek in: a seek only moves
 // the offset; a read ahead of the stream skips forward, a read behind it opens
 // the blob again. ServeContent seeks to the end and back before it reads, and
-// once more per range, so a whole GET reads the blob once. A stream that fails
-// or ends early is opened again at the offset, for up to retry (a leader
-// election of the object store), so an answer whose headers are out never ends
-// short without an error.
+// once more per range, so a whole GET reads the blob once. The stream resumes
+// by itself when it breaks (persistence.JetStreamBlobs): an error here is
+// final, and the answer ends short of its Content-Length, never looking whole.
 type blobReader struct {
 	blobs Blobs
 	id    string
 	size  int64
 	rc    io.ReadCloser // the stream, at offset at
 	at    int64
-	off   int64         // where the next read starts
-	retry time.Duration // how long a failed stream is opened again; 0 means defaultBlobRetry
+	off   int64 // where the next read starts
 }
-
-// defaultBlobRetry outlasts an election of the object store's stream leader.
-const defaultBlobRetry = 10 * time.Second
 
 var errSeek = errors.New("media: invalid seek")
 
@@ -85,34 +77,14 @@ func (r *blobReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	retry := r.retry
-	if retry <= 0 {
-		retry = defaultBlobRetry
+	n, err := r.readStream(p)
+	switch {
+	case r.off >= r.size:
+		return n, io.EOF
+	case err == io.EOF:
+		return n, io.ErrUnexpectedEOF // the stream ended before size bytes
 	}
-	var giveUp time.Time
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		n, err := r.readStream(p)
-		if n > 0 || err == nil {
-			if r.off >= r.size {
-				return n, io.EOF
-			}
-			return n, nil
-		}
-		r.drop() // the next try opens the blob again at r.off
-		if errors.Is(err, persistence.ErrNotFound) {
-			return 0, err // deleted meanwhile: opening again cannot help
-		}
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF // the stream ended before size bytes
-		}
-		if giveUp.IsZero() {
-			giveUp = time.Now().Add(retry)
-		}
-		if time.Now().Add(wait).After(giveUp) {
-			return 0, err
-		}
-		time.Sleep(wait)
-	}
+	return n, err
 }
 
 // readStream reads at r.off from the open stream, opening or skipping first.
@@ -135,9 +107,6 @@ func (r *blobReader) readStream(p []byte) (int, error) {
 	n, err := r.rc.Read(p[:min(int64(len(p)), r.size-r.off)])
 	r.at += int64(n)
 	r.off += int64(n)
-	if n > 0 && err != nil && err != io.EOF {
-		r.drop() // keep the bytes; the next read opens the blob again
-	}
 	return n, err
 }
 

@@ -56,8 +56,7 @@ type Service struct {
 
 	diskWarn sync.Once // free space unknown: said once
 
-	wrapTmp   func(io.Writer) io.Writer // tests route temp-file writes elsewhere to inject disk errors
-	blobRetry time.Duration             // how long a failed blob stream is opened again; 0 means defaultBlobRetry
+	wrapTmp func(io.Writer) io.Writer // tests route temp-file writes elsewhere to inject disk errors
 }
 
 // Open creates Dir and removes temp files left by an earlier run. ServeUpload calls

@@ -71,7 +71,7 @@ func (s *Service) open(id string) (io.ReadSeekCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &blobReader{blobs: s.Blobs, id: id, size: size, rc: rc, retry: s.blobRetry}, nil
+	return &blobReader{blobs: s.Blobs, id: id, size: size, rc: rc}, nil
 }
 
 // contentType passes only the types Probe produces, so odd metadata cannot make a page.

@@ -24,7 +24,12 @@ type JetStreamBlobs struct {
 	s       *JetStream // for reads from the leader
 	bucket  string
 	timeout time.Duration
+	resume  time.Duration                                 // how long a broken stream is opened again
+	get     func(id string) (io.ReadCloser, int64, error) // one stream of the object (tests cut it)
 }
+
+// resumeFor outlasts an election of the object store's stream leader.
+const resumeFor = 10 * time.Second
 
 // OpenJetStreamBlobs creates (or finds) the MEDIA object store next to the
 // store s, with the same copies and prefix.
@@ -33,7 +38,8 @@ func OpenJetStreamBlobs(ctx context.Context, s *JetStream) (*JetStreamBlobs, err
 	if s.o.Prefix != "" {
 		name = s.o.Prefix + "_MEDIA"
 	}
-	b := &JetStreamBlobs{s: s, bucket: name, timeout: 2 * time.Minute}
+	b := &JetStreamBlobs{s: s, bucket: name, timeout: 2 * time.Minute, resume: resumeFor}
+	b.get = b.stream
 	err := jsRetryCreate(ctx, "media object store", func(ctx context.Context) error {
 		var err error
 		b.obs, err = s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
@@ -123,8 +129,19 @@ func (b *JetStreamBlobs) Has(id string) (bool, error) {
 
 // Open returns id's bytes and size, or ErrNotFound. An object the leader has
 // and the nearest replica not yet (uploaded on another node a moment ago) is
-// waited for, up to a few seconds.
+// waited for, up to a few seconds. A stream that fails or ends short part-way
+// is opened again where it stopped (blobStream), so a read that ends without
+// an error has every byte.
 func (b *JetStreamBlobs) Open(id string) (io.ReadCloser, int64, error) {
+	rc, size, err := b.get(id)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &blobStream{b: b, id: id, size: size, rc: rc}, size, nil
+}
+
+// stream opens one stream of id's bytes from the object store.
+func (b *JetStreamBlobs) stream(id string) (io.ReadCloser, int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	for wait, waited := 20*time.Millisecond, time.Duration(0); ; wait *= 2 {
 		res, err := b.obs.Get(ctx, id)
@@ -170,5 +187,86 @@ type readCloser struct {
 func (r readCloser) Close() error {
 	err := r.ReadCloser.Close()
 	r.cancel()
+	return err
+}
+
+// blobStream reads an object and opens it again where it stopped when its
+// stream fails or ends short: an object store read is an R1 consumer that may
+// sit on a copy still catching up (it then ends early with a digest error), or
+// lose its leader. It gives up after b.resume without progress.
+type blobStream struct {
+	b    *JetStreamBlobs
+	id   string
+	size int64
+	rc   io.ReadCloser // nil after a failure: the next read opens it again
+	at   int64         // bytes read so far
+}
+
+func (s *blobStream) Read(p []byte) (int, error) {
+	if s.at >= s.size {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var giveUp time.Time
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		n, err := s.read(p)
+		if n > 0 {
+			if s.at >= s.size {
+				return n, io.EOF
+			}
+			return n, nil
+		}
+		s.drop()
+		if errors.Is(err, ErrNotFound) {
+			return 0, err // deleted meanwhile: opening again cannot help
+		}
+		if err == io.EOF || err == nil {
+			err = io.ErrUnexpectedEOF // the stream ended before size bytes
+		}
+		if giveUp.IsZero() {
+			giveUp = time.Now().Add(s.b.resume)
+		}
+		if time.Now().Add(wait).After(giveUp) {
+			return 0, fmt.Errorf("jetstream media %s: read %d of %d bytes: %w", s.id, s.at, s.size, err)
+		}
+		time.Sleep(wait)
+	}
+}
+
+// read reads from the stream, opened again at s.at when it is not open.
+func (s *blobStream) read(p []byte) (int, error) {
+	if s.rc == nil {
+		rc, _, err := s.b.get(s.id)
+		if err != nil {
+			return 0, err
+		}
+		s.rc = rc
+		if _, err := io.CopyN(io.Discard, rc, s.at); err != nil {
+			return 0, err
+		}
+	}
+	n, err := s.rc.Read(p[:min(int64(len(p)), s.size-s.at)])
+	s.at += int64(n)
+	if n > 0 && err != nil && s.at < s.size {
+		s.drop() // keep the bytes; the next read opens it again
+	}
+	return n, err
+}
+
+func (s *blobStream) drop() {
+	if s.rc != nil {
+		s.rc.Close()
+		s.rc = nil
+	}
+}
+
+func (s *blobStream) Close() error {
+	if s.rc == nil {
+		return nil
+	}
+	err := s.rc.Close()
+	s.rc = nil
 	return err
 }

@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -114,3 +115,10 @@ var EncodeEntry = encodeEntry
 
 // RoomSubject is the subject of room's entries.
 func (s *JetStream) RoomSubject(room string) string { return s.roomSubject(room) }
+
+// WrapStreams puts wrap between b and the object store's streams (to cut
+// them), and sets how long a broken stream is opened again.
+func (b *JetStreamBlobs) WrapStreams(resume time.Duration, wrap func(open func(id string) (io.ReadCloser, int64, error), id string) (io.ReadCloser, int64, error)) {
+	b.resume = resume
+	b.get = func(id string) (io.ReadCloser, int64, error) { return wrap(b.stream, id) }
+}
