@@ -151,11 +151,11 @@ func (s *Suite) startChild(ctx context.Context, args ...string) (*Child, error) 
 	return StartChild(ctx, args...)
 }
 
-func (s *Suite) start(ctx context.Context, t Target) (*running, error) {
+func (s *Suite) start(ctx context.Context, t Target, extra ...string) (*running, error) {
 	if t.Nodes > 1 {
 		return s.startCluster(ctx, t)
 	}
-	args := serverArgs(t.Baseline, t.Store, t.Sync, s.Outbox)
+	args := append(serverArgs(t.Baseline, t.Store, t.Sync, s.Outbox), extra...)
 	r := &running{}
 	if t.Baseline == "" {
 		dir, err := os.MkdirTemp("", "pandachat-bench-")
@@ -376,9 +376,16 @@ func (s *Suite) Run(ctx context.Context) error {
 	return nil
 }
 
+// idlePing is the ping interval of pandachat in the idle scenario.
+const idlePing = time.Second
+
 func (s *Suite) idle(ctx context.Context, t Target, n int) (IdleResult, error) {
 	s.logf("== idle: %s, %d connections", t.Name, n)
-	r, err := s.start(ctx, t)
+	var extra []string
+	if t.Baseline == "" { // idle connections are pinged: their pongs are part of what they cost
+		extra = []string{"--ping-interval", idlePing.String()}
+	}
+	r, err := s.start(ctx, t, extra...)
 	if err != nil {
 		return IdleResult{}, err
 	}
@@ -389,7 +396,7 @@ func (s *Suite) idle(ctx context.Context, t Target, n int) (IdleResult, error) {
 		return IdleResult{}, err
 	}
 	defer g.Close()
-	time.Sleep(time.Second) // let the server settle, then read again
+	time.Sleep(2*idlePing + idlePing/2) // every socket pinged twice, then read again
 	st := g.Setup
 	if p, err := ReadProc(r.c.PID()); err == nil {
 		st.ServerRSSIdle = p.RSS

@@ -16,6 +16,7 @@ import (
 
 // socket is the per-connection state kept in gws's session slot.
 type socket struct {
+	srv       *Server
 	ws        *gws.Conn
 	out       *outbox
 	conn      *actors.Conn
@@ -86,20 +87,31 @@ func (e events) OnMessage(c *gws.Conn, m *gws.Message) {
 
 // readLoop runs gws's read loop for one socket. gws recovers panics in
 // OnMessage only; a panic anywhere else in the loop (its frame parser, the
-// control-frame handlers, the wire check) ends here and closes this socket alone.
-func (s *Server) readLoop(ws *gws.Conn) {
-	defer s.recoverSocket(ws, "connection reader")
-	ws.ReadLoop()
+// control-frame handlers, the wire check) ends here and closes this socket
+// alone. Its frame is under every read loop's: with one pointer to keep, a
+// loop that reads pongs still fits the goroutine's first stack.
+func (st *socket) readLoop() {
+	defer st.recoverReader()
+	st.ws.ReadLoop()
 }
 
-// recoverSocket, deferred, stops a panic in a goroutine that serves ws: it is
-// logged with its stack, the socket gets 1011 and closes, and what the server
-// holds for it is released as for any close.
-func (s *Server) recoverSocket(ws *gws.Conn, where string) {
-	p := recover()
-	if p == nil {
-		return
+func (st *socket) recoverReader() {
+	if p := recover(); p != nil {
+		st.srv.panicked(st.ws, "connection reader", p)
 	}
+}
+
+// recoverSocket, deferred, stops a panic in a goroutine that serves ws.
+func (s *Server) recoverSocket(ws *gws.Conn, where string) {
+	if p := recover(); p != nil {
+		s.panicked(ws, where, p)
+	}
+}
+
+// panicked handles a panic p in a goroutine that serves ws: it is logged with
+// its stack, the socket gets 1011 and closes, and what the server holds for
+// it is released as for any close.
+func (s *Server) panicked(ws *gws.Conn, where string, p any) {
 	args := []any{"where", where, "panic", p, "stack", string(debug.Stack())}
 	if st := stateOf(ws); st != nil {
 		args = append(args, "uid", st.uid, "room", st.room, "remote", st.remote)
@@ -111,8 +123,10 @@ func (s *Server) recoverSocket(ws *gws.Conn, where string) {
 }
 
 // touch moves the idle deadline: any traffic from the peer proves it alive.
+// It sets it on the socket itself, one frame shallower than through the
+// wireConn: a pong then fits the read loop's first stack.
 func (st *socket) touch() {
-	_ = st.ws.NetConn().SetReadDeadline(time.Now().Add(st.idle))
+	_ = st.out.conn.Conn.SetReadDeadline(time.Now().Add(st.idle))
 }
 
 func closeReason(err error) string {

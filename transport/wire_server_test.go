@@ -427,3 +427,59 @@ func TestReadLoopPanicClosesOnlyItsConnection(t *testing.T) {
 	c.NextOfType("system")
 	p.chat()
 }
+
+// Reads come straight from the socket (Linux): a peer that goes silent meets
+// the idle deadline, one that resets or ends the connection is seen as such,
+// and bytes that came with the upgrade request are read first. Each socket is
+// released and logged with its reason; the others chat on.
+func TestSocketReadEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		idle   time.Duration
+		end    func(r *rawWS)
+		reason string
+	}{
+		{name: "silent", idle: 400 * time.Millisecond, end: func(*rawWS) {}, reason: `reason="idle timeout"`},
+		{name: "reset", end: func(r *rawWS) {
+			_ = r.conn.(*net.TCPConn).SetLinger(0) // the close sends RST
+			_ = r.conn.Close()
+		}, reason: "connection reset by peer"},
+		{name: "end", end: func(r *rawWS) { _ = r.conn.(*net.TCPConn).CloseWrite() }, reason: "EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs chattest.SyncBuffer
+			cfg := server.Config{DevLogin: true, Rate: actors.Rate{Off: true}, IdleTimeout: tc.idle,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			if tc.idle > 0 {
+				cfg.PingInterval = tc.idle / 4 // the pair's clients answer; the raw one does not
+			}
+			env := chattest.Start(t, cfg)
+			p := newPair(t, env)
+			open := env.Srv.Edge().Open()
+			// A frame right behind the request: read from what the HTTP server buffered.
+			ping := frame(0x89, []byte("early"))
+			r := dialRaw(t, env, env.DevLogin("reader"), "room=wire", ping)
+			for {
+				op, payload, err := r.next(chattest.Wait)
+				if err != nil {
+					t.Fatalf("no pong to the early ping: %v", err)
+				}
+				if op == 0xA {
+					if string(payload) != "early" {
+						t.Fatalf("pong %q", payload)
+					}
+					break
+				}
+			}
+			tc.end(r)
+			deadline := time.Now().Add(chattest.Wait)
+			for !strings.Contains(logs.String(), tc.reason) || env.Srv.Edge().Open() != open {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d sockets open, want %d; no close with %q in the log:\n%s", env.Srv.Edge().Open(), open, tc.reason, logs.String())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			p.chat()
+		})
+	}
+}

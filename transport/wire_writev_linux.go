@@ -129,3 +129,22 @@ func consume(bufs *[][]byte, n int) {
 		(*bufs)[0] = (*bufs)[0][n:]
 	}
 }
+
+// readRaw reads the socket into c.rb once it has bytes (rawConn.Read calls it
+// again after each wait); false asks for the wait.
+func (c *wireConn) readRaw(fd uintptr) bool {
+	for {
+		n, err := syscall.Read(int(fd), c.rb)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case nil:
+			c.rn, c.rerrno = n, 0
+		default:
+			c.rn, c.rerrno = 0, err.(syscall.Errno)
+		}
+		return true
+	}
+}

@@ -66,7 +66,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 
 	base := s.sharedBase(s.baseURL(r))
 	st := &socket{
-		ws: ws, idle: s.opts.IdleTimeout,
+		srv: s, ws: ws, idle: s.opts.IdleTimeout,
 		opened: time.Now(), uid: u.UID, room: room, remote: s.clientAddr(r),
 	}
 	st.out = &outbox{
@@ -125,7 +125,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	s.opts.Observer.ConnOpened()
 	st.touch()
 	s.log.Info("connection opened", "uid", u.UID, "room", room, "remote", st.remote)
-	go s.readLoop(ws)
+	go st.readLoop()
 }
 
 // version reads the v query parameter: absent or 1 is the original protocol,
