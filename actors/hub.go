@@ -108,6 +108,7 @@ type Hub struct {
 	opts     Options
 	obs      Observer
 	log      *slog.Logger
+	workers  *workers      // the dispatcher of every actor of the hub
 	stop     chan struct{} // closed by Shutdown: ends the cluster watch
 	epoch    int64         // this run of the node (several nodes): counts of an earlier run are stale
 }
@@ -153,7 +154,9 @@ func NewHub(o Options) *Hub {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &Hub{store: o.Store, opts: o, obs: o.Observer, log: o.Logger, stop: make(chan struct{}), epoch: time.Now().UnixNano()}
+	stop := make(chan struct{})
+	h := &Hub{store: o.Store, opts: o, obs: o.Observer, log: o.Logger, stop: stop, epoch: time.Now().UnixNano(),
+		workers: newWorkers(maxIdleWorkers, stop)}
 	libLog := slog.New(minLevel{o.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
 	h.system = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLog }),
@@ -164,7 +167,7 @@ func NewHub(o Options) *Hub {
 	// it with empty state.
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &registry{hub: h, rooms: map[string]*roomRef{}, names: map[string]string{}}
-	}, actor.WithSupervisor(stopOnPanic(h)))
+	}, actor.WithSupervisor(stopOnPanic(h)), actor.WithDispatcher(h.workers))
 	pid, err := h.system.Root.SpawnNamed(props, "rooms")
 	if err != nil { // a fresh system has no actor of that name
 		panic(err)
@@ -172,7 +175,7 @@ func NewHub(o Options) *Hub {
 	h.registry = pid
 	users := actor.PropsFromProducer(func() actor.Actor {
 		return &users{hub: h, byUID: map[string]*userState{}, sessions: map[string]map[*actor.PID]struct{}{}}
-	}, actor.WithSupervisor(stopOnPanic(h)))
+	}, actor.WithSupervisor(stopOnPanic(h)), actor.WithDispatcher(h.workers))
 	if h.users, err = h.system.Root.SpawnNamed(users, "users"); err != nil {
 		panic(err)
 	}
@@ -227,7 +230,7 @@ func (h *Hub) Connect(spec ConnSpec) (*Conn, error) {
 		gate: newGate(h.opts.MaxInflight)}
 	// A lock-free list mailbox: a connection gets few messages, and an idle one
 	// then costs a few words instead of a ring buffer.
-	props := actor.PropsFromProducer(func() actor.Actor { return c }, actor.WithMailbox(actor.UnboundedLockfree()))
+	props := actor.PropsFromProducer(func() actor.Actor { return c }, actor.WithMailbox(actor.UnboundedLockfree()), actor.WithDispatcher(h.workers))
 	pid := h.system.Root.SpawnPrefix(props, "conn-")
 	return &Conn{pid: pid, root: h.system.Root, actor: c}, nil
 }

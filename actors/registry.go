@@ -96,7 +96,7 @@ func (g *registry) room(ctx actor.Context, name string) *roomRef {
 			r := newRoom(name, g.hub)
 			r.remote = remote
 			return r
-		})
+		}, actor.WithDispatcher(g.hub.workers))
 		pid := ctx.SpawnPrefix(props, "room-"+name+"-")
 		ref = &roomRef{pid: pid}
 		g.rooms[name] = ref
