@@ -59,8 +59,9 @@ type Options struct {
 }
 
 // readBufferSize is the read buffer each connection keeps (gws reads frames
-// through it): chat frames are small.
-const readBufferSize = 1 << 10
+// through it): chat frames are small, and a frame bigger than it is read
+// straight into its message, past the buffer.
+const readBufferSize = 512
 
 // Server serves the chat over HTTP and WebSocket.
 type Server struct {

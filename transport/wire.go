@@ -49,8 +49,9 @@ type wireParser struct {
 	left   uint64 // payload bytes still to skip
 	limit  uint64 // largest data frame payload (the read limit)
 
-	// Arrival times of the last maxControlFrames control frames, a ring.
-	ctrl    [maxControlFrames]time.Duration
+	// Arrival times of the last maxControlFrames control frames, a ring, in
+	// milliseconds of the clock (uint32: differences stay right across a wrap).
+	ctrl    [maxControlFrames]uint32
 	ctrlPos uint8
 	ctrlN   uint8                // control frames seen, up to maxControlFrames
 	now     func() time.Duration // monotonic clock; tests may replace it
@@ -171,8 +172,8 @@ func unknownOpcode(op byte) (int, string) {
 // countControl records a control frame; one more than maxControlFrames within
 // controlWindow is refused.
 func (p *wireParser) countControl() (int, string) {
-	now := p.now()
-	if p.ctrlN == maxControlFrames && now-p.ctrl[p.ctrlPos] < controlWindow {
+	now := uint32(p.now() / time.Millisecond)
+	if p.ctrlN == maxControlFrames && time.Duration(now-p.ctrl[p.ctrlPos])*time.Millisecond < controlWindow {
 		// p.ctrl[p.ctrlPos] is the arrival maxControlFrames control frames ago.
 		return tooManyControlFrames()
 	}

@@ -26,7 +26,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	var refusal []byte
 	sess, u, err := s.wsSession(r) // a ticket, or the id/skey pair
 	q := r.URL.Query()
-	room := q.Get("room")
+	room := strings.Clone(q.Get("room")) // not a view that keeps the whole request line alive
 	if room == "" {
 		room = protocol.DefaultRoom
 	}
