@@ -104,8 +104,7 @@ func TestFailedWritesAndTheNextPost(t *testing.T) {
 	hub := NewHub(Options{Store: fs, Rate: Rate{Off: true}})
 	defer hub.Shutdown(5 * time.Second)
 	a := &captureSink{}
-	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
-	frames(t, a, 1)
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
 	fs.FailAfterCommit(1)
 	ca.Receive(textCID("x"), false)
 	frames(t, a, 2)
@@ -148,8 +147,7 @@ func TestBroadcastCountsDeliveries(t *testing.T) {
 	hub := NewHub(Options{Store: persistence.NewMemory(), Rate: Rate{Off: true}, Observer: obs})
 	defer hub.Shutdown(5 * time.Second)
 	a, b, s := &captureSink{}, &captureSink{}, &pingSink{}
-	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
-	frames(t, a, 1)
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
 	connect(t, hub, ConnSpec{UID: "ub", Room: "r", Sink: b, Presence: true})
 	frames(t, b, 1)
 	connect(t, hub, ConnSpec{UID: "us", Room: "r", Sink: s})

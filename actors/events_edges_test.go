@@ -27,6 +27,15 @@ func (c *fakeClock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return 
 func (c *fakeClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 // frames waits until s holds n frames and returns them.
+// connectJoined connects spec, whose Sink is a *captureSink, and waits for its first
+// frame (the system frame): the member is then in the room.
+func connectJoined(t *testing.T, h *Hub, spec ConnSpec) *Conn {
+	t.Helper()
+	c := connect(t, h, spec)
+	frames(t, spec.Sink.(*captureSink), 1)
+	return c
+}
+
 func frames(t *testing.T, s *captureSink, n int) []map[string]any {
 	t.Helper()
 	waitFor(t, func() bool { return len(s.all()) >= n })
@@ -41,8 +50,7 @@ func TestFloodEdges(t *testing.T) {
 	hub := NewHub(Options{Store: persistence.NewMemory(), Rate: Rate{Messages: 1, Per: 1000 * time.Hour}, Now: clock.now})
 	defer hub.Shutdown(5 * time.Second)
 	a := &captureSink{}
-	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
-	frames(t, a, 1)
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
 	ca.Receive(text("allowed"), false)
 	frames(t, a, 2) // its echo
 	n := 2
@@ -78,8 +86,7 @@ func TestRecallAndTypingEdges(t *testing.T) {
 	hub := NewHub(Options{Store: st, Rate: Rate{Off: true}, Now: clock.now})
 	defer hub.Shutdown(5 * time.Second)
 	a, b := &captureSink{}, &captureSink{}
-	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a, V2: true})
-	frames(t, a, 1)
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a, V2: true})
 	connect(t, hub, ConnSpec{UID: "ub", Room: "r", Sink: b, V2: true})
 	frames(t, b, 1)
 	waitJoined(t, st, "ub", "r")
@@ -127,8 +134,7 @@ func TestEventTargets(t *testing.T) {
 	hub := NewHub(Options{Store: fs, Rate: Rate{Off: true}, Retention: 5, TailSize: 1})
 	defer hub.Shutdown(5 * time.Second)
 	a := &captureSink{}
-	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a, V2: true})
-	frames(t, a, 1)
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a, V2: true})
 	for range 10 {
 		ca.Receive(text("m"), false)
 	}
@@ -194,8 +200,7 @@ func TestReactionLimitAndEmptyState(t *testing.T) {
 		}
 	}()
 	a := &captureSink{}
-	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a, V2: true})
-	frames(t, a, 1)
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a, V2: true})
 	waitJoined(t, st, "ua", "r")
 	ca.Receive(text("m"), false)
 	n := 2

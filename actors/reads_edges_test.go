@@ -20,8 +20,7 @@ func TestReadPositionOnLeave(t *testing.T) {
 		}
 	}()
 	v := &captureSink{}
-	cv := connect(t, hub, ConnSpec{UID: "uv", Room: "r", Sink: v, Presence: true})
-	frames(t, v, 1)
+	cv := connectJoined(t, hub, ConnSpec{UID: "uv", Room: "r", Sink: v, Presence: true})
 	for range 10 {
 		cv.Receive(text("m"), false)
 	}
@@ -53,8 +52,7 @@ func TestReadPositionOnLeave(t *testing.T) {
 		t.Errorf("after a connection that saw nothing new: read position %d, want 5", got)
 	}
 	a = &captureSink{}
-	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
-	frames(t, a, 1)
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
 	cv.Receive(text("new"), false) // id 12
 	frames(t, a, 2)
 	n++
@@ -102,10 +100,8 @@ func TestReadPositionStopsWhereTheSocketClosed(t *testing.T) {
 	hub := NewHub(Options{Store: hs, Rate: Rate{Off: true}})
 	defer hub.Shutdown(5 * time.Second)
 	v, a := &captureSink{}, &captureSink{}
-	cv := connect(t, hub, ConnSpec{UID: "uv", Room: "r", Sink: v})
-	frames(t, v, 1)
-	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
-	frames(t, a, 1)
+	cv := connectJoined(t, hub, ConnSpec{UID: "uv", Room: "r", Sink: v})
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
 	cv.Receive(text("one"), false) // id 1, read by a
 	frames(t, a, 2)
 	cv.Receive(text("two"), false) // id 2, stored after a's socket closed

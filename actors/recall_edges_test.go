@@ -16,8 +16,7 @@ func TestRecallReadBackRecallsTheTail(t *testing.T) {
 	hub := NewHub(Options{Store: fs, Rate: Rate{Off: true}})
 	defer hub.Shutdown(5 * time.Second)
 	a := &captureSink{}
-	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a, V2: true})
-	frames(t, a, 1)
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a, V2: true})
 	ca.Receive(text("secret"), false)
 	frames(t, a, 2)
 	fs.FailAfterCommit(1) // the recall is stored, the room is told it failed

@@ -20,10 +20,8 @@ func TestReplayRanges(t *testing.T) {
 	hub := NewHub(Options{Store: st, Rate: Rate{Off: true}, TailSize: 4, ReplayLimit: 5})
 	defer hub.Shutdown(5 * time.Second)
 	a, b := &captureSink{}, &captureSink{}
-	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
-	frames(t, a, 1)
-	cb := connect(t, hub, ConnSpec{UID: "ub", Room: "r", Sink: b})
-	frames(t, b, 1)
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	cb := connectJoined(t, hub, ConnSpec{UID: "ub", Room: "r", Sink: b})
 	for range 9 {
 		ca.Receive(text("a"), false)
 	}
@@ -115,8 +113,7 @@ func TestResentCIDOutsideTheTail(t *testing.T) {
 	hub := NewHub(Options{Store: fs, Rate: Rate{Off: true}, TailSize: 1})
 	defer hub.Shutdown(5 * time.Second)
 	a := &captureSink{}
-	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
-	frames(t, a, 1)
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
 	ca.Receive(textCID("k"), false)
 	ca.Receive(textCID("l"), false)
 	ca.Receive(textCID("m"), false)

@@ -57,8 +57,7 @@ func TestLiveRoomsAndSessions(t *testing.T) {
 	n := 1
 	open := func(room string) (*Conn, *captureSink) {
 		s := &captureSink{}
-		c := connect(t, hub, ConnSpec{UID: "ua", SessionID: "s", Room: room, Sink: s})
-		frames(t, s, 1)
+		c := connectJoined(t, hub, ConnSpec{UID: "ua", SessionID: "s", Room: room, Sink: s})
 		if room == "r1" {
 			n++
 			frames(t, w, n)
@@ -101,16 +100,14 @@ func TestRateBudgetSurvivesReconnects(t *testing.T) {
 	hub := NewHub(Options{Store: persistence.NewMemory(), Rate: Rate{Messages: 2, Per: time.Hour}})
 	defer hub.Shutdown(5 * time.Second)
 	a := &captureSink{}
-	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
-	frames(t, a, 1)
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
 	ca.Receive(text("one"), false)
 	ca.Receive(text("two"), false)
 	frames(t, a, 3)
 	ca.Closed()
 	waitFor(t, func() bool { rooms, err := hub.LiveRooms("ua"); return err == nil && len(rooms) == 0 })
 	b := &captureSink{}
-	cb := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: b})
-	frames(t, b, 1)
+	cb := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: b})
 	cb.Receive(text("three"), false)
 	if f := frames(t, b, 2)[1]; f["error"] != protocol.ErrRateLimited {
 		t.Errorf("a third message in the hour after reconnecting: %v; want ERR_RATE_LIMITED", f)
