@@ -264,7 +264,7 @@ func (s *Suite) Run(ctx context.Context) error {
 	if real {
 		manyRooms = append([]Target{TargetServer}, manyRooms...)
 	}
-	msgSteps := []float64{250, 500, 1000, 2000, 3000, 4000, 5000, 5500, 6000, 6500, 7000, 7500, 8000, 9000, 10000, 12000} // finer near the knees: a ratio of knees is only as fine as the steps
+	msgSteps := []float64{250, 500, 750, 1000, 2000, 3000, 4000, 5000, 5500, 6000, 6500, 7000, 7500, 8000, 9000, 10000, 12000} // finer near the knees: a ratio of knees is only as fine as the steps
 	if s.Quick {
 		idle = []int{1000}
 		deliv = []float64{100e3, 400e3, 1e6}
