@@ -89,3 +89,6 @@ type RoomStats struct{ Rooms int }
 // pingTick makes the room ping all its members: one shared frame, one timer per
 // room instead of one per connection.
 type pingTick struct{}
+
+// retryTick asks a broken room's store again.
+type retryTick struct{}

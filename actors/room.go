@@ -24,11 +24,13 @@ import (
 type room struct {
 	name    string
 	hub     *Hub
-	lastID  uint64    // highest id assigned
-	stored  uint64    // highest id stored and delivered
-	broken  error     // the store could not say what it holds: posts are refused until it can
-	retryAt time.Time // when to ask the store again
-	known   bool      // stored was read from the store (not so when that failed at start)
+	lastID  uint64      // highest id assigned
+	stored  uint64      // highest id stored and delivered
+	broken  error       // the store could not say what it holds: posts are refused until it can
+	retryAt time.Time   // when to ask the store again
+	retry   *time.Timer // asks again while broken, so that what the store holds is delivered without a post
+	known   bool        // stored was read from the store (not so when that failed at start)
+	loaded  bool        // the tail and the recent cids were read from the store
 
 	members []*Member
 	index   map[string]int // Member.ID → position in members
@@ -138,6 +140,12 @@ func (r *room) Receive(ctx actor.Context) {
 	case trimmed:
 		r.trimming = false
 		r.maybeTrim(ctx) // catch up with what was stored meanwhile
+	case retryTick:
+		r.retry = nil
+		if r.broken != nil && !r.closing {
+			r.healthy(ctx)
+		}
+		r.armRetry(ctx)
 	case pingTick:
 		r.ping(ctx)
 		r.armPing(ctx, r.hub.opts.PingInterval)
@@ -152,6 +160,9 @@ func (r *room) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 		if r.pinger != nil { // nil when the room failed in start, before armPing
 			r.pinger.Stop()
+		}
+		if r.retry != nil {
+			r.retry.Stop()
 		}
 		r.cancelIdle()
 		r.unsubscribe()
@@ -169,8 +180,11 @@ func (r *room) start(ctx actor.Context) {
 		r.setBroken(err)
 	} else {
 		r.lastID, r.stored, r.known = last, last, true
-		r.loadTail(last)
+		if err := r.loadTail(last); err != nil {
+			r.setBroken(err) // without its recent cids a re-send would be stored twice
+		}
 	}
+	r.armRetry(ctx)
 	r.armIdle(ctx)
 	// Rooms started together (a restart's reconnects) would ping together: the
 	// first ping comes at a random point of the interval's second half, the
@@ -181,18 +195,40 @@ func (r *room) start(ctx actor.Context) {
 
 // loadTail reads the newest messages once, when the room starts: reconnects
 // with since are then served from memory, and recent cids are known again.
-func (r *room) loadTail(last uint64) {
-	n := uint64(r.tail.size)
-	if n == 0 || last == 0 {
-		return
+// A busy room reads further back, page by page, while the messages are inside
+// the cid window, up to maxCIDs messages: a restart forgets no cid a re-send
+// may carry.
+func (r *room) loadTail(last uint64) error {
+	var pages [][]persistence.Message // newest first
+	oldest := r.hub.now().Add(-cidWindow)
+	for below, read := last, 0; below > 0 && read < max(r.tail.size, maxCIDs); {
+		n := min(below, uint64(max(r.tail.size, loadPage)))
+		msgs, err := r.hub.store.MessagesAfter(r.name, below-n, int(n))
+		if err != nil {
+			return fmt.Errorf("reading the room's recent messages: %w", err)
+		}
+		for len(msgs) > 0 && msgs[len(msgs)-1].ID > below { // a trimmed start reads on past the page
+			msgs = msgs[:len(msgs)-1]
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		pages = append(pages, msgs)
+		read += len(msgs)
+		below = msgs[0].ID - 1
+		if time.UnixMilli(protocol.StoredTime(msgs[0].Data)).Before(oldest) {
+			break // older ones are outside the window
+		}
 	}
-	msgs, err := r.hub.store.MessagesAfter(r.name, last-min(last, n), int(n))
-	if err != nil {
-		r.hub.log.Warn("room could not read its recent history; replays read the store", "room", r.name, "err", err)
-		return
+	for i := len(pages) - 1; i >= 0; i-- {
+		r.remember(pages[i])
 	}
-	r.remember(msgs)
+	r.loaded = true
+	return nil
 }
+
+// loadPage is how many messages one read of a starting room's history takes.
+const loadPage = 1024
 
 // remember puts stored messages into the tail and their cids into the index.
 func (r *room) remember(msgs []persistence.Message) {
@@ -223,6 +259,17 @@ func (r *room) setBroken(err error) {
 // retryBroken spaces out the room's attempts to read a failing store.
 const retryBroken = 200 * time.Millisecond
 
+// armRetry asks the store again after retryBroken while the room is broken:
+// messages a failed write left in the store reach the members without
+// waiting for the next post.
+func (r *room) armRetry(ctx actor.Context) {
+	if r.broken == nil || r.retry != nil || r.closing {
+		return
+	}
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	r.retry = time.AfterFunc(time.Until(r.retryAt), func() { root.Send(self, retryTick{}) })
+}
+
 // healthy reports whether the room may take posts. A broken room asks the
 // store again (at most every retryBroken); messages the store holds beyond
 // what the room delivered (a batch that failed after part of it was written)
@@ -250,7 +297,12 @@ func (r *room) healthy(ctx actor.Context) bool {
 	}
 	if !r.known { // the start could not read it: all of it is history, nothing to deliver
 		r.stored, r.known = last, true
-		r.loadTail(last)
+	}
+	if !r.loaded {
+		if err := r.loadTail(r.stored); err != nil {
+			r.setBroken(err)
+			return false
+		}
 	}
 	if last > r.stored {
 		msgs, err := r.hub.store.MessagesAfter(r.name, r.stored, int(last-r.stored))
@@ -275,6 +327,9 @@ func (r *room) deliverStored(ctx actor.Context, msgs []persistence.Message) {
 			continue
 		}
 		pm := pendingMsg{id: m.ID, data: m.Data, uid: uidOf(m.Data)}
+		if protocol.StoredEvent(m.Data) {
+			pm.effect = &persistence.Effect{} // marks an event, which readers of version 1 never get; what it did is stored already
+		}
 		if m.CID != "" {
 			r.echoTo(&pm, m.CID)
 		}
@@ -547,6 +602,7 @@ func (r *room) flush(ctx actor.Context) {
 	}
 	r.answerDups()
 	clear(batch) // drop references held by the spare buffer
+	r.armRetry(ctx)
 	r.maybeTrim(ctx)
 }
 

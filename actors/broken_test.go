@@ -1,0 +1,146 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pandachat/pandachat/internal/faultstore"
+	"github.com/pandachat/pandachat/persistence"
+	"github.com/pandachat/pandachat/protocol"
+)
+
+// failHistory fails the first n MessagesAfter calls and answers everything
+// else from the real store: the room's last id reads, its history does not.
+type failHistory struct {
+	persistence.Store
+	left atomic.Int32
+}
+
+func (s *failHistory) MessagesAfter(room string, after uint64, limit int) ([]persistence.Message, error) {
+	if s.left.Add(-1) >= 0 {
+		return nil, errors.New("disk trouble")
+	}
+	return s.Store.MessagesAfter(room, after, limit)
+}
+
+// resend posts cid again until the room takes it (it refuses while it cannot
+// read its history) and returns the answer.
+func resend(t *testing.T, c *Conn, s *captureSink, cid string) map[string]any {
+	t.Helper()
+	for try := 0; try < 20; try++ {
+		n := len(s.all())
+		c.Receive(textCID(cid), false)
+		f := frames(t, s, n+1)[n]
+		if f["error"] != "ERR_UNAVAILABLE" {
+			return f
+		}
+		time.Sleep(retryBroken)
+	}
+	t.Fatalf("re-send of %s refused 20 times", cid)
+	return nil
+}
+
+// A room that starts while its history cannot be read does not know its
+// recent cids: it refuses posts until it does, so a re-send after a restart
+// gets the original's echo instead of being stored twice.
+func TestUnreadableHistoryAtStartKeepsCIDs(t *testing.T) {
+	st := badger(t)
+	hub := NewHub(Options{Store: st, Rate: Rate{Off: true}})
+	a := &captureSink{}
+	connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a}).Receive(textCID("k"), false)
+	frames(t, a, 2)
+	hub.Shutdown(5 * time.Second)
+
+	fs := &failHistory{Store: st}
+	fs.left.Store(1)
+	hub = NewHub(Options{Store: fs, Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	b := &captureSink{}
+	cb := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: b})
+	if f := resend(t, cb, b, "k"); f["id"] != float64(1) || f["cid"] != "k" {
+		t.Errorf("re-send after a restart that could not read the history: %v; want the echo of id 1", f)
+	}
+	if last, _ := st.LastID("r"); last != 1 {
+		t.Errorf("last id %d: the re-send was stored again", last)
+	}
+}
+
+// A busy room's restart reads back the cids of more messages than its tail
+// holds, as far as the cid window goes: a re-send of an older one is not
+// stored twice.
+func TestCIDsBeyondTheTailReloaded(t *testing.T) {
+	st := badger(t)
+	now := time.UnixMilli(1700000000000)
+	const n = 3000 // the tail holds 1 024
+	var msgs []persistence.Message
+	for i := uint64(1); i <= n; i++ {
+		rec := protocol.Record{ID: i, Time: now.Add(-time.Minute).UnixMilli(), UID: fmt.Sprint("u", i%7), NickName: "n", Kind: protocol.KindText, Content: "c"}
+		m := persistence.Message{ID: i, Data: protocol.AppendRecord(nil, &rec), CID: fmt.Sprint("c", i)}
+		msgs = append(msgs, m)
+	}
+	if err := st.AppendMessages("r", msgs); err != nil {
+		t.Fatal(err)
+	}
+	hub := NewHub(Options{Store: st, Rate: Rate{Off: true}, Now: func() time.Time { return now }})
+	defer hub.Shutdown(5 * time.Second)
+	for _, id := range []uint64{1, n - 1024, n} { // the oldest, the newest outside the tail, the newest
+		s := &captureSink{}
+		c := connectJoined(t, hub, ConnSpec{UID: fmt.Sprint("u", id%7), Room: "r", Sink: s})
+		if f := resend(t, c, s, fmt.Sprint("c", id)); f["id"] != float64(id) {
+			t.Errorf("re-send of the cid of %d after a restart: %v; want its echo", id, f)
+		}
+	}
+	if last, _ := st.LastID("r"); last != n {
+		t.Errorf("last id %d: a re-send was stored again", last)
+	}
+}
+
+// Messages the store holds after a write the room was told failed, and could
+// not read back, reach the members once the store answers: without waiting
+// for another post.
+func TestStoredAfterFailedWriteArrivesWithoutAPost(t *testing.T) {
+	fs := faultstore.New(badger(t))
+	hub := NewHub(Options{Store: fs, Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	a, b := &captureSink{}, &captureSink{}
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	connectJoined(t, hub, ConnSpec{UID: "ub", Room: "r", Sink: b})
+	fs.FailAfterCommit(1) // stored, the room told it failed
+	fs.FailReads(1)       // and cannot ask what the store holds
+	ca.Receive(textCID("x"), false)
+	waitFor(t, func() bool { return len(ofType(a.all(), "error", "ERR_UNAVAILABLE")) == 1 })
+	waitFor(t, func() bool { return len(ids(b.all())) == 1 })
+	if got := ids(b.all()); !sameIDs(got, seq(1, 1)) {
+		t.Errorf("member got %v; want the stored message 1", got)
+	}
+	if f := resend(t, ca, a, "x"); f["id"] != float64(1) {
+		t.Errorf("re-send of the unconfirmed message: %v; want the echo of 1", f)
+	}
+}
+
+// An event read back from the store (it was stored, the room was told it was
+// not) reaches readers of version 2 only, like any event.
+func TestReadBackEventSkipsVersion1(t *testing.T) {
+	fs := faultstore.New(badger(t))
+	hub := NewHub(Options{Store: fs, Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	a, b := &captureSink{}, &captureSink{}
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a, V2: true})
+	connectJoined(t, hub, ConnSpec{UID: "ub", Room: "r", Sink: b})
+	ca.Receive(text("secret"), false)
+	frames(t, b, 2)
+	fs.FailAfterCommit(1)
+	fs.FailReads(1)
+	ca.Receive([]byte(`{"recall":1}`), false)
+	waitFor(t, func() bool { return len(ofType(a.all(), "type", "recall")) == 1 })
+	ca.Receive(text("after"), false)
+	waitFor(t, func() bool { return len(ofType(b.all(), "content", "after")) == 1 })
+	for _, f := range b.all() {
+		if f["type"] == "recall" || f["type"] == "react" {
+			t.Errorf("a reader of version 1 got an event: %v", f)
+		}
+	}
+}
