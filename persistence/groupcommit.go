@@ -30,18 +30,18 @@ type committer struct {
 	spare  []*appendReq
 	closed bool
 	kick   chan struct{}
-	wait   time.Duration // least time between the starts of two groups while batches keep coming; <= 0 none
+	wait   time.Duration            // least time between the starts of two groups while batches keep coming; <= 0 none
+	part   func([]*appendReq) error // commits one part of a group; nil: commitTogether (tests make it fail)
 
 	groups, waits int // groups committed and waits before one; for tests, which read them after Close
 }
 
 type appendReq struct {
-	room     string
-	msgs     []Message
-	bytes    int
-	err      error
-	finished bool // by the committer, before done
-	done     chan struct{}
+	room  string
+	msgs  []Message
+	bytes int
+	err   error
+	done  chan struct{}
 }
 
 var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan struct{}, 1)} }}
@@ -54,7 +54,7 @@ func (s *Badger) AppendMessages(room string, msgs []Message) error {
 		return nil
 	}
 	r := reqPool.Get().(*appendReq)
-	r.room, r.msgs, r.err, r.bytes, r.finished = room, msgs, nil, 0, false
+	r.room, r.msgs, r.err, r.bytes = room, msgs, nil, 0
 	for _, m := range msgs {
 		r.bytes += len(m.Data) + len(m.CID)
 	}
@@ -148,24 +148,28 @@ func (s *Badger) commitLoop() {
 }
 
 func (r *appendReq) finish(err error) {
-	r.err, r.finished = err, true
+	r.err = err
 	r.done <- struct{}{}
 }
 
 // commitGroup writes the queued batches in as few transactions as their size
 // allows, each room's batch whole within one of them.
 func (s *Badger) commitGroup(group []*appendReq) {
-	all := group
+	// all[:done] are finished: their callers may already have put them back in
+	// the pool and queued them again, so a panic finishes only the rest.
+	all, done := group, 0
 	defer func() {
 		if p := recover(); p != nil { // a bug here must not leave the rooms waiting for ever
 			err := fmt.Errorf("persistence: group commit failed: %v\n%s", p, debug.Stack())
-			for _, r := range all {
-				if !r.finished {
-					r.finish(err)
-				}
+			for _, r := range all[done:] {
+				r.finish(err)
 			}
 		}
 	}()
+	commit := s.commitTogether
+	if s.commits.part != nil {
+		commit = s.commits.part
+	}
 	for len(group) > 0 {
 		n, size := 0, 0
 		for n < len(group) && (n == 0 || size+group[n].bytes <= groupBytes) {
@@ -174,15 +178,17 @@ func (s *Badger) commitGroup(group []*appendReq) {
 		}
 		part := group[:n]
 		group = group[n:]
-		err := s.commitTogether(part)
+		err := commit(part)
 		if errors.Is(err, badger.ErrTxnTooBig) { // one very large batch: on its own, split in order
 			for _, r := range part {
 				r.finish(s.appendSplit(r.room, r.msgs))
+				done++
 			}
 			continue
 		}
 		for _, r := range part {
 			r.finish(err)
+			done++
 		}
 	}
 }

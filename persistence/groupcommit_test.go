@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,4 +110,45 @@ func TestGroupCommitSpacing(t *testing.T) {
 			t.Fatalf("GroupWait < 0 waited %d times", waits)
 		}
 	})
+}
+
+// A panic in a group commit fails only the batches still waiting. A request
+// finished before it is back with its caller, who may have queued it again
+// with a new batch: that batch must not be told it failed.
+func TestGroupCommitPanicFailsOnlyWhatWaits(t *testing.T) {
+	s, err := OpenBadger(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	req := func(room string) *appendReq {
+		return &appendReq{room: room, msgs: []Message{{ID: 1, Data: []byte(`{"id":1}`)}}, bytes: groupBytes, done: make(chan struct{}, 1)}
+	}
+	first, second := req("a"), req("b") // a part each: groupBytes apiece
+	parts := 0
+	s.commits.part = func(part []*appendReq) error {
+		if parts++; parts == 1 {
+			return s.commitTogether(part)
+		}
+		<-first.done // its caller has the answer and queues the request again
+		first.err = nil
+		panic("injected")
+	}
+	s.commitGroup([]*appendReq{first, second})
+	select {
+	case <-first.done:
+		t.Errorf("a request queued again after it was finished was told: %v", first.err)
+	default:
+	}
+	select {
+	case <-second.done:
+		if second.err == nil || !strings.Contains(second.err.Error(), "injected") {
+			t.Errorf("the waiting batch was told %v; want the panic", second.err)
+		}
+	default:
+		t.Error("the waiting batch was never answered")
+	}
+	if last, _ := s.LastID("a"); last != 1 {
+		t.Errorf("the first part was not stored: last id %d", last)
+	}
 }
