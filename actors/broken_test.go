@@ -144,3 +144,39 @@ func TestReadBackEventSkipsVersion1(t *testing.T) {
 		}
 	}
 }
+
+// A connection closed by the room (its session ended) while its re-send of a
+// pending message waits gets that echo before it is closed: closes come last.
+func TestKickedConnectionGetsItsPendingEchoFirst(t *testing.T) {
+	stalled, release := make(chan struct{}), make(chan struct{})
+	hs := &hookStore{Store: badger(t)}
+	hs.append = stallFirst(stalled, release, nil)
+	hub := NewHub(Options{Store: hs, Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	a, b := &captureSink{}, &captureSink{}
+	ca := connectJoined(t, hub, ConnSpec{UID: "ua", SessionID: "s1", Room: "r", Sink: a})
+	cb := connectJoined(t, hub, ConnSpec{UID: "ua", SessionID: "s2", Room: "r", Sink: b})
+	ca.Receive(text("first"), false) // its write stalls: what follows queues
+	within(t, stalled)
+	ca.Receive(textCID("x"), false)
+	time.Sleep(50 * time.Millisecond)
+	cb.Receive(textCID("x"), false) // the same user's re-send: waits for x's batch
+	time.Sleep(50 * time.Millisecond)
+	hub.EndSession("s2")
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	waitFor(t, func() bool { n := len(b.all()); return n > 0 && b.all()[n-1]["close"] != nil })
+	got := b.all()
+	echo := -1
+	for i, f := range got {
+		if f["cid"] == "x" {
+			echo = i
+		}
+	}
+	if echo < 0 || got[echo]["id"] != float64(2) {
+		t.Fatalf("frames %v; want the echo of x (id 2) before the close", got)
+	}
+	if last, _ := hs.LastID("r"); last != 2 {
+		t.Errorf("last id %d, want 2: x stored once", last)
+	}
+}

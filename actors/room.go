@@ -910,17 +910,29 @@ func sentIn(batch []pendingMsg, uid string) bool {
 
 // kick closes a member behind what the room owes it: its pending messages are
 // stored and their echoes queued, then the frame and the close.
+// waitsOnPending reports whether m posted, or re-sent, a message of the pending batch.
+func (r *room) waitsOnPending(m *Member) bool {
+	for _, pm := range r.pending {
+		if pm.from == m {
+			return true
+		}
+	}
+	for _, d := range r.dups {
+		if d.to == m {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *room) kick(ctx actor.Context, k *kick) {
 	i, ok := r.index[k.ID]
 	if !ok {
 		return
 	}
 	m := r.members[i]
-	for _, pm := range r.pending {
-		if pm.from == m {
-			r.flush(ctx)
-			break
-		}
+	if r.waitsOnPending(m) {
+		r.flush(ctx) // its echoes and errors go out before the close
 	}
 	if _, still := r.index[k.ID]; !still { // dropped as slow during the flush
 		return
