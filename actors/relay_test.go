@@ -1206,3 +1206,75 @@ func roomPID(t *testing.T, h *Hub, name string) *actor.PID {
 	t.Fatalf("no actor for room %q", name)
 	return nil
 }
+
+// A room that moves here reads the store at once and delivers what the old
+// owner stored and never published, even if nobody posts.
+func TestQuietRoomMovesHere(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "x")
+	store := persistence.NewMemory()
+	hb := tc.hub(t, "b", store)
+	sb := &captureSink{}
+	connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	exactly(t, sb, 1)
+	stored(t, store, "r", 1, 2, "ux", "unpublished")
+	counts := tc.listen(t, subjectCount+"r")
+	tc.place([]string{"b"}, "r", "b")
+	waitPlacement(t, counts, "b")
+	checkIDs(t, "after the move, nobody posting", exactly(t, sb, 3)[1:], "remote:1:unpublished", "remote:2:unpublished")
+}
+
+// A room that moved away and back reads reactions again: the other owner may
+// have stored some meanwhile, and counts built on a stale cache lose them.
+func TestReactionsReadAgainAfterMovingBack(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b"}, "r", "b")
+	store := persistence.NewMemory()
+	hb := tc.hub(t, "b", store)
+	sb := &captureSink{}
+	cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb, V2: true})
+	exactly(t, sb, 1)
+	cb.Receive(text("m"), false)
+	exactly(t, sb, 2)
+	cb.Receive([]byte(`{"react":1,"emoji":"👍"}`), false)
+	exactly(t, sb, 3) // b caches 1's reactions: 👍 1
+
+	counts := tc.listen(t, subjectCount+"r")
+	tc.place([]string{"b", "x"}, "r", "x")
+	waitPlacement(t, counts, "b")
+	react := protocol.AppendEvent(nil, &protocol.Event{ID: 3, Time: time.Now().UnixMilli(), Target: 1, UID: "ux", NickName: "X", Emoji: "👍", On: true})
+	eff := &persistence.Effect{Target: 1, UID: "ux", Counts: []byte(`{"👍":2}`), Mine: []byte(`["👍"]`)}
+	if err := store.AppendMessages("r", []persistence.Message{{ID: 3, Data: react, Effect: eff}}); err != nil {
+		t.Fatal(err)
+	}
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: []relayEntry{{ID: 3, Data: react, Event: true}}, Split: true})
+	exactly(t, sb, 4)
+
+	tc.place([]string{"b"}, "r", "b")
+	waitPlacement(t, counts, "b")
+	cb.Receive([]byte(`{"react":1,"emoji":"❤️"}`), false)
+	exactly(t, sb, 5)
+	got, _, err := store.Reactions("r", 1, "ub")
+	var c map[string]int
+	if err != nil || json.Unmarshal(got, &c) != nil || c["👍"] != 2 || c["❤️"] != 1 {
+		t.Errorf("counts %s (%v); want 👍 2 and ❤️ 1", got, err)
+	}
+}
+
+// A batch whose relay was lost reaches the members here within a ping
+// interval, even if the room then goes quiet and no later batch shows the gap.
+func TestLostRelayInAQuietRoomIsRead(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "x")
+	store := persistence.NewMemory()
+	hb := tc.hubWith(t, "b", Options{Store: store, Rate: Rate{Off: true}, PingInterval: 200 * time.Millisecond})
+	sb := &captureSink{}
+	connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	waitFor(t, func() bool { return len(ofType(sb.all(), "type", "system")) == 1 })
+	time.Sleep(gapWait + 100*time.Millisecond) // past the check a new room makes
+	stored(t, store, "r", 1, 2, "ux", "relay lost")
+	waitFor(t, func() bool { return len(ids(sb.all())) == 2 })
+	if got := ids(sb.all()); !sameIDs(got, seq(1, 2)) {
+		t.Errorf("member got %v, want 1..2", got)
+	}
+}

@@ -145,9 +145,11 @@ func (r *room) Receive(ctx actor.Context) {
 		if r.broken != nil && !r.closing {
 			r.healthy(ctx)
 		}
-		r.armRetry(ctx)
 	case pingTick:
 		r.ping(ctx)
+		if r.clustered() && !r.owns() && len(r.members) > 0 {
+			r.catchUp(ctx, 0) // a relayed batch lost on the way, in a room that went quiet after it
+		}
 		r.armPing(ctx, r.hub.opts.PingInterval)
 	case closeRoom:
 		// Posts already queued are still taken and confirmed: close behind them.
@@ -156,6 +158,7 @@ func (r *room) Receive(ctx actor.Context) {
 	case finishClose:
 		r.close(ctx)
 	case *actor.Stopping:
+		r.closing = true
 		r.writeReads()
 	case *actor.Stopped:
 		if r.pinger != nil { // nil when the room failed in start, before armPing
@@ -168,6 +171,7 @@ func (r *room) Receive(ctx actor.Context) {
 		r.unsubscribe()
 		r.hub.obs.RoomStopped()
 	}
+	r.armRetry(ctx) // whatever broke it (a write, a take-over, another writer heard)
 }
 
 func (r *room) start(ctx actor.Context) {
@@ -184,7 +188,6 @@ func (r *room) start(ctx actor.Context) {
 			r.setBroken(err) // without its recent cids a re-send would be stored twice
 		}
 	}
-	r.armRetry(ctx)
 	r.armIdle(ctx)
 	// Rooms started together (a restart's reconnects) would ping together: the
 	// first ping comes at a random point of the interval's second half, the
@@ -602,7 +605,6 @@ func (r *room) flush(ctx actor.Context) {
 	}
 	r.answerDups()
 	clear(batch) // drop references held by the spare buffer
-	r.armRetry(ctx)
 	r.maybeTrim(ctx)
 }
 

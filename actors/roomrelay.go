@@ -451,6 +451,7 @@ func (r *room) placement(ctx actor.Context) {
 	case was && !now:
 		r.flush(ctx)
 		r.lastID = r.stored
+		r.reacts = nil // the new owner changes them from now on: read them again if they come back here
 	case !was && now && r.broken == nil:
 		r.broken, r.retryAt = errTakeOver, time.Time{}
 	}
