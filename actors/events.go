@@ -182,8 +182,14 @@ func (r *room) recall(target uint64, data []byte, uid string, now time.Time) (*p
 // applyStored brings the tail up to a stored batch's recalls.
 func (r *room) applyStored(stored []pendingMsg) {
 	for i := range stored {
-		if e := stored[i].effect; e != nil && e.Recall != nil {
+		switch e := stored[i].effect; {
+		case e == nil:
+		case e.Recall != nil:
 			r.tail.set(e.Target, e.Recall)
+		default: // read back from the store by its owner: no stub came with it
+			if target := protocol.StoredRecallTarget(stored[i].data); target != 0 {
+				r.recalledInTail(target)
+			}
 		}
 	}
 }

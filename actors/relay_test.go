@@ -1278,3 +1278,29 @@ func TestLostRelayInAQuietRoomIsRead(t *testing.T) {
 		t.Errorf("member got %v, want 1..2", got)
 	}
 }
+
+// A recall that its owner read back from the store comes without the stub;
+// the tail here still drops the recalled content, so replays never show it.
+func TestRelayedReadBackRecallRecallsTheTail(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "x")
+	hb := tc.hub(t, "b", persistence.NewMemory())
+	sb := &captureSink{}
+	connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb, V2: true})
+	exactly(t, sb, 1)
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: []relayEntry{{ID: 1, Data: record(1, "ux", "secret")}}})
+	exactly(t, sb, 2)
+	recall := protocol.AppendEvent(nil, &protocol.Event{ID: 2, Time: time.Now().UnixMilli(), Target: 1, UID: "ux", NickName: "ux"})
+	tc.publish(t, subjectRoom+"r.all", relayMsg{T: relayBatch, Node: "x", Msgs: []relayEntry{{ID: 2, Data: recall, Event: true}}, Split: true})
+	exactly(t, sb, 3)
+	for _, v2 := range []bool{false, true} {
+		s := &captureSink{}
+		connect(t, hb, ConnSpec{UID: "uc", Room: "r", Sink: s, V2: v2, HasSince: true})
+		waitFor(t, func() bool { return len(ofType(s.all(), "type", "system")) == 1 }) // the replay comes with it
+		for _, f := range s.all() {
+			if f["content"] == "secret" {
+				t.Errorf("replay to a reader of version 2=%v shows the recalled content: %v", v2, f)
+			}
+		}
+	}
+}
