@@ -180,12 +180,26 @@ func (s *Badger) MarkRead(marks []ReadMark) error {
 			if cur != nil && (m.OnlyNew || binary.BigEndian.Uint64(cur) >= m.ID) {
 				continue
 			}
+			if cur == nil && countKeys(txn, readPrefix(m.UID), MaxReadRooms) >= MaxReadRooms {
+				continue
+			}
 			if err := txn.Set(key, binary.BigEndian.AppendUint64(nil, m.ID)); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// countKeys counts the keys under prefix, the txn's own writes included, up to limit.
+func countKeys(txn *badger.Txn, prefix []byte, limit int) int {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	n := 0
+	for it.Rewind(); it.ValidForPrefix(prefix) && n < limit; it.Next() {
+		n++
+	}
+	return n
 }
 
 func (s *Badger) ReadPositions(uid string) ([]ReadPosition, error) {

@@ -332,4 +332,23 @@ func testReadPositions(t *testing.T, s persistence.Store) {
 	if err := s.MarkRead(nil); err != nil {
 		t.Errorf("MarkRead(nil) = %v", err)
 	}
+
+	// A user's rooms are capped: a mark that would add one more is left out.
+	var many []persistence.ReadMark
+	for i := range persistence.MaxReadRooms - 1 {
+		many = append(many, persistence.ReadMark{UID: "w", Room: fmt.Sprint("r", i), ID: 1})
+	}
+	mark(many...)
+	last := fmt.Sprint("r", persistence.MaxReadRooms-1)
+	mark(persistence.ReadMark{UID: "w", Room: last, ID: 1}, persistence.ReadMark{UID: "w", Room: "over", ID: 1}, persistence.ReadMark{UID: "w", Room: "r0", ID: 4})
+	pos("w", last, 1, true)
+	pos("w", "over", 0, false)
+	pos("w", "r0", 4, true)
+	mark(persistence.ReadMark{UID: "w", Room: "over2", ID: 1, OnlyNew: true})
+	pos("w", "over2", 0, false)
+	mark(persistence.ReadMark{UID: "w2", Room: "over", ID: 1})
+	pos("w2", "over", 1, true)
+	if got, err := s.ReadPositions("w"); err != nil || len(got) != persistence.MaxReadRooms {
+		t.Errorf("ReadPositions(w): %d rooms, %v; want %d", len(got), err, persistence.MaxReadRooms)
+	}
 }

@@ -744,6 +744,8 @@ func (s *JetStream) MarkRead(marks []ReadMark) error {
 func markPosition(pos *[]ReadPosition, m ReadMark) bool {
 	i, found := slices.BinarySearchFunc(*pos, m.Room, func(p ReadPosition, room string) int { return strings.Compare(p.Room, room) })
 	switch {
+	case !found && len(*pos) >= MaxReadRooms:
+		return false
 	case !found:
 		*pos = slices.Insert(*pos, i, ReadPosition{Room: m.Room, ID: m.ID})
 	case m.OnlyNew || (*pos)[i].ID >= m.ID:

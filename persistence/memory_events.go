@@ -95,7 +95,7 @@ func (m *Memory) MarkRead(marks []ReadMark) error {
 			m.reads[mk.UID] = rooms
 		}
 		cur, ok := rooms[mk.Room]
-		if ok && (mk.OnlyNew || cur >= mk.ID) {
+		if ok && (mk.OnlyNew || cur >= mk.ID) || !ok && len(rooms) >= MaxReadRooms {
 			continue
 		}
 		rooms[mk.Room] = mk.ID

@@ -72,7 +72,7 @@ type Store interface {
 	// MarkRead moves read positions, all in one write: each mark sets UID's
 	// position in Room to the higher of the one it has and ID, or to ID when it
 	// has none; a mark with OnlyNew sets it only when it has none. Every mark
-	// makes Room one of UID's rooms.
+	// makes Room one of UID's rooms, unless UID has MaxReadRooms rooms already.
 	MarkRead(marks []ReadMark) error
 	// ReadPositions returns the rooms of uid and its read position in each,
 	// ordered by room name.
@@ -176,6 +176,11 @@ type HistoryItem struct {
 	Message
 	Counts, Mine []byte
 }
+
+// MaxReadRooms is how many rooms a user has read positions in at most:
+// MarkRead leaves out a mark that would add another, so that a client naming
+// new rooms cannot grow the store without bound.
+const MaxReadRooms = 1000
 
 // ReadMark moves a user's read position in a room (Store.MarkRead).
 type ReadMark struct {

@@ -3,6 +3,7 @@ package transport_test
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/pandachat/pandachat/persistence"
 	"io"
 	"net/http"
 	"strings"
@@ -389,5 +390,26 @@ func TestDevLoginThrottlePerForwardedAddress(t *testing.T) {
 		if status, m, _ := call(t, env, "POST", "/login/dev", h, `{"nickName":"p"}`); status != tc.status {
 			t.Errorf("dev login from %q: HTTP %d %v, want %d", tc.ip, status, m, tc.status)
 		}
+	}
+}
+
+// A user's rooms are capped: POST /read naming yet another room is refused
+// with 409, so that a client cannot grow the store (and GET /rooms) without bound.
+func TestReadPositionsCappedPerUser(t *testing.T) {
+	env := devServer(t)
+	a := env.DevLogin("a")
+	for i := range persistence.MaxReadRooms {
+		if status, m, _ := call(t, env, "POST", "/read", auth(a), fmt.Sprintf(`{"room":"r%d","id":0}`, i)); status != 200 {
+			t.Fatalf("POST /read of room %d: HTTP %d %v", i, status, m)
+		}
+	}
+	status, m, _ := call(t, env, "POST", "/read", auth(a), `{"room":"one-more","id":0}`)
+	wants(t, "POST /read of one room too many", status, m, 409, "ERR_TOO_MANY_ROOMS")
+	if status, m, _ := call(t, env, "POST", "/read", auth(a), `{"room":"r7","id":0}`); status != 200 {
+		t.Errorf("POST /read of a room of the user's: HTTP %d %v", status, m)
+	}
+	var out []map[string]any
+	if status := env.Do(a, "GET", "/rooms", nil, &out); status != 200 || len(out) != persistence.MaxReadRooms {
+		t.Errorf("GET /rooms: HTTP %d, %d rooms; want %d", status, len(out), persistence.MaxReadRooms)
 	}
 }

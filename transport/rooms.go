@@ -3,6 +3,7 @@ package transport
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
@@ -15,7 +16,7 @@ import (
 const (
 	maxUnreadScan = 400
 	maxUnread     = 100
-	maxRooms      = 1000 // rooms listed by GET /rooms
+	maxRooms      = persistence.MaxReadRooms // rooms listed by GET /rooms
 )
 
 // roomState is one room of GET /rooms.
@@ -114,6 +115,10 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, err := s.opts.Store.ReadPosition(u.UID, mark.Room)
+	if errors.Is(err, persistence.ErrNotFound) { // the store left it out
+		apiError(w, http.StatusConflict, "ERR_TOO_MANY_ROOMS", fmt.Sprintf("a user has read positions in at most %d rooms", persistence.MaxReadRooms))
+		return
+	}
 	if err != nil {
 		s.unreadError(w, err)
 		return
