@@ -148,8 +148,14 @@ func (s *Server) routes() {
 	}
 }
 
-// ServeHTTP makes Server an http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP makes Server an http.Handler. Answers other than a WebSocket
+// upgrade (whose socket keeps deadlines of its own) get the write timeout.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Upgrade") == "" {
+		w = &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), d: s.opts.WriteTimeout}
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Open is the number of open WebSocket connections.
 func (s *Server) Open() int64 { return s.open.Load() }
