@@ -412,7 +412,7 @@ func TestTailLoadedAtStart(t *testing.T) {
 // A connection closed long ago is not kept reachable by its room: memory per
 // past connection of a room that never empties stays small.
 func TestPastConnectionsAreForgotten(t *testing.T) {
-	hub := NewHub(Options{Store: persistence.NewMemory(), Rate: Rate{Off: true}})
+	hub := NewHub(Options{Store: persistence.NewMemory(), Rate: Rate{Off: true}, ConnectRate: Rate{Off: true}})
 	defer hub.Shutdown(5 * time.Second)
 	keep := &countSink{} // with presence: a join and a leave frame per visitor
 	connect(t, hub, ConnSpec{UID: "keeper", Room: "lobby", Sink: keep, Presence: true})

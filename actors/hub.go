@@ -61,6 +61,14 @@ func (r Rate) withDefaults() Rate {
 	return r
 }
 
+// connectDefaults is ConnectRate's default: bursts of 20, then one a second.
+func (r Rate) connectDefaults() Rate {
+	if r.Messages <= 0 || r.Per <= 0 {
+		return Rate{Messages: 20, Per: 20 * time.Second}
+	}
+	return r
+}
+
 // Options configure the hub. Zero values are sensible defaults.
 type Options struct {
 	Store        persistence.Store // required
@@ -79,6 +87,10 @@ type Options struct {
 	RecallWindow time.Duration
 	// MaxConnsPerUser caps a user's open connections (default 16; negative: no cap).
 	MaxConnsPerUser int
+	// ConnectRate caps how fast a user opens connections (default 20/20s:
+	// bursts of 20, then one a second): each join and leave is a presence
+	// frame to the room, and a replay with since is read for each.
+	ConnectRate Rate
 	// MaxInflight bounds the frames one connection has read and not yet had
 	// handled (default 256); the read loop then waits and TCP pushes back.
 	MaxInflight int

@@ -67,7 +67,7 @@ func (c *testCluster) place(live []string, roomOwner ...string) {
 
 func (c *testCluster) hub(t *testing.T, name string, store persistence.Store) *Hub {
 	t.Helper()
-	return c.hubWith(t, name, Options{Store: store, Rate: Rate{Off: true}})
+	return c.hubWith(t, name, Options{Store: store, Rate: Rate{Off: true}, ConnectRate: Rate{Off: true}})
 }
 
 func (c *testCluster) hubWith(t *testing.T, name string, o Options) *Hub {

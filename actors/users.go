@@ -12,6 +12,9 @@ import (
 // ErrTooManyConnections refuses one more socket of a user at its cap.
 var ErrTooManyConnections = errors.New("too many connections for this user")
 
+// ErrConnectRate refuses a socket of a user that opens them faster than Options.ConnectRate.
+var ErrConnectRate = errors.New("too many new connections for this user")
+
 // users owns what is per user rather than per connection: how many sockets a
 // user has open, the one rate limiter all of them share, and which sockets
 // belong to which session (so that a logout can close them).
@@ -41,6 +44,7 @@ type userState struct {
 	conns   int
 	rooms   map[string]int // the rooms its connections are in, and how many in each
 	limiter *rate.Limiter  // shared by the user's connections; nil when the rate limit is off
+	opens   *rate.Limiter  // new connections; nil when Options.ConnectRate is off
 	share   int            // the nodes the limiter's rate is divided among (1: the whole rate)
 	profile atomic.Pointer[profile]
 }
@@ -185,6 +189,9 @@ func (u *users) admit(uid string, p profile) *admission {
 	if max := u.hub.opts.MaxConnsPerUser; max > 0 && st.conns+u.elsewhere(uid) >= max {
 		return &admission{err: ErrTooManyConnections}
 	}
+	if st.opens != nil && !st.opens.AllowN(u.hub.now(), 1) {
+		return &admission{err: ErrConnectRate}
+	}
 	st.conns++
 	u.tell(uid, st.conns)
 	return &admission{limiter: st.limiter, profile: &st.profile}
@@ -200,6 +207,10 @@ func (u *users) state(uid string, p profile) *userState {
 			r, st.share = r.withDefaults(), u.share(uid)
 			st.limiter = rate.NewLimiter(limitOf(r, st.share), burstOf(r, st.share))
 		}
+		if r := u.hub.opts.ConnectRate; !r.Off {
+			r = r.connectDefaults()
+			st.opens = rate.NewLimiter(limitOf(r, 1), r.Messages)
+		}
 		u.byUID[uid] = st
 	}
 	return st
@@ -208,7 +219,8 @@ func (u *users) state(uid string, p profile) *userState {
 // rested: forgetting the user loses nothing, its budget is full again (a user
 // cannot refill its budget by closing its sockets and opening new ones).
 func (u *users) rested(st *userState) bool {
-	return st.limiter == nil || st.limiter.TokensAt(u.hub.now()) >= float64(st.limiter.Burst())
+	full := func(l *rate.Limiter) bool { return l == nil || l.TokensAt(u.hub.now()) >= float64(l.Burst()) }
+	return full(st.limiter) && full(st.opens)
 }
 
 func (u *users) arm(ctx actor.Context) {

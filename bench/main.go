@@ -174,7 +174,7 @@ func serverArgs(baseline, store string, sync bool, outbox int) []string {
 	if baseline != "" {
 		return []string{"bench", "baseline", "--addr", "127.0.0.1:0", "--mode", baseline, "--outbox", strconv.Itoa(outbox)}
 	}
-	a := []string{"serve", "--addr", "127.0.0.1:0", "--dev-login=true", "--dev-login-rate", "off", "--rate-limit", "off", "--max-conns-per-user", "-1", "--outbox", strconv.Itoa(outbox), "--log-level", "warn"}
+	a := []string{"serve", "--addr", "127.0.0.1:0", "--dev-login=true", "--dev-login-rate", "off", "--rate-limit", "off", "--max-conns-per-user", "-1", "--connect-rate", "off", "--outbox", strconv.Itoa(outbox), "--log-level", "warn"}
 	if store != "" {
 		a = append(a, "--store", store)
 	}

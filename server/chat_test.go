@@ -27,7 +27,9 @@ func uploadPNG(t *testing.T, env *chattest.Env, s chattest.Session) string {
 	return u
 }
 
-func noLimit() server.Config { return server.Config{DevLogin: true, Rate: actors.Rate{Off: true}} }
+func noLimit() server.Config {
+	return server.Config{DevLogin: true, Rate: actors.Rate{Off: true}, ConnectRate: actors.Rate{Off: true}}
+}
 
 // Three users send 200 messages each at once: every connection sees ids
 // 1..600 in the same order; after a restart ids go on at 601 and sessions hold.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lxzan/gws"
 
+	"github.com/pandachat/pandachat/actors"
 	"github.com/pandachat/pandachat/internal/chattest"
 )
 
@@ -227,4 +228,31 @@ func TestOneUserCannotAmplifyMemory(t *testing.T) {
 			t.Errorf("reading sender %d got %d of %d messages", i, got, 4*each)
 		}
 	}
+}
+
+// A user that opens sockets faster than --connect-rate is refused with
+// ERR_RATE_LIMITED and 1008 (each join and leave is a presence frame to the
+// room); other users are not, and the budget refills with time.
+func TestConnectRatePerUser(t *testing.T) {
+	t.Parallel()
+	cfg := noLimit()
+	cfg.ConnectRate = actors.Rate{Messages: 5, Per: 500 * time.Millisecond}
+	env := chattest.Start(t, cfg)
+	s := env.DevLogin("churn")
+	for i := 0; i < 5; i++ { // open and close: the cap on open sockets is not what stops it
+		c := env.Dial(s, "room=r&presence=1")
+		c.NextOfType("system")
+		_ = c.Conn.WriteClose(1000, nil)
+		c.Closed()
+	}
+	extra := env.Dial(s, "room=r")
+	if m := extra.NextChat(); m.Error != "ERR_RATE_LIMITED" {
+		t.Fatalf("sixth socket in a burst of five got %+v, want ERR_RATE_LIMITED", m)
+	}
+	if code := extra.Closed(); code != 1008 {
+		t.Errorf("sixth socket closed with %d, want 1008", code)
+	}
+	env.Dial(env.DevLogin("someone else"), "room=r").NextOfType("system") // per user
+	time.Sleep(150 * time.Millisecond)                                    // one new socket per 100 ms
+	env.Dial(s, "room=r").NextOfType("system")
 }

@@ -44,27 +44,29 @@ type Config struct {
 	Rate         actors.Rate
 	// MaxConnsPerUser caps each user's open sockets (default 16; negative: no cap).
 	MaxConnsPerUser int
-	Outbox          int
-	SessionTTL      time.Duration
-	ReadLimit       int
-	MaxContent      int
-	UploadLimit     int64
-	PublicURL       string
-	TrustProxy      bool
-	AllowedHosts    []string
-	ReplayLimit     int
-	Retention       int
-	HistoryLimit    int
-	IdleRoom        time.Duration
-	FlushWindow     time.Duration // 0: default 20 ms; negative: flush at once
-	RecallWindow    time.Duration // how long a sender may recall a message (default 2 min)
-	PingInterval    time.Duration
-	IdleTimeout     time.Duration
-	WriteTimeout    time.Duration
-	Grace           time.Duration // shutdown grace period (default 10 s)
-	DebugAddr       string        // pprof listener, off when empty
-	MetricsAddr     string        // when set, /metrics is served there and not on Addr
-	Logger          *slog.Logger
+	// ConnectRate caps how fast each user opens sockets (default 20/20s; Off: none).
+	ConnectRate  actors.Rate
+	Outbox       int
+	SessionTTL   time.Duration
+	ReadLimit    int
+	MaxContent   int
+	UploadLimit  int64
+	PublicURL    string
+	TrustProxy   bool
+	AllowedHosts []string
+	ReplayLimit  int
+	Retention    int
+	HistoryLimit int
+	IdleRoom     time.Duration
+	FlushWindow  time.Duration // 0: default 20 ms; negative: flush at once
+	RecallWindow time.Duration // how long a sender may recall a message (default 2 min)
+	PingInterval time.Duration
+	IdleTimeout  time.Duration
+	WriteTimeout time.Duration
+	Grace        time.Duration // shutdown grace period (default 10 s)
+	DebugAddr    string        // pprof listener, off when empty
+	MetricsAddr  string        // when set, /metrics is served there and not on Addr
+	Logger       *slog.Logger
 
 	// Upload limits that protect the disk (see media.Service).
 	UploadQuota media.Quota // bytes per user per rolling window (default 200MiB/24h; Off: none)
@@ -186,6 +188,7 @@ func New(cfg Config) (*Server, error) {
 		MaxContent:      cfg.MaxContent,
 		Rate:            cfg.Rate,
 		MaxConnsPerUser: cfg.MaxConnsPerUser,
+		ConnectRate:     cfg.ConnectRate,
 		PingInterval:    cfg.PingInterval,
 		FlushWindow:     cfg.FlushWindow,
 		RecallWindow:    cfg.RecallWindow,

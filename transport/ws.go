@@ -114,8 +114,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.open.Add(-1)
 		s.conns.Done()
 		code, msg := protocol.ErrUnavailable, "server busy; try again"
-		if errors.Is(err, actors.ErrTooManyConnections) {
+		switch {
+		case errors.Is(err, actors.ErrTooManyConnections):
 			code, msg = protocol.ErrTooManyConns, "too many connections for this user; close one first"
+		case errors.Is(err, actors.ErrConnectRate):
+			code, msg = protocol.ErrRateLimited, "too many new connections for this user; try again in a few seconds"
 		}
 		_ = ws.WriteMessage(gws.OpcodeText, protocol.ErrorFrame(code, msg, nil))
 		_ = ws.WriteClose(protocol.ClosePolicy, []byte("refused"))

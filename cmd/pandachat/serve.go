@@ -63,6 +63,9 @@ func serveFlags(cfg *server.Config, out io.Writer) (*flag.FlagSet, map[string]st
 	fs.Var(rateFlag{&cfg.Rate}, "rate-limit", "messages per user (all of its connections together), e.g. 20/10s (bursts up to the count), or off")
 	env["rate-limit"] = "PANDA_RATE_LIMIT"
 	num(&cfg.MaxConnsPerUser, "max-conns-per-user", "PANDA_MAX_CONNS_PER_USER", 16, "open WebSocket connections per user; one more is refused with ERR_TOO_MANY_CONNECTIONS (-1: no cap)")
+	cfg.ConnectRate = actors.Rate{Messages: 20, Per: 20 * time.Second}
+	fs.Var(rateFlag{&cfg.ConnectRate}, "connect-rate", "new WebSocket connections per user, e.g. 20/20s (bursts up to the count; beyond: ERR_RATE_LIMITED and close 1008), or off")
+	env["connect-rate"] = "PANDA_CONNECT_RATE"
 	num(&cfg.Outbox, "outbox", "PANDA_OUTBOX", 1024, "queued writes per connection before it is closed as a slow consumer (1013)")
 	dur(&cfg.SessionTTL, "session-ttl", "PANDA_SESSION_TTL", 24*time.Hour, "session lifetime")
 	num(&cfg.ReadLimit, "max-frame", "PANDA_MAX_FRAME", 64<<10, "largest client frame in bytes (larger: close 1009)")
