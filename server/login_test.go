@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -243,4 +244,63 @@ func TestDevLogin(t *testing.T) {
 	if resp.StatusCode != 404 {
 		t.Errorf("dev login off: HTTP %d, want 404", resp.StatusCode)
 	}
+}
+
+// Code logins waiting for WeChat are bounded: one more than the bound is
+// answered 503 with Retry-After at once, without a call to WeChat; the
+// waiting ones complete when WeChat answers.
+func TestCodeLoginsInFlightAreBounded(t *testing.T) {
+	wx := wechattest.New(t, appID, secret)
+	env := chattest.Start(t, server.Config{WXAppID: appID, WXSecret: secret, WXAPI: wx.URL, WXTimeout: time.Minute})
+	const inFlight = 64
+	wx.Gather(inFlight + 1) // holds every call until one more than the bound has come
+	results := make(chan int, inFlight)
+	for i := range inFlight {
+		code := fmt.Sprint("code", i)
+		wx.AddCode(code, fmt.Sprint("openid-", i), wechattest.NewSessionKey())
+		go func() {
+			status, _ := loginQuiet(env, map[string]string{"X-WX-Code": code})
+			results <- status
+		}()
+	}
+	deadline := time.Now().Add(chattest.Wait)
+	for wx.Calls() < inFlight {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d logins reached WeChat", wx.Calls(), inFlight)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	req, _ := http.NewRequest("GET", env.URL+"/login", nil)
+	req.Header.Set("X-WX-Code", "one-more")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || wx.Calls() != inFlight {
+		t.Errorf("one login more than the bound: HTTP %d, Retry-After %q, %d calls to WeChat; want 503, 1, %d", resp.StatusCode, resp.Header.Get("Retry-After"), wx.Calls(), inFlight)
+	}
+	// One more call opens WeChat's gate: every waiting login completes.
+	if r, err := http.Get(wx.URL + "/sns/jscode2session?appid=x&secret=y&js_code=z&grant_type=authorization_code"); err == nil {
+		r.Body.Close()
+	}
+	for range inFlight {
+		if status := <-results; status != 200 {
+			t.Errorf("a waiting login got HTTP %d, want 200", status)
+		}
+	}
+}
+
+// loginQuiet is login for other goroutines: it reports the status only.
+func loginQuiet(env *chattest.Env, headers map[string]string) (int, error) {
+	req, _ := http.NewRequest("GET", env.URL+"/login", nil)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }

@@ -48,6 +48,15 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		waferError(w, http.StatusBadRequest, protocol.ErrLoginFailed, "missing X-WX-Code")
 		return
 	}
+	select {
+	case s.codeLogins <- struct{}{}:
+		defer func() { <-s.codeLogins }()
+	default:
+		s.opts.Observer.Login("code", "busy")
+		w.Header().Set("Retry-After", "1")
+		waferError(w, http.StatusServiceUnavailable, protocol.ErrLoginFailed, "too many logins at once; try again in a second")
+		return
+	}
 	sess, u, err := s.opts.Auth.LoginCode(r.Context(), code, Param(r, paramEncryptedData), Param(r, paramIV))
 	if err != nil {
 		var we *wechat.Error

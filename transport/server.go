@@ -24,7 +24,7 @@ import (
 type Observer interface {
 	ConnOpened()
 	ConnClosed()
-	Login(kind, result string) // kind: code|dev|check; result: ok|refused|unavailable|bad_request|throttled
+	Login(kind, result string) // kind: code|dev|check; result: ok|refused|unavailable|bad_request|throttled|busy
 }
 
 type nopObserver struct{}
@@ -75,8 +75,14 @@ type Server struct {
 	draining atomic.Bool
 	base     atomic.Pointer[string] // the last socket's base URL, shared by the next ones with the same
 
-	devLogins *throttle // nil: dev logins are not throttled
+	devLogins  *throttle     // nil: dev logins are not throttled
+	codeLogins chan struct{} // WeChat code exchanges in flight, at most maxCodeLogins
 }
+
+// maxCodeLogins bounds the WeChat calls in flight: a flood of made-up codes
+// costs the server a goroutine and an outbound connection each for up to
+// --wx-timeout, and WeChat's own limits count against the app.
+const maxCodeLogins = 64
 
 // New builds the server's routes.
 func New(o Options) *Server {
@@ -104,7 +110,7 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: o, log: o.Logger, mux: http.NewServeMux()}
+	s := &Server{opts: o, log: o.Logger, mux: http.NewServeMux(), codeLogins: make(chan struct{}, maxCodeLogins)}
 	if r := o.DevLoginRate; o.DevLogin && !r.Off {
 		if r.Messages <= 0 || r.Per <= 0 {
 			r = actors.Rate{Messages: 10, Per: time.Minute}
