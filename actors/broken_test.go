@@ -180,3 +180,15 @@ func TestKickedConnectionGetsItsPendingEchoFirst(t *testing.T) {
 		t.Errorf("last id %d, want 2: x stored once", last)
 	}
 }
+
+// An admission the asker stopped waiting for (the users actor was that far
+// behind) is refused, not counted: a slot it held would never be freed.
+func TestLateAdmissionHoldsNoSlot(t *testing.T) {
+	hub := NewHub(Options{Store: persistence.NewMemory(), Rate: Rate{Off: true}, MaxConnsPerUser: 1})
+	defer hub.Shutdown(5 * time.Second)
+	res, err := hub.system.Root.RequestFuture(hub.users, &admit{UID: "ua", Until: time.Now().Add(-time.Second)}, 5*time.Second).Result()
+	if err != nil || res.(*admission).err == nil {
+		t.Fatalf("a late admission: %v, %v; want it refused", res, err)
+	}
+	connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: &captureSink{}}) // the user's one slot is free
+}

@@ -226,10 +226,13 @@ type Conn struct {
 	actor *conn
 }
 
+// admitWait is how long Connect waits for the users actor's answer.
+const admitWait = 5 * time.Second
+
 // Connect admits the connection (ErrTooManyConnections at the user's cap) and
 // spawns its actor, which joins the room.
 func (h *Hub) Connect(spec ConnSpec) (*Conn, error) {
-	res, err := h.system.Root.RequestFuture(h.users, &admit{UID: spec.UID, Profile: profile{spec.NickName, spec.AvatarURL}}, 5*time.Second).Result()
+	res, err := h.system.Root.RequestFuture(h.users, &admit{UID: spec.UID, Profile: profile{spec.NickName, spec.AvatarURL}, Until: time.Now().Add(admitWait - time.Second)}, admitWait).Result()
 	if err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}

@@ -57,7 +57,11 @@ type profile struct{ NickName, AvatarURL string }
 type admit struct {
 	UID     string
 	Profile profile
+	Until   time.Time // the asker waits no longer: a later admission would hold a slot nobody frees
 }
+
+// errAdmitLate refuses an admission its asker has stopped waiting for.
+var errAdmitLate = errors.New("admission came too late: the server is overloaded")
 
 type admission struct {
 	limiter *rate.Limiter
@@ -108,6 +112,10 @@ func (u *users) Receive(ctx actor.Context) {
 			u.live = u.hub.opts.Nodes.Live()
 		}
 	case *admit:
+		if !m.Until.IsZero() && time.Now().After(m.Until) { // wall time, as the asker's wait
+			ctx.Respond(&admission{err: errAdmitLate})
+			break
+		}
 		ctx.Respond(u.admit(m.UID, m.Profile))
 	case *profileChanged:
 		u.state(m.UID, m.Profile).profile.Store(&m.Profile)
