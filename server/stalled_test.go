@@ -22,10 +22,10 @@ func TestStalledDownloadIsCutOff(t *testing.T) {
 	cfg := noLimit()
 	cfg.DataDir = t.TempDir()
 	cfg.WriteTimeout = 300 * time.Millisecond
-	cfg.UploadLimit = 64 << 20
+	cfg.UploadLimit = 128 << 20
 	env := chattest.Start(t, cfg)
 	s := env.DevLogin("a")
-	big := bigPNG(32 << 20) // beyond what the sockets' buffers hold
+	big := bigPNG(64 << 20) // beyond what the sockets' buffers hold, even tuned ones
 	code, ans := env.Upload(s, "big.png", big)
 	if code != 200 {
 		t.Fatalf("upload: %d %v", code, ans)
