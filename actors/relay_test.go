@@ -1304,3 +1304,23 @@ func TestRelayedReadBackRecallRecallsTheTail(t *testing.T) {
 		}
 	}
 }
+
+// An owner that reads back what a failed write stored relays it with its
+// cids: the other nodes know them if the room moves to them.
+func TestReadBackBatchCarriesItsCIDs(t *testing.T) {
+	tc := newTestCluster(t, "b", "x")
+	tc.place([]string{"b", "x"}, "r", "b")
+	fs := faultstore.New(persistence.NewMemory())
+	hb := tc.hub(t, "b", fs)
+	sb := &captureSink{}
+	cb := connect(t, hb, ConnSpec{UID: "ub", Room: "r", Sink: sb})
+	exactly(t, sb, 1)
+	batches := tc.listen(t, subjectRoom+"r.all")
+	fs.FailAfterCommit(1) // stored, the room told it failed
+	fs.FailReads(1)       // and cannot ask what the store holds
+	cb.Receive(textCID("k"), false)
+	rm := nextRelay(t, batches, func(rm *relayMsg) bool { return rm.T != relayBatch })
+	if len(rm.Msgs) != 1 || rm.Msgs[0].ID != 1 || rm.Msgs[0].CID != "k" {
+		t.Errorf("relayed read-back batch %+v; want id 1 with cid k", rm.Msgs)
+	}
+}

@@ -334,7 +334,9 @@ func (r *room) deliverStored(ctx actor.Context, msgs []persistence.Message) {
 			pm.effect = &persistence.Effect{} // marks an event, which readers of version 1 never get; what it did is stored already
 		}
 		if m.CID != "" {
-			r.echoTo(&pm, m.CID)
+			cid := m.CID
+			pm.cid = &cid // relayed with it: the other nodes know it if the room moves to them
+			r.echoTo(&pm, cid)
 		}
 		batch = append(batch, pm)
 	}
