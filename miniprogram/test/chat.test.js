@@ -349,3 +349,31 @@ test('chat: since is the room\'s last id when the first page was read (X-Last-Id
   assert.deepEqual(chat.list.view()[0].reactions, [{ emoji: '👍', count: 2, mine: false }]);
   chat.stop();
 });
+
+test('chat: a message unconfirmed for longer than the server keeps cids waits for the replay; stored once', async function () {
+  let clock = 1000000;
+  const { wx, room, chat, timers } = setup({ now: function () { return clock; } });
+  await chat.start();
+  await settle();
+  const t1 = wx.sockets[0];
+  join(t1);
+  chat.send('a');
+  chat.send('b');
+  // the server stored "a"; the socket drops before its echo, "b" was lost
+  const a = room.add({ uid: 'u-me', content: 'a' });
+  t1.serverClose(1006);
+  clock += 3 * 60 * 1000; // away for 3 minutes: the server no longer knows c1
+  timers.flush();
+  await settle();
+  const t2 = wx.sockets[1];
+  t2.serverOpen();
+  t2.serverSend({ type: 'system', num: 1 });
+  assert.deepEqual(t2.sent, [], 'nothing goes before the replay is in');
+  t2.serverSend(room.frame(a, 'user')); // the replay: "a" was stored
+  timers.flush();
+  assert.deepEqual(t2.sent, [{ text: true, content: 'b', cid: 'c2' }], 'only the message the replay did not show goes again');
+  store(room, t2, t2.sent[0]);
+  assert.deepEqual(room.messages.map(function (m) { return m.content; }), ['a', 'b'], 'each stored once');
+  assert.equal(chat.list.pending.length, 0);
+  chat.stop();
+});

@@ -10,7 +10,9 @@
 //   a reconnect, with the same cid: the server stores a cid once and answers a
 //   repeat with the original echo. A message handed to the socket maxAttempts
 //   times without an echo is marked failed; the user sends it again (the
-//   count starts over) or deletes it.
+//   count starts over) or deletes it. One first sent longer ago than the
+//   server keeps cids (2 minutes) waits for the replay instead, which shows it
+//   if it was stored: it is sent again only if the replay did not.
 // - Replay holes: when more than the server's replay limit was missed, the
 //   replay brings only the newest messages; the list sees the first one above
 //   since+1 and the missing ids are paged from /history, newest first, up to
@@ -26,6 +28,13 @@
 
 const { STATES } = require('./socket');
 const extras = require('./extras');
+const { SHADOW_TRUST } = require('./messages');
+
+// After a rejoin, a message first sent longer ago than the server keeps its
+// cid waits for the replay (which hides it if it was stored after all): until
+// no frame has come for REPLAY_QUIET ms, REPLAY_MAX ms at most.
+const REPLAY_QUIET = 300;
+const REPLAY_MAX = 5000;
 
 const DEFAULTS = Object.freeze({
   max: 500, // messages held
@@ -62,6 +71,8 @@ function createChatRoom(opts) {
   };
   const nowFn = opts.now || Date.now;
   let readTimer = null;
+  let replayTimer = null;
+  let replaySince = 0;
 
   function changed(reason, info) {
     try {
@@ -117,24 +128,54 @@ function createChatRoom(opts) {
   }
 
   // flush(rejoined): hand queued messages to the socket; after a (re)join
-  // also the ones sent before without an echo.
+  // also the ones sent before without an echo, except those too old for the
+  // server to know their cid: they go once the replay is in (flushOld).
   function flush(rejoined) {
     if (!socket || !socket.joined) return;
+    const t = nowFn();
     list.unsent().forEach(function (u) {
       if (!rejoined && u.state !== 'queued') return;
-      if (u.attempts >= o.maxAttempts) {
-        list.failPending(u.cid, 'ERR_NOT_SENT');
-        changed('failed', { cid: u.cid });
+      if (rejoined && u.firstSent && t - u.firstSent > SHADOW_TRUST) {
+        awaitReplay();
         return;
       }
-      if (socket.send(u.frame)) list.markSent(u.cid);
+      send1(u);
     });
+  }
+
+  // flushOld(): the old unconfirmed messages the replay did not hide.
+  function flushOld() {
+    replayTimer = null;
+    if (!socket || !socket.joined) return;
+    const t = nowFn();
+    list.unsent().forEach(function (u) {
+      if (u.state === 'sent' && u.firstSent && t - u.firstSent > SHADOW_TRUST) send1(u);
+    });
+  }
+
+  // awaitReplay(): (re)arm flushOld while the replay is coming in.
+  function awaitReplay() {
+    if (replayTimer === null) replaySince = nowFn();
+    else if (nowFn() - replaySince >= REPLAY_MAX) return;
+    else timers.clearTimeout(replayTimer);
+    replayTimer = timers.setTimeout(flushOld, REPLAY_QUIET);
+  }
+
+  // send1(u): one unsent message to the socket, or failed after maxAttempts.
+  function send1(u) {
+    if (u.attempts >= o.maxAttempts) {
+      list.failPending(u.cid, 'ERR_NOT_SENT');
+      changed('failed', { cid: u.cid });
+      return;
+    }
+    if (socket.send(u.frame)) list.markSent(u.cid);
   }
 
   function onFrame(frame) {
     // the echo of a message just sent is surely live (a replayed one may be old)
     if (frame.type === 'user' && typeof frame.cid === 'string') clock.observe(frame.time);
     const r = list.applyFrame(frame);
+    if (replayTimer !== null && frame.type !== 'system') awaitReplay(); // the replay goes on
     if (frame.type === 'system') {
       flush(true);
       if (list.gaps.length) fillGaps();
@@ -320,6 +361,8 @@ function createChatRoom(opts) {
     stopped = true;
     if (readTimer !== null) timers.clearTimeout(readTimer);
     readTimer = null;
+    if (replayTimer !== null) timers.clearTimeout(replayTimer);
+    replayTimer = null;
     if (socket) socket.stop();
   }
 

@@ -456,7 +456,7 @@ function createMessageList(opts) {
       return !(p.shadow && p.firstSent && t - p.firstSent > SHADOW_TRUST);
     });
     return pending.filter(function (p) { return p.state === 'queued' || p.state === 'sent'; })
-      .map(function (p) { return { cid: p.cid, state: p.state, attempts: p.attempts, frame: frameOf(p) }; });
+      .map(function (p) { return { cid: p.cid, state: p.state, attempts: p.attempts, firstSent: p.firstSent, frame: frameOf(p) }; });
   }
 
   // markSent(cid) → how many times it was handed to an open socket.
