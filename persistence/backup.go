@@ -39,7 +39,7 @@ type BackupManifest struct {
 }
 
 // WriteBackup writes an archive of the open store and the media directory to w.
-// It runs beside live traffic (Badger reads a consistent snapshot); tmpDir holds
+// It runs beside live traffic and reads the store at one moment; tmpDir holds
 // the store backup while it is written, because a tar entry needs its size first.
 func WriteBackup(w io.Writer, s *Badger, mediaDir, tmpDir string) (BackupManifest, error) {
 	man := BackupManifest{Format: backupFormat, Created: time.Now().UTC()}
@@ -48,7 +48,13 @@ func WriteBackup(w io.Writer, s *Badger, mediaDir, tmpDir string) (BackupManifes
 		return man, fmt.Errorf("backup: temp file: %w", err)
 	}
 	defer func() { tmp.Close(); os.Remove(tmp.Name()) }()
-	if man.Version, err = s.db.Backup(tmp, 0); err != nil {
+	// One reader: Badger's stream opens a read transaction per goroutine, each
+	// when it starts, so several would each see their own moment (a recall in
+	// the archive without the rewrite of its target, or the other way round).
+	stream := s.db.NewStream()
+	stream.NumGo = 1
+	stream.LogPrefix = "pandachat backup"
+	if man.Version, err = stream.Backup(tmp, 0); err != nil {
 		return man, fmt.Errorf("backup: store: %w", err)
 	}
 	files, err := mediaFiles(mediaDir)
