@@ -110,7 +110,8 @@ test('backoff: grows by the factor, is capped, jitter stays within bounds', func
 });
 
 test('socket: repeated failures back off with growth and cap; a good connection resets', async function () {
-  const { wx, socket, timers } = setup({ backoff: { base: 100, factor: 2, max: 1000 } });
+  let clock = 0;
+  const { wx, socket, timers } = setup({ backoff: { base: 100, factor: 2, max: 1000 }, now: function () { return clock; } });
   socket.start();
   await settle();
   for (let i = 0; i < 6; i++) {
@@ -123,8 +124,26 @@ test('socket: repeated failures back off with growth and cap; a good connection 
   const t = wx.sockets[wx.sockets.length - 1];
   t.serverOpen();
   t.serverSend({ type: 'system', num: 1 });
+  clock += 10000; // in the room for 10 s: a good connection
   t.serverClose(1001, 'going away');
   assert.equal(timers.delays[timers.delays.length - 1], 100);
+});
+
+test('socket: a server that admits and closes at once is not hammered: the backoff goes on', async function () {
+  let clock = 0;
+  const { wx, socket, timers } = setup({ backoff: { base: 100, factor: 2, max: 1000 }, now: function () { return clock; } });
+  socket.start();
+  await settle();
+  for (let i = 0; i < 5; i++) {
+    const t = wx.sockets[wx.sockets.length - 1];
+    t.serverOpen();
+    t.serverSend({ type: 'system', num: 1 });
+    clock += 50;
+    t.serverClose(1011, 'room failed');
+    timers.flush();
+    await settle();
+  }
+  assert.deepEqual(timers.delays, [100, 200, 400, 800, 1000]);
 });
 
 test('socket: onError followed by onClose schedules one reconnect', async function () {

@@ -118,6 +118,7 @@ function createChatRoom(opts) {
         since: since,
         timers: opts.timers,
         random: opts.random,
+        now: opts.now,
         backoff: opts.backoff,
         presence: opts.presence,
         onFrame: onFrame,

@@ -11,6 +11,9 @@
 // the following attempts go through the backoff (no tight loop).
 // A send that fails (SocketTask.send's fail) counts as the connection going
 // down: the socket reconnects, and whoever sent re-sends what has no echo.
+// The backoff starts over only after a connection stayed in the room for
+// GOOD_FOR ms: a server that admits and then closes at once (a crashing room,
+// a node cut off from its cluster) is not hammered every half second.
 
 const http = require('./http');
 const urls = require('./url');
@@ -24,6 +27,7 @@ const STATES = Object.freeze({
 });
 
 const DEFAULT_BACKOFF = Object.freeze({ base: 500, factor: 2, max: 30000, jitter: 0.5 });
+const GOOD_FOR = 10000;
 
 // backoffDelay(attempt) = min(max, base·factor^attempt) scaled into
 // [1-jitter, 1] of itself by random() ∈ [0, 1).
@@ -48,6 +52,7 @@ function createChatSocket(opts) {
     clearTimeout: function (id) { clearTimeout(id); }
   };
   const random = opts.random || Math.random;
+  const now = opts.now || Date.now;
   const backoff = Object.assign({}, DEFAULT_BACKOFF, opts.backoff || {});
 
   let state = STATES.IDLE;
@@ -165,10 +170,11 @@ function createChatSocket(opts) {
     }
     if (frame.error === 'ERR_BAD_ROOM') c.fatal = frame.error;
     if (frame.type === 'system') {
-      // authenticated and in the room: the connection counts as good
-      attempt = 0;
+      // authenticated and in the room: the session is good; the connection
+      // is once it lasts (down)
       invalidStreak = 0;
       c.joined = true;
+      c.joinedAt = now();
     }
     // events (recall, reaction) take ids of the same sequence: since counts them
     if ((frame.type === 'user' || frame.type === 'remote' || frame.type === 'recall' || frame.type === 'reaction') && typeof frame.id === 'number') {
@@ -188,6 +194,7 @@ function createChatSocket(opts) {
     if (c.gen !== gen) return; // stopped or replaced meanwhile
     closeTask(c, 1000, '');
     conn = null;
+    if (c.joined && now() - c.joinedAt >= GOOD_FOR) attempt = 0;
     if (stopped) {
       setState(STATES.CLOSED, info);
       return;
