@@ -299,12 +299,16 @@ func landscape(w, h int) func(x, y int) color.Color {
 	}
 }
 
+// replayLimit is the test server's --replay-limit.
+const replayLimit = 10
+
 // TestBrowser drives the real client in Chromium against a real server: two
 // people with separate storage chat, send an image, survive a dropped
 // connection and read older history.
 func TestBrowser(t *testing.T) {
 	browser := startBrowser(t)
-	env := chattest.Start(t, server.Config{DevLogin: true, Rate: actors.Rate{Off: true}})
+	// A small replay limit, so that a short absence leaves a replay hole.
+	env := chattest.Start(t, server.Config{DevLogin: true, Rate: actors.Rate{Off: true}, ReplayLimit: replayLimit})
 
 	const room = "e2e"
 	a := newTab(t, browser, "A", 1100, 800)
@@ -471,6 +475,31 @@ func TestBrowser(t *testing.T) {
 		for i := 1; i < len(ids); i++ {
 			if ids[i] != ids[i-1]+1 {
 				t.Errorf("B's message ids are not 1..n in order: %v", ids)
+				break
+			}
+		}
+	})
+
+	t.Run("replay hole", func(t *testing.T) {
+		on(t, a, b)
+		b.eval(`window.__panda.dropSocket(true)`, nil)
+		b.until("offline state shown", `document.getElementById('conn').dataset.state === 'offline'`)
+		var missed []string
+		for i := 1; i <= replayLimit+8; i++ { // more than the server replays
+			missed = append(missed, fmt.Sprint("long away ", i))
+			a.say(missed[i-1])
+		}
+		a.until("all sent", countText("mine", missed[len(missed)-1])+` === 1`)
+		b.eval(`window.__panda.resume()`, nil)
+		b.until("connected again", `document.getElementById('conn').dataset.state === 'online'`)
+		for _, m := range missed { // the replay's newest ones and the hole's, paged from /history
+			b.until("shown: "+m, countText("theirs", m)+` === 1`)
+		}
+		var ids []int
+		b.eval(`Array.from(document.querySelectorAll('#list li.msg[data-id]')).map(li => +li.dataset.id)`, &ids)
+		for i := 1; i < len(ids); i++ {
+			if ids[i] != ids[i-1]+1 {
+				t.Errorf("B's message ids after the hole are not 1..n in order: %v", ids)
 				break
 			}
 		}

@@ -20,6 +20,7 @@
   var ROOMS_KEY = 'panda.rooms';
   var ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
   var PAGE = 30;              // history page size
+  var HOLE_MAX = 1000;        // most messages paged into one replay hole
   var GROUP_MS = 5 * 60 * 1000; // messages of one sender closer than this form a group
   var NEAR_BOTTOM = 80;       // px: "the reader is at the bottom"
   var BACKOFF_MIN = 500, BACKOFF_MAX = 15000;
@@ -47,6 +48,7 @@
     hold: false,     // reconnecting paused (test hook)
     lastId: 0,       // highest message id shown
     seenId: 0,       // highest id the room sent (messages and events): since=
+    holeFrom: null,  // after a rejoin until its first id: the since it asked with
     oldestId: 0,     // lowest message id shown
     noMore: false,   // history exhausted
     loadingOlder: false,
@@ -288,6 +290,7 @@
     S.room = room;
     S.lastId = 0;
     S.seenId = 0;
+    S.holeFrom = null;
     S.oldestId = 0;
     S.noMore = false;
     S.loadingOlder = false;
@@ -363,6 +366,32 @@
       $('older').textContent = '';
       throw err;
     });
+  }
+
+  // fillHole pages the ids a capped replay left out (from+1 .. to-1) from
+  // /history, newest first: the server replays only the newest ones after a
+  // long absence. A hole above HOLE_MAX messages keeps its older part; a
+  // reload shows it.
+  function fillHole(from, to) {
+    var gen = S.gen, before = to, got = 0;
+    function step() {
+      if (gen !== S.gen || before <= from + 1) return;
+      if (got >= HOLE_MAX) { toast('Some older messages are not shown; reload to see them.'); return; }
+      var horizon = 0;
+      var q = '/history?room=' + encodeURIComponent(S.room) + '&limit=' + PAGE + '&before=' + before + '&v=2';
+      api('GET', q, undefined, function (r) {
+        var n = Number(r.headers.get('X-Last-Id'));
+        if (n > 0 && Math.floor(n) === n) horizon = n;
+      }).then(function (msgs) {
+        if (gen !== S.gen || !Array.isArray(msgs) || !msgs.length) return;
+        var inHole = msgs.filter(function (m) { return m && m.id > from; });
+        addMessages(inHole, { history: true, horizon: horizon });
+        got += inHole.length;
+        before = msgs[0].id;
+        if (inHole.length === msgs.length) step();
+      }, function () { toast('Some messages could not be loaded; reload to see them.'); });
+    }
+    step();
   }
 
   function renderOlder() {
@@ -480,8 +509,14 @@
       S.sessionRefused = false;
       return;
     }
+    if (S.holeFrom !== null && typeof f.id === 'number') { // the first id after a rejoin
+      var from = S.holeFrom;
+      S.holeFrom = null;
+      if (f.id > from + 1) fillHole(from, f.id);
+    }
     switch (f.type) {
       case 'system':
+        S.holeFrom = S.seenId > 0 ? S.seenId : null; // what the replay starts after
         S.wsOpen = true;
         S.openedAt = Date.now();
         setConn('online');
