@@ -377,3 +377,30 @@ test('chat: a message unconfirmed for longer than the server keeps cids waits fo
   assert.equal(chat.list.pending.length, 0);
   chat.stop();
 });
+
+test('chat: a failed first history read is tried again before the socket connects with its since', async function () {
+  const { wx, room, chat, timers, changes } = setup();
+  for (let i = 0; i < 3; i++) room.add();
+  const serve = wx.requestImpl;
+  let failures = 2;
+  wx.requestImpl = function (r) {
+    if (new URL(r.url).pathname === '/history' && failures > 0) {
+      failures--;
+      return { statusCode: 503, header: { 'Retry-After': '1' }, data: { error: 'ERR_UNAVAILABLE', message: 'busy' } };
+    }
+    return serve(r);
+  };
+  const started = chat.start();
+  await settle();
+  assert.equal(wx.sockets.length, 0, 'no socket without a since');
+  timers.flush();
+  await settle();
+  timers.flush();
+  await settle();
+  await started;
+  assert.equal(changes.filter(function (c) { return c[0] === 'history-error'; }).length, 2);
+  assert.equal(wx.sockets.length, 1);
+  assert.equal(params(wx.sockets[0].url).since, '3');
+  assert.deepEqual(ids(chat), [1, 2, 3]);
+  chat.stop();
+});

@@ -119,3 +119,26 @@ test('login: a second ERR_INVALID_SESSION is an error, not a loop', async functi
   assert.equal(wx.logins, 1);
   assert.equal(session.get(), null);
 });
+
+test('login: a busy server (503, Retry-After) is asked again only after the wait, whoever asks', async function () {
+  let clock = 0;
+  const wx = createFakeWx();
+  const session = createSession(wx);
+  const auth = createAuth({ wx: wx, config: CONFIG, session: session, now: function () { return clock; } });
+  let asked = 0;
+  wx.requestImpl = function () {
+    asked++;
+    return asked === 1
+      ? { statusCode: 503, header: { 'Retry-After': '2' }, data: { [MAGIC]: 1, error: 'ERR_LOGIN_FAILED', message: 'too many logins at once' } }
+      : okLogin(asked);
+  };
+  await assert.rejects(auth.ensure(), function (e) { return e.code === 'ERR_LOGIN_FAILED'; });
+  clock += 1000;
+  await assert.rejects(auth.ensure()); // the app, the page and the socket all ask: nobody goes to the server
+  await assert.rejects(auth.login());
+  assert.equal(asked, 1);
+  clock += 1001;
+  const s = await auth.ensure();
+  assert.equal(s.id, 'id2');
+  assert.equal(asked, 2);
+});

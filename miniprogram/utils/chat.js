@@ -100,16 +100,27 @@ function createChatRoom(opts) {
     return client.api.history(Object.assign({ room: room }, q));
   }
 
+  // latest(attempt) → the newest page's last id, the socket's since. A failed
+  // read is tried again with backoff: a socket without since would leave a
+  // quiet room empty, with nothing to page older messages from.
+  function latest(attempt) {
+    return history({ limit: o.pageSize }).then(function (page) {
+      list.addLatest(page, o.pageSize);
+      return typeof list.topId === 'number' ? list.topId : 0;
+    }, function (err) {
+      changed('history-error', { error: err, attempt: attempt });
+      return new Promise(function (resolve) {
+        timers.setTimeout(resolve, Math.min(30000, 1000 * Math.pow(2, attempt)));
+      }).then(function () {
+        return stopped ? undefined : latest(attempt + 1);
+      });
+    });
+  }
+
   function start() {
     stopped = false;
     return serial(function () {
-      return history({ limit: o.pageSize }).then(function (page) {
-        list.addLatest(page, o.pageSize);
-        return typeof list.topId === 'number' ? list.topId : 0;
-      }, function (err) {
-        changed('history-error', { error: err });
-        return undefined;
-      });
+      return latest(0);
     }).then(function (since) {
       if (stopped) return;
       changed('latest', {});

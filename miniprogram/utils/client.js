@@ -12,7 +12,7 @@ function createClient(opts) {
   const wx = opts.wx;
   const config = opts.config;
   const session = createSession(wx, opts.storageKey);
-  const auth = createAuth({ wx: wx, config: config, session: session });
+  const auth = createAuth({ wx: wx, config: config, session: session, now: opts.now });
   const api = createApi({ wx: wx, config: config, auth: auth });
   return {
     wx: wx,

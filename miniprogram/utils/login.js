@@ -7,11 +7,23 @@
 const http = require('./http');
 const urls = require('./url');
 
+// retryAfter(res) → the seconds a busy server asked to wait (Retry-After), 0 if none.
+function retryAfter(res) {
+  if (!res || (res.statusCode !== 503 && res.statusCode !== 429)) return 0;
+  const h = res.header || {};
+  const v = Number(h['Retry-After'] || h['retry-after']);
+  return v > 0 && v < 3600 ? v : 1;
+}
+
 function createAuth(opts) {
   const wx = opts.wx;
   const config = opts.config;
   const session = opts.session;
+  const now = opts.now || Date.now;
   let inflight = null;
+  // A login the server was too busy for (503/429 with Retry-After): every
+  // caller gets that answer until then, instead of asking again at once.
+  let busy = null; // {until, err}
 
   function doLogin() {
     return http.wxLogin(wx).then(function (code) {
@@ -22,7 +34,11 @@ function createAuth(opts) {
       });
     }).then(function (res) {
       const err = http.answerError(res);
-      if (err) throw err;
+      if (err) {
+        const after = retryAfter(res);
+        if (after > 0) busy = { until: now() + after * 1000, err: err };
+        throw err;
+      }
       const d = res.data;
       if (!d || typeof d !== 'object' || !d[http.MAGIC] || !d.session || !d.session.id || !d.session.skey) {
         throw new http.PandaError(http.ERR_LOGIN_FAILED, 'unexpected login answer (HTTP ' + res.statusCode + ')', res.statusCode);
@@ -33,7 +49,9 @@ function createAuth(opts) {
 
   // login() always asks WeChat for a new code; concurrent callers share one attempt.
   function login() {
+    if (!inflight && busy && now() < busy.until) return Promise.reject(busy.err);
     if (!inflight) {
+      busy = null;
       inflight = doLogin().then(function (v) {
         inflight = null;
         return v;
