@@ -20,6 +20,7 @@ type Memory struct {
 	uploads  map[string][]Upload // by uid, oldest first
 	tickets  map[string]Ticket
 	sweepAt  int                          // len(tickets) at which PutTicket next drops expired ones
+	sessAt   int                          // len(sessions) at which a new one next drops expired ones
 	reads    map[string]map[string]uint64 // uid → room → read position
 }
 
@@ -70,7 +71,7 @@ func NewMemory() *Memory {
 func (m *Memory) PutSession(s Session) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.sessions[s.ID] = s
+	m.putSession(s)
 	return nil
 }
 
@@ -149,8 +150,23 @@ func (m *Memory) PutLogin(u User, s Session) error {
 	if u.OpenID != "" {
 		m.openIDs[u.OpenID] = u.UID
 	}
-	m.sessions[s.ID] = s
+	m.putSession(s)
 	return nil
+}
+
+// putSession stores s; expired sessions go first once the map has doubled,
+// so that it stays as large as the live ones (Badger's expire by TTL).
+func (m *Memory) putSession(s Session) {
+	if len(m.sessions) >= m.sessAt {
+		now := time.Now()
+		for id, old := range m.sessions {
+			if !old.Expires.IsZero() && !old.Expires.After(now) {
+				delete(m.sessions, id)
+			}
+		}
+		m.sessAt = 2*len(m.sessions) + 64
+	}
+	m.sessions[s.ID] = s
 }
 
 func (m *Memory) LoginOpenID(openID string, fresh User, edit func(*User), s Session) (User, Session, error) {
@@ -174,7 +190,7 @@ func (m *Memory) LoginOpenID(openID string, fresh User, edit func(*User), s Sess
 	s.UID = u.UID
 	m.users[u.UID] = u
 	m.openIDs[openID] = u.UID
-	m.sessions[s.ID] = s
+	m.putSession(s)
 	return u, s, nil
 }
 
