@@ -505,6 +505,23 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("long session", func(t *testing.T) {
+		on(t, a, b)
+		b.eval(`window.__panda.setMaxShown(15)`, nil)
+		defer b.eval(`window.__panda.setMaxShown(1000)`, nil)
+		b.eval(`(document.getElementById('scroller').scrollTop = 1e9, 0)`, nil) // at the live end
+		for i := 1; i <= 25; i++ {
+			a.say(fmt.Sprint("all day ", i))
+		}
+		b.until("the newest shown", countText("theirs", "all day 25")+` === 1`)
+		var n int
+		b.eval(`document.querySelectorAll('#list li.msg[data-id]').length`, &n)
+		if n > 15 {
+			t.Errorf("B holds %d messages at the live end, want at most 15", n)
+		}
+		b.until("an older one pages back in on scrolling up", `(document.getElementById('scroller').scrollTop = 0, `+countText("theirs", "all day 5")+` === 1)`)
+	})
+
 	t.Run("history", func(t *testing.T) {
 		on(t, a, b)
 		b.do(

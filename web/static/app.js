@@ -21,6 +21,7 @@
   var ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
   var PAGE = 30;              // history page size
   var HOLE_MAX = 1000;        // most messages paged into one replay hole
+  var maxShown = 1000;        // messages kept while the reader is at the live end (older ones page back in)
   var GROUP_MS = 5 * 60 * 1000; // messages of one sender closer than this form a group
   var NEAR_BOTTOM = 80;       // px: "the reader is at the bottom"
   var BACKOFF_MIN = 500, BACKOFF_MAX = 15000;
@@ -835,6 +836,7 @@
     }
     markRead();
     if (!added) return;
+    if (how.live && wasNear) trimOldest();
     relayout();
     if (how.history) return; // the caller places the view
     if (newTheirs && document.hidden) {
@@ -848,6 +850,27 @@
     }
     if (S.noMore) renderOlder();
     void sc;
+  }
+
+  // trimOldest keeps a tab open for days as light as a fresh one: beyond
+  // maxShown messages the oldest go, with what came before them (notices);
+  // scrolling up pages them back from /history.
+  function trimOldest() {
+    var extra = S.byId.size - maxShown;
+    if (extra <= 0) return;
+    var ids = Array.from(S.byId.keys()).sort(function (a, b) { return a - b; });
+    for (var i = 0; i < extra; i++) {
+      var li = S.byId.get(ids[i]);
+      if (li) li.remove();
+      S.byId.delete(ids[i]);
+      S.msgs.delete(ids[i]);
+      S.xs.delete(ids[i]);
+    }
+    S.oldestId = ids[extra];
+    S.noMore = false;
+    var list = $('list'), first = S.byId.get(S.oldestId);
+    while (list.firstElementChild && list.firstElementChild !== first) list.firstElementChild.remove();
+    renderOlder();
   }
 
   // dropPlaceholder removes the pending bubble of our own message m: the one
@@ -1472,6 +1495,7 @@
       if (S.ws) S.ws.close(4000, 'dropped');
     },
     resume: function () { S.hold = false; S.attempt = 0; reconnectNow(); },
+    setMaxShown: function (n) { maxShown = n; },
     state: function () {
       return { room: S.room, connected: S.wsOpen, online: S.online, lastId: S.lastId, seenId: S.seenId, oldestId: S.oldestId, count: S.byId.size, noMore: S.noMore, me: S.me, read: S.readMarker.posted };
     }
