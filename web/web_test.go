@@ -244,6 +244,19 @@ func (b *tab) say(text string) {
 	b.do(chromedp.SendKeys(chromedp.CSS("#input"), text), enter)
 }
 
+// idsInOrder checks that the messages tab shows have ids that follow on, in order.
+func idsInOrder(t *testing.T, tb *tab, when string) {
+	t.Helper()
+	var ids []int
+	tb.eval(`Array.from(document.querySelectorAll('#list li.msg[data-id]')).map(li => +li.dataset.id)`, &ids)
+	for i := 1; i < len(ids); i++ {
+		if ids[i] != ids[i-1]+1 {
+			t.Errorf("%s: message ids are not consecutive and in order: %v", when, ids)
+			return
+		}
+	}
+}
+
 // js quotes s as a JavaScript string literal.
 func js(s string) string {
 	b, _ := json.Marshal(s)
@@ -470,14 +483,7 @@ func TestBrowser(t *testing.T) {
 				t.Errorf("B shows %q %d times, want once", m, n)
 			}
 		}
-		var ids []int
-		b.eval(`Array.from(document.querySelectorAll('#list li.msg[data-id]')).map(li => +li.dataset.id)`, &ids)
-		for i := 1; i < len(ids); i++ {
-			if ids[i] != ids[i-1]+1 {
-				t.Errorf("B's message ids are not 1..n in order: %v", ids)
-				break
-			}
-		}
+		idsInOrder(t, b, "after the reconnect")
 	})
 
 	t.Run("replay hole", func(t *testing.T) {
@@ -495,14 +501,7 @@ func TestBrowser(t *testing.T) {
 		for _, m := range missed { // the replay's newest ones and the hole's, paged from /history
 			b.until("shown: "+m, countText("theirs", m)+` === 1`)
 		}
-		var ids []int
-		b.eval(`Array.from(document.querySelectorAll('#list li.msg[data-id]')).map(li => +li.dataset.id)`, &ids)
-		for i := 1; i < len(ids); i++ {
-			if ids[i] != ids[i-1]+1 {
-				t.Errorf("B's message ids after the hole are not 1..n in order: %v", ids)
-				break
-			}
-		}
+		idsInOrder(t, b, "after the hole")
 	})
 
 	t.Run("long session", func(t *testing.T) {
