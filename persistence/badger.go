@@ -424,6 +424,28 @@ func (s *Badger) PutUser(u User) error {
 	return s.db.Update(func(txn *badger.Txn) error { return setUser(txn, u, b) })
 }
 
+// EditUser reads and writes the user in one transaction under rmw, the lock
+// logins hold around theirs.
+func (s *Badger) EditUser(uid string, edit func(*User)) (User, error) {
+	s.rmw.Lock()
+	defer s.rmw.Unlock()
+	var u User
+	err := s.db.Update(func(txn *badger.Txn) error {
+		u = User{}
+		if err := txnJSON(txn, userKey(uid), &u); err != nil {
+			return err
+		}
+		edit(&u)
+		u.UID = uid
+		b, err := json.Marshal(u)
+		if err != nil {
+			return err
+		}
+		return setUser(txn, u, b)
+	})
+	return u, err
+}
+
 // setUser writes a user (encoded as b) and its openId binding.
 func setUser(txn *badger.Txn, u User, b []byte) error {
 	if u.OpenID != "" {

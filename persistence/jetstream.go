@@ -1071,6 +1071,44 @@ func (s *JetStream) PutUser(u User) error {
 	return s.put(ctx, s.openIDs, token(u.OpenID), []byte(u.UID), time.Time{})
 }
 
+// EditUser changes the user with a compare-and-set on its record, read again
+// when another write came first.
+func (s *JetStream) EditUser(uid string, edit func(*User)) (User, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	key := token(uid)
+	for {
+		if err := ctx.Err(); err != nil {
+			return User{}, fmt.Errorf("edit user: the record kept changing: %w", err)
+		}
+		data, rev, err := s.get(ctx, s.users, key, readLeader)
+		if err != nil {
+			return User{}, err
+		}
+		var u User
+		if err := json.Unmarshal(data, &u); err != nil {
+			return User{}, fmt.Errorf("user %s: %w", uid, err)
+		}
+		edit(&u)
+		u.UID = uid
+		val, err := json.Marshal(u)
+		if err != nil {
+			return User{}, err
+		}
+		if err := s.cas(ctx, s.users, key, val, rev); errors.Is(err, errCAS) {
+			continue
+		} else if err != nil {
+			return User{}, err
+		}
+		if u.OpenID != "" {
+			if err := s.put(ctx, s.openIDs, token(u.OpenID), []byte(uid), time.Time{}); err != nil {
+				return User{}, err
+			}
+		}
+		return u, nil
+	}
+}
+
 func (s *JetStream) PutLogin(u User, sess Session) error {
 	if !sess.Expires.After(time.Now()) {
 		return errors.New("session already expired")

@@ -140,6 +140,22 @@ func (m *Memory) PutUser(u User) error {
 	return nil
 }
 
+func (m *Memory) EditUser(uid string, edit func(*User)) (User, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[uid]
+	if !ok {
+		return User{}, ErrNotFound
+	}
+	edit(&u)
+	u.UID = uid
+	m.users[uid] = u
+	if u.OpenID != "" {
+		m.openIDs[u.OpenID] = uid
+	}
+	return u, nil
+}
+
 func (m *Memory) PutLogin(u User, s Session) error {
 	if !s.Expires.After(time.Now()) {
 		return errors.New("session already expired")

@@ -29,6 +29,10 @@ type Store interface {
 	User(uid string) (User, error)
 	// PutUser creates or replaces a user (and its openId binding, if any).
 	PutUser(u User) error
+	// EditUser changes the stored user uid through edit in one atomic step
+	// (ErrNotFound if there is none), so that a change made meanwhile (a
+	// login's profile or unionId) is kept; edit may run more than once.
+	EditUser(uid string, edit func(*User)) (User, error)
 	// PutLogin stores a user and a new session of it in one transaction.
 	PutLogin(u User, s Session) error
 	// LoginOpenID stores a WeChat login in one atomic step: the user bound to

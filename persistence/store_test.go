@@ -157,6 +157,27 @@ func testUsers(t *testing.T, s persistence.Store) {
 	if got, err := s.UserByOpenID("o-alice"); err != nil || got.Profile.NickName != "Alice II" {
 		t.Errorf("after update: %+v, %v; want nickName Alice II", got, err)
 	}
+
+	// Editing changes the stored user in place: what another writer stored
+	// since the caller read it (a login's unionId and city) is kept.
+	stale, _ := s.User("a1")
+	moved := alice
+	moved.UnionID, moved.Profile.City = "un-new", "Chongqing"
+	if err := s.PutUser(moved); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.EditUser(stale.UID, func(u *persistence.User) { u.Profile.NickName = "Alice III" })
+	want := moved
+	want.Profile.NickName = "Alice III"
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("EditUser: %+v, %v; want %+v", got, err, want)
+	}
+	if again, err := s.UserByOpenID("o-alice"); err != nil || !reflect.DeepEqual(again, want) {
+		t.Errorf("after EditUser the store holds %+v, %v; want %+v", again, err, want)
+	}
+	if _, err := s.EditUser("nobody", func(*persistence.User) {}); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("EditUser(nobody) = %v, want ErrNotFound", err)
+	}
 }
 
 func testOpenIDRebinding(t *testing.T, s persistence.Store) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/pandachat/pandachat/auth"
+	"github.com/pandachat/pandachat/persistence"
 )
 
 // handleMe returns the caller's public profile.
@@ -38,19 +39,20 @@ func (s *Server) handleProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := s.baseURL(r)
+	nick, avatar := u.Profile.NickName, u.Profile.AvatarURL
 	if body.NickName != nil {
 		n, err := auth.CleanNickName(*body.NickName)
 		if err != nil {
 			apiError(w, http.StatusBadRequest, "ERR_BAD_REQUEST", err.Error())
 			return
 		}
-		u.Profile.NickName = n
+		nick = n
 	}
 	if body.AvatarURL != nil {
 		a := strings.TrimSpace(*body.AvatarURL)
 		switch {
 		case a == auth.DefaultAvatarPath || a == base+auth.DefaultAvatarPath:
-			u.Profile.AvatarURL = auth.DefaultAvatarPath
+			avatar = auth.DefaultAvatarPath
 		case s.opts.Media == nil:
 			apiError(w, http.StatusBadRequest, "ERR_BAD_REQUEST", "avatarUrl: uploads are not enabled on this server")
 			return
@@ -60,11 +62,22 @@ func (s *Server) handleProfile(w http.ResponseWriter, r *http.Request) {
 				apiError(w, http.StatusBadRequest, "ERR_BAD_REQUEST", "avatarUrl must be a media URL of this server: "+err.Error())
 				return
 			}
-			u.Profile.AvatarURL = strings.TrimPrefix(abs, base) // ours: a path, absolute per reader
+			avatar = strings.TrimPrefix(abs, base) // ours: a path, absolute per reader
 		}
 	}
-	if err := s.opts.Store.PutUser(u); err != nil {
-		s.log.Error("profile update failed", "uid", u.UID, "err", err)
+	// Changed in place: a login from another device meanwhile (its profile,
+	// its unionId) is kept, except for the fields this request sets.
+	uid := u.UID
+	u, err := s.opts.Store.EditUser(uid, func(x *persistence.User) {
+		if body.NickName != nil {
+			x.Profile.NickName = nick
+		}
+		if body.AvatarURL != nil {
+			x.Profile.AvatarURL = avatar
+		}
+	})
+	if err != nil {
+		s.log.Error("profile update failed", "uid", uid, "err", err)
 		apiError(w, http.StatusInternalServerError, "ERR_STORAGE", "could not save the profile")
 		return
 	}

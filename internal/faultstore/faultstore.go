@@ -32,6 +32,7 @@ const (
 	UserByOpenID   = "UserByOpenID"
 	User           = "User"
 	PutUser        = "PutUser"
+	EditUser       = "EditUser"
 	PutLogin       = "PutLogin"
 	PutMedia       = "PutMedia"
 	Media          = "Media"
@@ -325,6 +326,11 @@ func (s *Store) User(uid string) (persistence.User, error) {
 func (s *Store) PutUser(u persistence.User) error {
 	s.enter(PutUser, noStall)
 	return s.Store.PutUser(u)
+}
+
+func (s *Store) EditUser(uid string, edit func(*persistence.User)) (persistence.User, error) {
+	s.enter(EditUser, noStall)
+	return s.Store.EditUser(uid, edit)
 }
 
 func (s *Store) PutLogin(u persistence.User, sess persistence.Session) error {
