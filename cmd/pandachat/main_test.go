@@ -256,6 +256,8 @@ func TestCommandLine(t *testing.T) {
 		{"bad rate from env", []string{"serve"}, map[string]string{"PANDA_RATE_LIMIT": "x/y"}, 2, "$PANDA_RATE_LIMIT"},
 		{"bad dev-login", []string{"serve", "--dev-login", "maybe"}, nil, 2, "--dev-login"},
 		{"bad outbox", []string{"serve", "--outbox", "0"}, nil, 2, "--outbox"},
+		{"grace zero", []string{"serve", "--grace", "0"}, nil, 2, "--grace must be positive"},
+		{"negative grace from env", []string{"serve"}, map[string]string{"PANDA_GRACE": "-1s"}, 2, "--grace must be positive"},
 		{"appid without secret", []string{"serve", "--wx-appid", "wx1", "--data", t.TempDir()}, nil, 1, "--wx-appid and --wx-secret go together"},
 		{"data dir is a file", []string{"serve", "--data", file, "--addr", "127.0.0.1:0"}, nil, 1, "data directory"},
 		{"address in use", []string{"serve", "--addr", "256.0.0.1:1", "--data", t.TempDir()}, nil, 1, "listen on"},

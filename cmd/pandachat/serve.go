@@ -173,6 +173,9 @@ func parseServe(args []string, lookup func(string) (string, bool), out, logs io.
 	if cfg.RecallWindow <= 0 {
 		return cfg, "", errors.New("--recall-window must be positive")
 	}
+	if cfg.Grace <= 0 {
+		return cfg, "", errors.New("--grace must be positive: it is how long a shutdown may take to store what is pending")
+	}
 	if cfg.ReadLimit < 1024 {
 		return cfg, "", errors.New("--max-frame must be at least 1024 bytes")
 	}
