@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,4 +192,72 @@ func TestLateAdmissionHoldsNoSlot(t *testing.T) {
 		t.Fatalf("a late admission: %v, %v; want it refused", res, err)
 	}
 	connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: &captureSink{}}) // the user's one slot is free
+}
+
+// closingSink is a socket's queue as the transport has it: once closed it
+// takes nothing and says true; error frames it refuses (its queue is full).
+type closingSink struct {
+	captureSink
+	closing atomic.Bool
+}
+
+func (s *closingSink) Send(frames ...[]byte) bool {
+	for _, f := range frames {
+		if strings.Contains(string(f), `"type":"error"`) {
+			return false
+		}
+	}
+	if s.closing.Load() {
+		return true
+	}
+	return s.captureSink.Send(frames...)
+}
+
+func (s *closingSink) Close(code int, reason string, last ...[]byte) {
+	s.closing.Store(true)
+	s.captureSink.Close(code, reason, last...)
+}
+
+// A connection closed as a slow consumer by its own refusal (its queue could
+// not take the error) does not move the read position: its queue, with the
+// batches the room kept handing it, was discarded unread.
+func TestSlowConsumerCloseKeepsTheReadPosition(t *testing.T) {
+	st := persistence.NewMemory()
+	hub := NewHub(Options{Store: st, Rate: Rate{Off: true}})
+	a, b := &closingSink{}, &captureSink{}
+	ca := connect(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: a})
+	waitFor(t, func() bool { return len(a.all()) == 1 })
+	cb := connectJoined(t, hub, ConnSpec{UID: "ub", Room: "r", Sink: b})
+	cb.Receive(text("read"), false)
+	waitFor(t, func() bool { return len(ids(a.all())) == 1 })
+	ca.Receive([]byte(`{"text":true}`), false) // refused; the error does not fit: closed with 1013
+	waitFor(t, func() bool { return a.closing.Load() })
+	cb.Receive(text("never read 1"), false)
+	cb.Receive(text("never read 2"), false)
+	waitFor(t, func() bool { return len(ids(b.all())) == 3 })
+	ca.Closed()
+	hub.Shutdown(5 * time.Second) // the room writes its read positions as it stops
+	if id, err := st.ReadPosition("ua", "r"); err != nil || id > 1 {
+		t.Errorf("read position of the dropped connection: %d, %v; want at most 1 (what it was sent before the close)", id, err)
+	}
+}
+
+// A connection of version 1 that re-sends the cid of a message recalled since
+// gets an error, not the recalled stub (version 1 never sees recalls).
+func TestVersion1ResendOfARecalledCID(t *testing.T) {
+	hub := NewHub(Options{Store: persistence.NewMemory(), Rate: Rate{Off: true}})
+	defer hub.Shutdown(5 * time.Second)
+	v1, v2 := &captureSink{}, &captureSink{}
+	c1 := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: v1})
+	c2 := connectJoined(t, hub, ConnSpec{UID: "ua", Room: "r", Sink: v2, V2: true})
+	c1.Receive(textCID("c1"), false)
+	frames(t, v2, 2)
+	c2.Receive([]byte(`{"recall":1}`), false)
+	waitFor(t, func() bool { return len(ofType(v2.all(), "type", "recall")) == 1 })
+	n := len(v1.all())
+	c1.Receive(textCID("c1"), false)
+	f := frames(t, v1, n+1)[n]
+	if f["type"] != "error" || f["error"] != "ERR_BAD_MESSAGE" || f["cid"] != "c1" {
+		t.Errorf("version 1 re-send of a recalled cid got %v; want ERR_BAD_MESSAGE with the cid", f)
+	}
 }

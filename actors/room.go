@@ -521,7 +521,13 @@ func (r *room) again(to *Member, id uint64, cid string) {
 		r.refuse(to, &cid, "message stored, but its echo cannot be read now")
 		return
 	}
-	if !to.Sink.Send(appendFrame(nil, data, true, &cid, to.Base, to.V2)) {
+	frame := appendFrame(nil, data, true, &cid, to.Base, to.V2)
+	if !to.V2 && (protocol.StoredEvent(data) || protocol.StoredRecalled(data)) {
+		// Version 1 never sees events or recalled messages: the cid was a
+		// reaction or recall of another device of the user's, or its message is recalled.
+		frame = protocol.TextFrame(protocol.ErrorFrame(protocol.ErrBadMessage, "this cid's message was recalled, or the cid is an event's", &cid))
+	}
+	if !to.Sink.Send(frame) {
 		to.close(protocol.CloseSlowConsumer, "slow consumer")
 	}
 }
@@ -842,6 +848,8 @@ func (e *encoded) encodeSplit(batch []pendingMsg) {
 		in := e.uid == "" || pm.uid == e.uid
 		if pm.effect != nil {
 			in = e.uid == "" && e.v2
+		} else if !e.v2 && protocol.StoredRecalled(pm.data) { // read back from the store: version 1 never sees it
+			in = false
 		}
 		if in {
 			e.buf = appendFrame(e.buf, pm.data, e.uid != "", nil, e.base, e.v2)
@@ -951,7 +959,7 @@ func (r *room) remove(ctx actor.Context, m *Member, why string) {
 	if !ok {
 		return
 	}
-	if why != "slow" && (m.since || m.sent > m.joinedAt) { // a slow one's queue, unread, is dropped
+	if why != "slow" && !m.dropped.Load() && (m.since || m.sent > m.joinedAt) { // a slow one's queue, unread, is dropped
 		r.markRead(ctx, persistence.ReadMark{UID: m.UID, Room: r.name, ID: m.sent})
 	}
 	last := len(r.members) - 1
@@ -1059,7 +1067,7 @@ func (r *room) maybeTrim(ctx actor.Context) {
 func (r *room) close(ctx actor.Context) {
 	r.flush(ctx)
 	for _, m := range r.members {
-		if m.since || m.sent > m.joinedAt {
+		if !m.dropped.Load() && (m.since || m.sent > m.joinedAt) {
 			r.reads = append(r.reads, persistence.ReadMark{UID: m.UID, Room: r.name, ID: m.sent})
 		}
 		m.close(protocol.CloseGoingAway, "server shutting down")

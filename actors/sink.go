@@ -38,10 +38,14 @@ type Member struct {
 	sent     uint64      // the last id the room handed to it while its socket was open
 	since    bool        // it joined with a replay
 	gone     atomic.Bool // its socket is closed: what the room sends now is not read
+	dropped  atomic.Bool // closed as a slow consumer: its queue, unread, was discarded
 }
 
 // close closes the member's socket, behind last, and frees its read loop.
 func (m *Member) close(code int, reason string, last ...[]byte) {
+	if code == protocol.CloseSlowConsumer {
+		m.dropped.Store(true) // before the close: the room must not count the queue as read
+	}
 	m.Sink.Close(code, reason, last...)
 	if m.gate != nil {
 		m.gate.close()
