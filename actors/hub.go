@@ -50,24 +50,24 @@ func (r Rate) String() string {
 	if r.Off {
 		return "off"
 	}
-	r = r.withDefaults()
+	r = r.Or(defaultRate)
 	return fmt.Sprintf("%d/%s", r.Messages, r.Per)
 }
 
-func (r Rate) withDefaults() Rate {
+// Or is r, or def when r sets no rate (a zero count or period).
+func (r Rate) Or(def Rate) Rate {
 	if r.Messages <= 0 || r.Per <= 0 {
-		return Rate{Messages: 20, Per: 10 * time.Second}
+		return def
 	}
 	return r
 }
 
-// connectDefaults is ConnectRate's default: bursts of 20, then one a second.
-func (r Rate) connectDefaults() Rate {
-	if r.Messages <= 0 || r.Per <= 0 {
-		return Rate{Messages: 20, Per: 20 * time.Second}
-	}
-	return r
-}
+// The hub's rates when Options leaves them zero: messages, and new
+// connections (bursts of 20, then one a second).
+var (
+	defaultRate        = Rate{Messages: 20, Per: 10 * time.Second}
+	defaultConnectRate = Rate{Messages: 20, Per: 20 * time.Second}
+)
 
 // Options configure the hub. Zero values are sensible defaults.
 type Options struct {

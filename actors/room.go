@@ -521,11 +521,13 @@ func (r *room) again(to *Member, id uint64, cid string) {
 		r.refuse(to, &cid, "message stored, but its echo cannot be read now")
 		return
 	}
-	frame := appendFrame(nil, data, true, &cid, to.Base, to.V2)
+	var frame []byte
 	if !to.V2 && (protocol.StoredEvent(data) || protocol.StoredRecalled(data)) {
 		// Version 1 never sees events or recalled messages: the cid was a
 		// reaction or recall of another device of the user's, or its message is recalled.
 		frame = protocol.TextFrame(protocol.ErrorFrame(protocol.ErrBadMessage, "this cid's message was recalled, or the cid is an event's", &cid))
+	} else {
+		frame = appendFrame(nil, data, true, &cid, to.Base, to.V2)
 	}
 	if !to.Sink.Send(frame) {
 		to.close(protocol.CloseSlowConsumer, "slow consumer")
@@ -920,8 +922,6 @@ func sentIn(batch []pendingMsg, uid string) bool {
 	return false
 }
 
-// kick closes a member behind what the room owes it: its pending messages are
-// stored and their echoes queued, then the frame and the close.
 // waitsOnPending reports whether m posted, or re-sent, a message of the pending batch.
 func (r *room) waitsOnPending(m *Member) bool {
 	for _, pm := range r.pending {
@@ -937,6 +937,8 @@ func (r *room) waitsOnPending(m *Member) bool {
 	return false
 }
 
+// kick closes a member behind what the room owes it: its pending messages are
+// stored and their echoes queued, then the frame and the close.
 func (r *room) kick(ctx actor.Context, k *kick) {
 	i, ok := r.index[k.ID]
 	if !ok {

@@ -186,7 +186,7 @@ func (u *users) reshare(uid string) {
 	}
 	if n := u.share(uid); n != st.share {
 		st.share = n
-		r, now := u.hub.opts.Rate.withDefaults(), u.hub.now()
+		r, now := u.hub.opts.Rate.Or(defaultRate), u.hub.now()
 		st.limiter.SetLimitAt(now, limitOf(r, n))
 		st.limiter.SetBurstAt(now, burstOf(r, n)) // tokens above it go at once
 	}

@@ -212,11 +212,11 @@ func (u *users) state(uid string, p profile) *userState {
 		st = &userState{}
 		st.profile.Store(&p)
 		if r := u.hub.opts.Rate; !r.Off {
-			r, st.share = r.withDefaults(), u.share(uid)
+			r, st.share = r.Or(defaultRate), u.share(uid)
 			st.limiter = rate.NewLimiter(limitOf(r, st.share), burstOf(r, st.share))
 		}
 		if r := u.hub.opts.ConnectRate; !r.Off {
-			r = r.connectDefaults()
+			r = r.Or(defaultConnectRate)
 			st.opens = rate.NewLimiter(limitOf(r, 1), r.Messages)
 		}
 		u.byUID[uid] = st

@@ -112,9 +112,7 @@ func New(o Options) *Server {
 	}
 	s := &Server{opts: o, log: o.Logger, mux: http.NewServeMux(), codeLogins: make(chan struct{}, maxCodeLogins)}
 	if r := o.DevLoginRate; o.DevLogin && !r.Off {
-		if r.Messages <= 0 || r.Per <= 0 {
-			r = actors.Rate{Messages: 10, Per: time.Minute}
-		}
+		r = r.Or(actors.Rate{Messages: 10, Per: time.Minute})
 		s.devLogins = newThrottle(r.Messages, r.Per, maxThrottled)
 	}
 	s.upgrader = gws.NewUpgrader(events{s}, &gws.ServerOption{
