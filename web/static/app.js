@@ -336,19 +336,27 @@
   // recalled messages as such and reactions (v=2). X-Last-Id is the room's
   // last id when the page was read: the page holds every event up to it, so
   // the socket starts there (newest page) and only later events apply.
-  function loadPage(before) {
-    var gen = S.gen;
+  // historyPage(before) → {msgs, horizon}: the page just below `before` (0:
+  // the newest), and X-Last-Id, the room's last id when it was read.
+  function historyPage(before) {
     var q = '/history?room=' + encodeURIComponent(S.room) + '&limit=' + PAGE + (before ? '&before=' + before : '') + '&v=2';
     var horizon = 0;
-    S.loadingOlder = true;
-    $('older').textContent = 'Loading…';
     return api('GET', q, undefined, function (r) {
       var n = Number(r.headers.get('X-Last-Id'));
       if (n > 0 && Math.floor(n) === n) horizon = n;
     }).then(function (msgs) {
+      return { msgs: Array.isArray(msgs) ? msgs : [], horizon: horizon };
+    });
+  }
+
+  function loadPage(before) {
+    var gen = S.gen;
+    S.loadingOlder = true;
+    $('older').textContent = 'Loading…';
+    return historyPage(before).then(function (page) {
       if (gen !== S.gen) return;
       S.loadingOlder = false;
-      if (!Array.isArray(msgs)) msgs = [];
+      var msgs = page.msgs, horizon = page.horizon;
       if (msgs.length < PAGE) S.noMore = true;
       var sc = $('scroller');
       var fromBottom = sc.scrollHeight - sc.scrollTop;
@@ -378,15 +386,11 @@
     function step() {
       if (gen !== S.gen || before <= from + 1) return;
       if (got >= HOLE_MAX) { toast('Some older messages are not shown; reload to see them.'); return; }
-      var horizon = 0;
-      var q = '/history?room=' + encodeURIComponent(S.room) + '&limit=' + PAGE + '&before=' + before + '&v=2';
-      api('GET', q, undefined, function (r) {
-        var n = Number(r.headers.get('X-Last-Id'));
-        if (n > 0 && Math.floor(n) === n) horizon = n;
-      }).then(function (msgs) {
-        if (gen !== S.gen || !Array.isArray(msgs) || !msgs.length) return;
+      historyPage(before).then(function (page) {
+        var msgs = page.msgs;
+        if (gen !== S.gen || !msgs.length) return;
         var inHole = msgs.filter(function (m) { return m && m.id > from; });
-        addMessages(inHole, { history: true, horizon: horizon });
+        addMessages(inHole, { history: true, horizon: page.horizon });
         got += inHole.length;
         before = msgs[0].id;
         if (inHole.length === msgs.length) step();
