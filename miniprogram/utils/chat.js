@@ -26,7 +26,7 @@
 //   come back like messages and change the list. read() posts how far the
 //   user has seen the room (POST /read), at most once a second.
 
-const { STATES } = require('./socket');
+const { STATES, backoffDelay } = require('./socket');
 const extras = require('./extras');
 const { SHADOW_TRUST } = require('./messages');
 
@@ -35,6 +35,9 @@ const { SHADOW_TRUST } = require('./messages');
 // no frame has come for REPLAY_QUIET ms, REPLAY_MAX ms at most.
 const REPLAY_QUIET = 300;
 const REPLAY_MAX = 5000;
+
+// A failed first history read is tried again after 1 s, 2 s, 4 s … 30 s.
+const HISTORY_BACKOFF = Object.freeze({ base: 1000, factor: 2, max: 30000, jitter: 0 });
 
 const DEFAULTS = Object.freeze({
   max: 500, // messages held
@@ -110,7 +113,7 @@ function createChatRoom(opts) {
     }, function (err) {
       changed('history-error', { error: err, attempt: attempt });
       return new Promise(function (resolve) {
-        timers.setTimeout(resolve, Math.min(30000, 1000 * Math.pow(2, attempt)));
+        timers.setTimeout(resolve, backoffDelay(attempt, HISTORY_BACKOFF));
       }).then(function () {
         return stopped ? undefined : latest(attempt + 1);
       });
@@ -147,7 +150,7 @@ function createChatRoom(opts) {
     const t = nowFn();
     list.unsent().forEach(function (u) {
       if (!rejoined && u.state !== 'queued') return;
-      if (rejoined && u.firstSent && t - u.firstSent > SHADOW_TRUST) {
+      if (rejoined && forgotten(u, t)) {
         awaitReplay();
         return;
       }
@@ -161,8 +164,13 @@ function createChatRoom(opts) {
     if (!socket || !socket.joined) return;
     const t = nowFn();
     list.unsent().forEach(function (u) {
-      if (u.state === 'sent' && u.firstSent && t - u.firstSent > SHADOW_TRUST) send1(u);
+      if (u.state === 'sent' && forgotten(u, t)) send1(u);
     });
+  }
+
+  // forgotten(u, t): u was first sent so long ago that the server no longer knows its cid.
+  function forgotten(u, t) {
+    return !!u.firstSent && t - u.firstSent > SHADOW_TRUST;
   }
 
   // awaitReplay(): (re)arm flushOld while the replay is coming in.
